@@ -1,0 +1,84 @@
+"""One exception tree for the whole project.
+
+Every error knows the HTTP status it maps to and whether retrying the same
+operation may succeed. The Overlord's single error middleware turns these into
+Druid-style ``{"error": "..."}`` responses; nothing else chooses a status code.
+"""
+
+from __future__ import annotations
+
+
+class IndexerError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    status: int = 500
+    retriable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(IndexerError):
+    """The caller sent something we cannot accept (bad JSON, bad spec, bad parameter)."""
+
+    status = 400
+
+
+class InvalidSpec(InvalidInput):
+    """A supervisor spec failed validation; the message names the field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+
+
+class NotFound(IndexerError):
+    status = 404
+
+
+class Conflict(IndexerError):
+    status = 409
+
+
+class PayloadTooLarge(InvalidInput):
+    status = 413
+
+
+class Unavailable(IndexerError):
+    """A dependency (Kafka, metadata store, a task) cannot be reached right now."""
+
+    status = 503
+    retriable = True
+
+
+class StreamError(Unavailable):
+    """Kafka said no; ``code`` is the librdkafka error code name when known."""
+
+    def __init__(self, message: str, code: str | None = None, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retriable = retriable
+
+
+class TaskFailed(IndexerError):
+    """An indexing task cannot go on (too many parse errors, lost offsets, ...)."""
+
+    status = 500
+
+
+class TooManyParseExceptions(TaskFailed):
+    pass
+
+
+class OffsetOutOfRange(TaskFailed):
+    """The offsets a task must read are no longer (or not yet) in the stream."""
+
+    def __init__(self, message: str, partitions: dict[int, int]) -> None:
+        super().__init__(message)
+        self.partitions = partitions
+
+
+class IllegalStateTransition(IndexerError):
+    status = 409

@@ -1,0 +1,41 @@
+"""The Overlord -> worker task contract: what a Kafka indexing task must do.
+
+A task reads ``start_offsets`` (inclusive) up to ``end_offsets`` (exclusive) for
+its partitions. ``end_offsets`` is ``None`` while the task's end is open: the
+supervisor fixes it later through the task's ``/offsets/end`` control path.
+A task created to re-run a publishing group that died carries both bounds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TASK_TYPE = "index_kafka"
+
+
+class KafkaIndexTaskSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    id: str
+    type: Literal["index_kafka"] = TASK_TYPE
+    data_source: str = Field(alias="dataSource")
+    supervisor_id: str = Field(alias="supervisorId")
+    group_id: int = Field(alias="groupId")
+    # Identical for every replica of a task group and for a replacement of one:
+    # the Overlord keys segment allocation by it.
+    sequence_name: str = Field(alias="sequenceName")
+    topic: str
+    start_offsets: dict[int, int] = Field(alias="startOffsets")
+    end_offsets: dict[int, int] | None = Field(default=None, alias="endOffsets")
+    consumer_properties: dict[str, Any] = Field(default_factory=dict, alias="consumerProperties")
+    # The whole supervisor spec, as normalised JSON (``SupervisorSpec.to_json()``).
+    supervisor_spec: dict[str, Any] = Field(alias="supervisorSpec")
+    # Records with a Kafka/row timestamp outside [min, max) are thrown away (ms since epoch).
+    min_message_time: int | None = Field(default=None, alias="minimumMessageTime")
+    max_message_time: int | None = Field(default=None, alias="maximumMessageTime")
+    created_time: str = Field(alias="createdTime")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
