@@ -19,7 +19,7 @@ class KafkaIndexTaskSpec(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     id: str
-    type: Literal["index_kafka"] = TASK_TYPE
+    type: Literal["index_kafka"] = "index_kafka"
     data_source: str = Field(alias="dataSource")
     supervisor_id: str = Field(alias="supervisorId")
     group_id: int = Field(alias="groupId")

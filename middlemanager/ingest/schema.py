@@ -1,0 +1,391 @@
+"""The column plan of a datasource, and turning parsed JSON rows into Arrow columns.
+
+Internally every table has ``__time`` (int64 ms, already truncated to the query
+granularity), one column per dimension named ``d<i>`` and one per metric named ``m<i>``
+(the *partial* aggregate: 1 for ``count``, the field value for sums/mins/maxes).
+Internal names keep user column names (which may be anything) away from Arrow's own
+naming (``x_sum``) and from each other.
+
+String dimensions are Arrow strings. A multi-value row (a list with two or more values)
+is stored inside that string column in an encoded form, so rollup can group on it and
+sorting stays a plain string sort; :func:`decode_string_column` turns a column back into
+``list<string>`` for the segment. Encoding: a list -> ``"\\x00m" + JSON array``; a real
+string starting with ``"\\x00"`` -> ``"\\x00s" + string``; any other string as is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from supervisor.spec import DataSchema
+
+__all__ = [
+    "TIME",
+    "ColumnPlan",
+    "DimensionColumn",
+    "MetricColumn",
+    "RowConverter",
+    "decode_string_column",
+]
+
+TIME = "__time"
+MULTI_PREFIX = "\x00m"
+ESCAPE_PREFIX = "\x00s"
+
+DimKind = Literal["string", "long", "float", "double", "json"]
+ValueKind = Literal["string", "long", "float", "double", "json"]
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "json": pa.string(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+}
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class DimensionColumn:
+    name: str
+    kind: DimKind
+    col: str
+    multi_value_handling: str = "SORTED_ARRAY"
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return _ARROW_TYPES[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricColumn:
+    name: str
+    type: str
+    field: str | None
+    col: str
+
+    @property
+    def agg(self) -> str:
+        if self.type == "count" or self.type.endswith("Sum"):
+            return "sum"
+        return "min" if self.type.endswith("Min") else "max"
+
+    @property
+    def value_kind(self) -> Literal["long", "double"]:
+        return "long" if self.type == "count" or self.type.startswith("long") else "double"
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        """Type of the partial aggregate while ingesting (float metrics are summed as doubles)."""
+        return pa.int64() if self.value_kind == "long" else pa.float64()
+
+    @property
+    def output_type(self) -> pa.DataType:
+        if self.value_kind == "long":
+            return pa.int64()
+        return pa.float32() if self.type.startswith("float") else pa.float64()
+
+
+class ColumnPlan:
+    """Dimensions and metrics of a datasource; schemaless dimensions are added as they are found."""
+
+    def __init__(self, data_schema: DataSchema) -> None:
+        dims_spec = data_schema.dimensions_spec
+        self.metrics: list[MetricColumn] = [
+            MetricColumn(m.name, m.type, m.field_name, f"m{i}") for i, m in enumerate(data_schema.metrics_spec)
+        ]
+        self.explicit: list[DimensionColumn] = [
+            DimensionColumn(d.name, d.type, f"d{i}", d.multi_value_handling)
+            for i, d in enumerate(dims_spec.dimensions)
+        ]
+        self.discovering = dims_spec.is_schemaless or dims_spec.include_all_dimensions
+        excluded = {data_schema.timestamp_spec.column, TIME, *dims_spec.dimension_exclusions}
+        for metric in self.metrics:
+            excluded.add(metric.name)
+            if metric.field is not None:
+                excluded.add(metric.field)
+        excluded.update(d.name for d in self.explicit)
+        self.not_discoverable = excluded
+        self.discovered: list[DimensionColumn] = []
+        self._known: dict[str, DimensionColumn] = {d.name: d for d in self.explicit}
+
+    @property
+    def dimensions(self) -> list[DimensionColumn]:
+        """All dimensions in storage order: explicit ones as listed, then discovered ones sorted by name."""
+        if not self.discovered:
+            return list(self.explicit)
+        return self.explicit + sorted(self.discovered, key=lambda d: d.name)
+
+    def discover(self, names: set[str]) -> None:
+        """Register schemaless dimensions found in input rows (no-op unless discovering)."""
+        new = sorted(n for n in names if n not in self._known and n not in self.not_discoverable)
+        for name in new:
+            column = DimensionColumn(name, "string", f"d{len(self._known)}")
+            self._known[name] = column
+            self.discovered.append(column)
+
+    def internal_schema(self) -> pa.Schema:
+        fields = [pa.field(TIME, pa.int64())]
+        fields += [pa.field(d.col, d.arrow_type) for d in self.dimensions]
+        fields += [pa.field(m.col, m.arrow_type) for m in self.metrics]
+        return pa.schema(fields)
+
+
+# ----------------------------------------------------------------------------------- values
+
+
+class _Unconvertible(Exception):
+    """A value that cannot be turned into the column's type."""
+
+
+def _java_number_text(value: int | float) -> str:
+    if type(value) is int:
+        return str(value)
+    if math.isfinite(value) and value == int(value) and abs(value) < 1e7:
+        return f"{int(value)}.0"
+    return repr(value)
+
+
+def _scalar_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if type(value) is str:
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int or type(value) is float:
+        return _java_number_text(value)
+    return orjson.dumps(value).decode()
+
+
+def _escape(text: str) -> str:
+    return ESCAPE_PREFIX + text if text.startswith("\x00") else text
+
+
+def string_value(value: Any, handling: str) -> str | None:
+    """The stored (encoded) form of a string-dimension value."""
+    if type(value) is str:
+        return _escape(value)
+    if type(value) is list:
+        items = [_scalar_text(item) for item in value]
+        if handling == "SORTED_SET":
+            items = list(set(items))
+        if handling != "ARRAY":
+            items.sort(key=lambda item: (item is not None, item or ""))
+        if not items:
+            return None
+        if len(items) == 1:
+            return None if items[0] is None else _escape(items[0])
+        return MULTI_PREFIX + orjson.dumps(items).decode()
+    text = _scalar_text(value)
+    return None if text is None else _escape(text)
+
+
+def _number(value: Any, integer: bool) -> int | float | None:
+    """A JSON value as a long (``integer``) or a double; ``None`` for null/""; raises _Unconvertible."""
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is bool:
+        return int(value) if integer else float(value)
+    if kind is int:
+        if integer:
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise _Unconvertible
+            return value
+        try:
+            return float(value)
+        except OverflowError:
+            raise _Unconvertible from None
+    if kind is float:
+        if integer:
+            if not math.isfinite(value) or not _INT64_MIN <= value < 2.0**63:
+                raise _Unconvertible
+            return int(value)
+        if not math.isfinite(value):
+            raise _Unconvertible
+        return value
+    if kind is str:
+        text = value.strip()
+        if not text:
+            return None
+        if _INTEGER.fullmatch(text):
+            return _number(int(text), integer)
+        if _DECIMAL.fullmatch(text):
+            return _number(float(text), integer)
+    raise _Unconvertible
+
+
+def _describe(value: Any) -> str:
+    text = value if type(value) is str else orjson.dumps(value, default=str).decode()
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def convert_values(values: list[Any], kind: str, handling: str, label: str) -> tuple[list[Any], list[tuple[int, str]]]:
+    """Python-level conversion of one column; returns the values and ``(row, message)`` errors."""
+    errors: list[tuple[int, str]] = []
+    out: list[Any] = []
+    append = out.append
+    if kind == "string":
+        for value in values:
+            append(None if value is None else string_value(value, handling))
+        return out, errors
+    if kind == "json":
+        for value in values:
+            append(None if value is None else orjson.dumps(value).decode())
+        return out, errors
+    integer = kind == "long"
+    target = "long" if integer else kind
+    for index, value in enumerate(values):
+        try:
+            append(_number(value, integer))
+        except _Unconvertible:
+            append(None)
+            errors.append((index, label.replace("{value}", _describe(value)).replace("{type}", target)))
+    return out, errors
+
+
+def _fast_array(values: list[Any], kind: str) -> pa.Array | None:
+    """``pa.array`` when every value already has the right Python type; ``None`` if not."""
+    try:
+        array = pa.array(values, type=_ARROW_TYPES[kind])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        return None
+    if kind == "string" and array.null_count < len(array) and pc.any(pc.starts_with(array, "\x00")).as_py():
+        return None
+    return array
+
+
+def decode_string_column(array: pa.Array | pa.ChunkedArray, multi: bool) -> pa.Array:
+    """Stored string column -> segment column (``list<string>`` when ``multi``)."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    encoded = array.null_count < len(array) and pc.any(pc.starts_with(array, "\x00")).as_py()
+    if not multi:
+        if not encoded:
+            return array
+        return pa.array(
+            [v[2:] if v is not None and v.startswith(ESCAPE_PREFIX) else v for v in array.to_pylist()],
+            type=pa.string(),
+        )
+    out: list[list[str | None] | None] = []
+    for value in array.to_pylist():
+        if value is None:
+            out.append(None)
+        elif value.startswith(MULTI_PREFIX):
+            out.append(orjson.loads(value[2:]))
+        elif value.startswith(ESCAPE_PREFIX):
+            out.append([value[2:]])
+        else:
+            out.append([value])
+    return pa.array(out, type=pa.list_(pa.string()))
+
+
+def has_multi_values(array: pa.Array | pa.ChunkedArray) -> bool:
+    if array.null_count == len(array):
+        return False
+    return bool(pc.any(pc.starts_with(array, MULTI_PREFIX)).as_py())
+
+
+# ----------------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True, slots=True)
+class _Extraction:
+    field: str
+    kind: ValueKind
+    handling: str
+    col: str
+    label: str
+
+
+_DIM_LABEL = "could not convert value [{value}] to {type}"
+
+
+class RowConverter:
+    """Turns a batch of parsed rows into an internal Arrow table, reporting per-row column errors."""
+
+    def __init__(self, plan: ColumnPlan) -> None:
+        self.plan = plan
+        self._metric_extractions = [
+            _Extraction(m.field, m.value_kind, "", m.col, "Unable to parse value[{value}] for field[" + m.field + "]")
+            for m in plan.metrics
+            if m.field is not None
+        ]
+
+    def _extractions(self) -> list[_Extraction]:
+        dims = [
+            _Extraction(d.name, d.kind, d.multi_value_handling, d.col, _DIM_LABEL)
+            for d in self.plan.dimensions
+        ]
+        return dims + self._metric_extractions
+
+    def convert(
+        self, rows: Sequence[Mapping[str, Any]], times: pa.Array
+    ) -> tuple[pa.Table, dict[int, list[str]]]:
+        plan = self.plan
+        if plan.discovering:
+            seen: set[str] = set()
+            for row in rows:
+                seen.update(row)
+            plan.discover(seen)
+        n = len(rows)
+        extractions = self._extractions()
+        arrays: dict[str, pa.Array] = {}
+        errors: dict[int, list[str]] = {}
+
+        # One C-level pass over the dicts for every column whose field appears once with a plain type.
+        counts: dict[str, int] = {}
+        for ex in extractions:
+            counts[ex.field] = counts.get(ex.field, 0) + 1
+        struct_fields = [ex for ex in extractions if counts[ex.field] == 1 and ex.kind != "json"]
+        if struct_fields:
+            try:
+                struct = pa.array(
+                    rows, type=pa.struct([pa.field(ex.field, _ARROW_TYPES[ex.kind]) for ex in struct_fields])
+                )
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+                struct = None
+            if struct is not None:
+                for index, ex in enumerate(struct_fields):
+                    child = struct.field(index)
+                    if ex.kind == "string" and child.null_count < n and pc.any(
+                        pc.starts_with(child, "\x00")
+                    ).as_py():
+                        continue  # needs escaping: the slow path below handles it
+                    arrays[ex.col] = child
+
+        for ex in extractions:
+            if ex.col in arrays:
+                continue
+            values = [row.get(ex.field) for row in rows]
+            array = None if ex.kind == "json" else _fast_array(values, ex.kind)
+            if array is None:
+                converted, column_errors = convert_values(values, ex.kind, ex.handling, ex.label)
+                array = pa.array(converted, type=_ARROW_TYPES[ex.kind])
+                for index, message in column_errors:
+                    errors.setdefault(index, []).append(message)
+            arrays[ex.col] = array
+
+        columns: list[pa.Array] = [times]
+        names = [TIME]
+        for d in plan.dimensions:
+            columns.append(arrays[d.col])
+            names.append(d.col)
+        for m in plan.metrics:
+            columns.append(pa.repeat(pa.scalar(1, pa.int64()), n) if m.field is None else arrays[m.col])
+            names.append(m.col)
+        return pa.Table.from_arrays(columns, names=names), errors

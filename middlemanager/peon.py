@@ -1,0 +1,191 @@
+"""One task in its own OS process (Druid's peon): ``python -m middlemanager.peon``.
+
+Serves the supervisor-to-task control paths on a port of its own (written to
+``<task-dir>/port`` once listening), runs the read loop in a thread, and writes
+``<task-dir>/status.json`` before it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from middlemanager.runner import Outcome, TaskRunner
+from supervisor.errors import IndexerError, InvalidInput
+from supervisor.logs import configure
+from supervisor.offsets import PartitionOffsets
+from supervisor.task_spec import KafkaIndexTaskSpec
+
+logger = logging.getLogger(__name__)
+
+RUNNER: web.AppKey[TaskRunner] = web.AppKey("runner", TaskRunner)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except IndexerError as e:
+        return web.json_response({"error": e.message}, status=e.status)
+    except web.HTTPException:
+        raise
+    except Exception as e:
+        logger.exception("control path %s failed", request.path)
+        return web.json_response({"error": f"{type(e).__name__}: {e}"}, status=500)
+
+
+def _runner(request: web.Request) -> TaskRunner:
+    runner = request.app[RUNNER]
+    if request.match_info["task"] != runner.task.id:
+        raise web.HTTPNotFound(reason=f"no task [{request.match_info['task']}] here")
+    return runner
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(_runner(request).status.value)
+
+
+async def start_time(request: web.Request) -> web.Response:
+    runner = _runner(request)
+    return web.json_response({"epochSeconds": runner.start_time})
+
+
+async def current_offsets(request: web.Request) -> web.Response:
+    return web.json_response(PartitionOffsets(_runner(request).current).to_json())
+
+
+async def get_end_offsets(request: web.Request) -> web.Response:
+    end = _runner(request).end
+    return web.json_response(PartitionOffsets(end).to_json() if end is not None else None)
+
+
+async def set_end_offsets(request: web.Request) -> web.Response:
+    runner = _runner(request)
+    try:
+        body = await request.json()
+        offsets = {int(k): int(v) for k, v in body.items()}
+    except (ValueError, AttributeError, TypeError) as e:
+        raise InvalidInput(f"end offsets must be a JSON object of partition to offset: {e}") from e
+    finish = request.query.get("finish", "true").lower() != "false"
+    end = runner.set_end_offsets(offsets, finish)
+    return web.json_response(PartitionOffsets(end).to_json())
+
+
+async def pause(request: web.Request) -> web.Response:
+    runner = _runner(request)
+    offsets = await asyncio.to_thread(runner.pause)
+    return web.json_response(PartitionOffsets(offsets).to_json())
+
+
+async def resume(request: web.Request) -> web.Response:
+    _runner(request).resume()
+    return web.json_response({})
+
+
+async def checkpoints(request: web.Request) -> web.Response:
+    runner = _runner(request)
+    return web.json_response({"0": PartitionOffsets(runner.task.start_offsets).to_json()})
+
+
+async def stop(request: web.Request) -> web.Response:
+    _runner(request).stop()
+    return web.json_response({})
+
+
+async def row_stats(request: web.Request) -> web.Response:
+    runner = _runner(request)
+    return web.json_response(
+        {"movingAverages": {}, "totals": {"buildSegments": runner.pipeline.stats.to_json()}}
+    )
+
+
+async def unparseable(request: web.Request) -> web.Response:
+    runner = _runner(request)
+    return web.json_response({"buildSegments": [e.to_json() for e in runner.pipeline.parse_exceptions]})
+
+
+async def live_reports(request: web.Request) -> web.Response:
+    runner = _runner(request)
+    return web.json_response(runner.report(runner.status.value, runner.error))
+
+
+def build_app(runner: TaskRunner) -> web.Application:
+    app = web.Application(middlewares=[_errors])
+    app[RUNNER] = runner
+    base = "/druid/worker/v1/chat/{task}"
+    r = app.router
+    r.add_get(f"{base}/status", status)
+    r.add_get(f"{base}/time/start", start_time)
+    r.add_get(f"{base}/offsets/current", current_offsets)
+    r.add_get(f"{base}/offsets/end", get_end_offsets)
+    r.add_post(f"{base}/offsets/end", set_end_offsets)
+    r.add_post(f"{base}/pause", pause)
+    r.add_post(f"{base}/resume", resume)
+    r.add_get(f"{base}/checkpoints", checkpoints)
+    r.add_post(f"{base}/stop", stop)
+    r.add_get(f"{base}/rowStats", row_stats)
+    r.add_get(f"{base}/unparseableEvents", unparseable)
+    r.add_get(f"{base}/liveReports", live_reports)
+    return app
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+async def serve(runner: TaskRunner, host: str, task_dir: Path) -> Outcome:
+    app = build_app(runner)
+    app_runner = web.AppRunner(app, access_log=None)
+    await app_runner.setup()
+    site = web.TCPSite(app_runner, host, 0)
+    await site.start()
+    port = int(app_runner.addresses[0][1])
+    _write_atomic(task_dir / "port", str(port))
+    logger.info("task[%s] control paths on %s:%d", runner.task.id, host, port)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, runner.stop)
+    try:
+        return await asyncio.to_thread(runner.run)
+    finally:
+        await app_runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="middlemanager.peon")
+    p.add_argument("--task-file", required=True, type=Path)
+    p.add_argument("--task-dir", required=True, type=Path)
+    p.add_argument("--deep-storage", required=True, type=Path)
+    p.add_argument("--overlord", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    args = p.parse_args(argv)
+    configure("INFO", args.log_format, "peon")
+    task = KafkaIndexTaskSpec.model_validate(json.loads(args.task_file.read_text()))
+    try:
+        runner = TaskRunner(task, args.task_dir, args.deep_storage, args.overlord)
+    except IndexerError as e:
+        outcome = Outcome("FAILED", str(e), {})
+    else:
+        outcome = asyncio.run(serve(runner, args.host, args.task_dir))
+    _write_atomic(
+        args.task_dir / "status.json",
+        json.dumps({"status": outcome.status, "error": outcome.error, "report": outcome.report}),
+    )
+    return 0 if outcome.status == "SUCCESS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""The read loop of one Kafka indexing task, run off the event loop (confluent-kafka blocks).
+
+The runner reads ``[start, end)`` of its partitions, feeds the ingest pipeline,
+obeys pause / resume / end-offset commands from the supervisor, and when every
+partition reached its end offset writes the segments to deep storage and asks
+the Overlord to publish them together with the offsets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from middlemanager.ingest import IngestPipeline, SegmentFile
+from supervisor.errors import IndexerError, InvalidInput, TaskFailed
+from supervisor.kafka.supplier import KafkaRecordSupplier
+from supervisor.offsets import PartitionOffsets
+from supervisor.ports import TaskRunStatus
+from supervisor.spec import SupervisorSpec, parse_supervisor_spec
+from supervisor.task_spec import KafkaIndexTaskSpec
+
+logger = logging.getLogger(__name__)
+
+POLL_RECORDS = 5000
+POLL_TIMEOUT_S = 0.1
+PAUSE_WAIT_S = 10.0
+
+
+@dataclass
+class Outcome:
+    status: str  # SUCCESS | FAILED
+    error: str | None
+    report: dict[str, Any]
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        task: KafkaIndexTaskSpec,
+        task_dir: Path,
+        deep_storage: Path,
+        overlord_url: str,
+        supplier_factory: Callable[[KafkaIndexTaskSpec], KafkaRecordSupplier] | None = None,
+    ) -> None:
+        self.task = task
+        self.spec: SupervisorSpec = parse_supervisor_spec(task.supervisor_spec)
+        self.task_dir = task_dir
+        self.deep_storage = deep_storage
+        self.overlord_url = overlord_url.rstrip("/")
+        self._supplier_factory = supplier_factory or (
+            lambda t: KafkaRecordSupplier(t.topic, t.consumer_properties, client_id=t.id)
+        )
+        self._cond = threading.Condition()
+        self.status = TaskRunStatus.NOT_STARTED
+        self.start_time: float | None = None
+        self.current = dict(task.start_offsets)
+        self.end: dict[int, int] | None = dict(task.end_offsets) if task.end_offsets is not None else None
+        self._pause_requested = False
+        self._stop_requested = False
+        self.pipeline = IngestPipeline(
+            self.spec,
+            task_dir / "work",
+            min_message_time=task.min_message_time,
+            max_message_time=task.max_message_time,
+        )
+        self.error: str | None = None
+
+    # ------------------------------------------------------------ commands (any thread)
+
+    def pause(self, wait_s: float = PAUSE_WAIT_S) -> dict[int, int]:
+        with self._cond:
+            if self.status not in (TaskRunStatus.READING, TaskRunStatus.PAUSED, TaskRunStatus.STARTING):
+                raise InvalidInput(
+                    f"Can't pause, task is not in a pausable state (state: [{self.status.value}])"
+                )
+            self._pause_requested = True
+            self._cond.notify_all()
+            deadline = time.monotonic() + wait_s
+            while self.status is not TaskRunStatus.PAUSED:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.status not in (TaskRunStatus.READING, TaskRunStatus.STARTING):
+                    raise TaskFailed("task did not pause in time")
+                self._cond.wait(left)
+            return dict(self.current)
+
+    def resume(self) -> None:
+        with self._cond:
+            self._pause_requested = False
+            self._cond.notify_all()
+
+    def set_end_offsets(self, offsets: dict[int, int], finish: bool) -> dict[int, int]:
+        with self._cond:
+            if self.status is not TaskRunStatus.PAUSED:
+                raise InvalidInput("Task must be paused before changing the end offsets")
+            if set(offsets) != set(self.task.start_offsets):
+                raise InvalidInput(
+                    f"end offsets must name exactly the task's partitions {sorted(self.task.start_offsets)}"
+                )
+            behind = {p: o for p, o in offsets.items() if o < self.current[p]}
+            if behind:
+                raise InvalidInput(f"end offsets {behind} are behind the offsets already read {self.current}")
+            if finish:
+                self.end = dict(offsets)
+            self._pause_requested = False
+            self._cond.notify_all()
+            return dict(self.end or {})
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop_requested = True
+            self._pause_requested = False
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------ the loop (runner thread)
+
+    def _set_status(self, status: TaskRunStatus) -> None:
+        with self._cond:
+            self.status = status
+            self._cond.notify_all()
+
+    def run(self) -> Outcome:
+        log_prefix = f"task[{self.task.id}]"
+        try:
+            self._set_status(TaskRunStatus.STARTING)
+            supplier = self._supplier_factory(self.task)
+            try:
+                self.start_time = time.time()
+                if not self._read(supplier, log_prefix):
+                    return self._outcome("FAILED", "stopped before publishing")
+            finally:
+                supplier.close()
+            self._set_status(TaskRunStatus.PUBLISHING)
+            return self._publish(log_prefix)
+        except IndexerError as e:
+            logger.error("%s failed: %s", log_prefix, e)
+            return self._outcome("FAILED", str(e))
+        except Exception as e:
+            logger.exception("%s failed", log_prefix)
+            return self._outcome("FAILED", f"{type(e).__name__}: {e}")
+
+    def _done(self) -> bool:
+        return self.end is not None and all(self.current[p] >= o for p, o in self.end.items())
+
+    def _read(self, supplier: KafkaRecordSupplier, log_prefix: str) -> bool:
+        persist_every = self.spec.tuning_config.intermediate_persist_period.total_seconds()
+        last_persist = time.monotonic()
+        supplier.assign(self.task.start_offsets)
+        self._set_status(TaskRunStatus.READING)
+        logger.info("%s reading %s from %s", log_prefix, self.task.topic, self.task.start_offsets)
+        paused_partitions: set[int] = set()
+        while True:
+            with self._cond:
+                if self._stop_requested:
+                    return False
+                if self._pause_requested:
+                    self.status = TaskRunStatus.PAUSED
+                    self._cond.notify_all()
+                    while self._pause_requested and not self._stop_requested:
+                        self._cond.wait(1.0)
+                    if self._stop_requested:
+                        return False
+                    self.status = TaskRunStatus.READING
+                    self._cond.notify_all()
+                if self._done():
+                    return True
+                end = dict(self.end) if self.end is not None else None
+            if end is not None:
+                finished = [p for p, o in end.items() if self.current[p] >= o and p not in paused_partitions]
+                supplier.pause(finished)
+                paused_partitions.update(finished)
+            result = supplier.poll(POLL_RECORDS, POLL_TIMEOUT_S)
+            batch = result.records
+            if end is not None:
+                batch = [r for r in batch if r.offset < end[r.partition]]
+            current = self.current
+            batch = [r for r in batch if r.offset >= current[r.partition]]
+            if batch:
+                self.pipeline.add(batch)
+            with self._cond:
+                for r in result.records:
+                    p = r.partition
+                    passed = end is not None and r.offset >= end[p]
+                    nxt = end[p] if passed and end is not None else r.offset + 1
+                    if nxt > current[p]:
+                        current[p] = nxt
+                for p, eof_offset in result.eof.items():
+                    # everything below the end of the log was delivered (or was a
+                    # transaction marker / aborted record): stand past it
+                    target = eof_offset if end is None else min(eof_offset, end[p])
+                    if target > current[p]:
+                        current[p] = target
+            if persist_every > 0 and time.monotonic() - last_persist >= persist_every:
+                self.pipeline.persist()
+                last_persist = time.monotonic()
+
+    def _publish(self, log_prefix: str) -> Outcome:
+        assert self.end is not None
+        out_dir = self.deep_storage / self.task.data_source / self.task.sequence_name / self.task.id
+        out_dir.mkdir(parents=True, exist_ok=True)
+        segments = self.pipeline.finish(out_dir)
+        action = {
+            "task": self.task.id,
+            "action": {
+                "type": "segmentTransactionalInsert",
+                "dataSource": self.task.data_source,
+                "stream": self.task.topic,
+                "sequenceName": self.task.sequence_name,
+                "startOffsets": PartitionOffsets(self.task.start_offsets).to_json(),
+                "endOffsets": PartitionOffsets(self.end).to_json(),
+                "segments": [_segment_json(s) for s in segments],
+            },
+        }
+        delay = 0.2
+        attempt = 0
+        while True:
+            attempt += 1
+            with self._cond:
+                if self._stop_requested:
+                    return self._outcome("FAILED", "stopped while publishing")
+            try:
+                result = _post_json(f"{self.overlord_url}/druid/indexer/v1/action", action, timeout=30.0)[
+                    "result"
+                ]
+            except ValueError as e:
+                return self._outcome("FAILED", f"publish rejected by the Overlord: {e}")
+            except (OSError, KeyError) as e:
+                logger.warning("%s publish attempt %d: Overlord unreachable: %s", log_prefix, attempt, e)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            kind = result.get("kind")
+            if kind == "ok":
+                logger.info(
+                    "%s published %d segments, offsets %s -> %s",
+                    log_prefix,
+                    len(result.get("segmentIds", [])),
+                    self.task.start_offsets,
+                    self.end,
+                )
+                return self._outcome("SUCCESS", None)
+            if kind == "retryable":
+                if attempt == 1 or attempt % 20 == 0:
+                    logger.info("%s publish must wait: %s", log_prefix, result.get("reason"))
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            shutil.rmtree(out_dir, ignore_errors=True)
+            return self._outcome("FAILED", f"publish refused: {result.get('reason')}")
+
+    def _outcome(self, status: str, error: str | None) -> Outcome:
+        self.error = error
+        return Outcome(status, error, self.report(status, error))
+
+    def report(self, state: str, error: str | None) -> dict[str, Any]:
+        stats = self.pipeline.stats.to_json()
+        return {
+            "ingestionStatsAndErrors": {
+                "type": "ingestionStatsAndErrors",
+                "taskId": self.task.id,
+                "payload": {
+                    "ingestionState": "COMPLETED" if state in ("SUCCESS", "FAILED") else "BUILD_SEGMENTS",
+                    "unparseableEvents": {
+                        "buildSegments": [e.to_json() for e in self.pipeline.parse_exceptions]
+                    },
+                    "rowStats": {"buildSegments": stats},
+                    "errorMsg": error,
+                    "segmentAvailabilityConfirmed": False,
+                },
+            }
+        }
+
+
+def _segment_json(s: SegmentFile) -> dict[str, Any]:
+    return {
+        "interval_start_ms": s.interval_start_ms,
+        "interval_end_ms": s.interval_end_ms,
+        "shard": s.shard,
+        "num_rows": s.num_rows,
+        "size_bytes": s.size_bytes,
+        "path": str(Path(s.path).absolute()),
+        "dimensions": list(s.dimensions),
+        "metrics": list(s.metrics),
+    }
+
+
+def _post_json(url: str, body: Any, timeout: float) -> Any:
+    data = json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        detail = e.read()[:300].decode(errors="replace")
+        if e.code >= 500:
+            raise OSError(f"HTTP {e.code}: {detail}") from e
+        raise ValueError(f"HTTP {e.code}: {detail}") from e

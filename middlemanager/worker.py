@@ -1,0 +1,212 @@
+"""The MiddleManager: heart-beats with the Overlord and runs each task as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from middlemanager.config import MiddleManagerSettings
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """A task process does not outlive its MiddleManager (as Druid's peons watch their parent)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class RunningTask:
+    task_id: str
+    process: subprocess.Popen[bytes]
+    task_dir: Path
+    started: float = field(default_factory=time.monotonic)
+    port: int | None = None
+
+
+class MiddleManager:
+    def __init__(self, settings: MiddleManagerSettings) -> None:
+        self.settings = settings
+        self.task_root = settings.task_dir.absolute()
+        self._tasks: dict[str, RunningTask] = {}
+        self._completed: dict[str, dict[str, Any]] = {}
+        self._draining = False
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    # ------------------------------------------------------------ heartbeat loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.task_root.mkdir(parents=True, exist_ok=True)
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        try:
+            while not stop.is_set():
+                self._reap()
+                try:
+                    await self._heartbeat()
+                except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                    logger.warning("heartbeat to %s failed: %s", self.settings.overlord, e)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.heartbeat_s)
+            await self._drain()
+        finally:
+            await self._session.close()
+
+    async def _heartbeat(self) -> None:
+        assert self._session is not None
+        report = {
+            "host": self.settings.host,
+            "port": self.settings.port,
+            "capacity": 0 if self._draining else self.settings.capacity,
+            "version": "1",
+            "running": [{"taskId": t.task_id, "port": t.port} for t in self._tasks.values()],
+            "completed": list(self._completed.values()),
+        }
+        url = f"{self.settings.overlord}/druid/indexer/v1/workers/heartbeat"
+        async with self._session.post(url, json=report) as resp:
+            if resp.status != 200:
+                raise ValueError(f"HTTP {resp.status}: {(await resp.text())[:200]}")
+            answer = await resp.json()
+        for tid in answer.get("ack", []):
+            self._completed.pop(tid, None)
+        for tid in answer.get("shutdown", []):
+            self.kill(tid, "the Overlord asked")
+        if not self._draining:
+            for item in answer.get("assign", []):
+                self._launch(item["task"], item["deepStorage"])
+
+    def _launch(self, task: dict[str, Any], deep_storage: str) -> None:
+        task_id = str(task["id"])
+        if task_id in self._tasks or task_id in self._completed:
+            return
+        task_dir = self.task_root / task_id
+        shutil.rmtree(task_dir, ignore_errors=True)
+        task_dir.mkdir(parents=True)
+        (task_dir / "task.json").write_text(json.dumps(task))
+        log = open(task_dir / "log", "ab")  # noqa: SIM115 - handed to the child
+        cmd = [
+            sys.executable,
+            "-m",
+            "middlemanager.peon",
+            "--task-file",
+            str(task_dir / "task.json"),
+            "--task-dir",
+            str(task_dir),
+            "--deep-storage",
+            deep_storage,
+            "--overlord",
+            self.settings.overlord,
+            "--host",
+            self.settings.host,
+            "--log-format",
+            self.settings.log_format,
+        ]
+        process = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
+        log.close()
+        self._tasks[task_id] = RunningTask(task_id, process, task_dir)
+        logger.info("task [%s] started as pid %d", task_id, process.pid)
+
+    def kill(self, task_id: str, reason: str) -> None:
+        task = self._tasks.get(task_id)
+        if task is None:
+            return
+        logger.info("killing task [%s] (pid %d): %s", task_id, task.process.pid, reason)
+        with contextlib.suppress(ProcessLookupError):
+            task.process.kill()
+
+    def _reap(self) -> None:
+        for task_id, task in list(self._tasks.items()):
+            if task.port is None:
+                port_file = task.task_dir / "port"
+                if port_file.exists():
+                    with contextlib.suppress(ValueError, OSError):
+                        task.port = int(port_file.read_text())
+            code = task.process.poll()
+            if code is None:
+                continue
+            del self._tasks[task_id]
+            status_file = task.task_dir / "status.json"
+            entry: dict[str, Any] = {"taskId": task_id, "status": "FAILED", "error": None, "report": None}
+            try:
+                data = json.loads(status_file.read_text())
+                entry.update(status=data["status"], error=data.get("error"), report=data.get("report"))
+            except (OSError, ValueError, KeyError):
+                entry["error"] = f"task process exited with code {code} and no status"
+            self._completed[task_id] = entry
+            logger.info("task [%s] exited (%s) with %s", task_id, code, entry["status"])
+
+    async def _drain(self) -> None:
+        """Graceful stop: take no new tasks, let the running ones finish or hand back."""
+        self._draining = True
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        for task in self._tasks.values():
+            with contextlib.suppress(ProcessLookupError):
+                task.process.send_signal(signal.SIGTERM)
+        while self._tasks and time.monotonic() < deadline:
+            self._reap()
+            await asyncio.sleep(0.2)
+        for task_id in list(self._tasks):
+            self.kill(task_id, "shutdown deadline")
+        for task in list(self._tasks.values()):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                task.process.wait(5)
+        self._reap()
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+            await self._heartbeat()
+
+    # ------------------------------------------------------------ HTTP
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response(True)
+
+        async def tasks(_: web.Request) -> web.Response:
+            return web.json_response(
+                [{"taskId": t.task_id, "pid": t.process.pid, "port": t.port} for t in self._tasks.values()]
+            )
+
+        app.router.add_get("/status/health", health)
+        app.router.add_get("/druid/worker/v1/tasks", tasks)
+        return app
+
+
+async def serve(settings: MiddleManagerSettings) -> None:
+    mm = MiddleManager(settings)
+    runner = web.AppRunner(mm.build_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    logger.info(
+        "middlemanager %s serving; overlord %s; capacity %d", mm.name, settings.overlord, settings.capacity
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await mm.run(stop)
+    finally:
+        await runner.cleanup()

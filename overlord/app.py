@@ -1,0 +1,68 @@
+"""Assembles the Overlord: store, task queue, supervisors, HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from overlord import api
+from overlord.chat import HttpTaskClient
+from overlord.config import OverlordSettings
+from overlord.metadata.engine import make_engine
+from overlord.metadata.store import MetadataStore
+from overlord.supervisors import SupervisorManager
+from overlord.task_queue import TaskQueue
+
+logger = logging.getLogger(__name__)
+
+
+def build_app(settings: OverlordSettings) -> web.Application:
+    app = web.Application(middlewares=[api.error_middleware], client_max_size=settings.max_request_bytes)
+    app[api.MAX_BYTES] = settings.max_request_bytes
+    api.add_routes(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        store = MetadataStore(make_engine(settings.metadata_url))
+        settings.deep_storage.mkdir(parents=True, exist_ok=True)
+        chat = HttpTaskClient(settings.task_chat_timeout_s)
+        manager_ref: list[SupervisorManager] = []
+        queue = TaskQueue(
+            store,
+            settings.worker_timeout_s,
+            str(settings.deep_storage.absolute()),
+            on_change=lambda ds: manager_ref[0].notify(ds) if manager_ref else None,
+        )
+        await queue.load()
+        manager = SupervisorManager(store, queue, chat)
+        manager_ref.append(manager)
+        app[api.STORE] = store
+        app[api.QUEUE] = queue
+        app[api.MANAGER] = manager
+        app[api.CHAT] = chat
+        await manager.start()
+        watchdog = asyncio.create_task(_watch_workers(queue), name="worker-watchdog")
+        try:
+            yield
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            await manager.stop()
+            await chat.close()
+            store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _watch_workers(queue: TaskQueue) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await queue.check_workers()
+        except Exception:  # keep watching whatever one pass hit
+            logger.exception("worker check failed")

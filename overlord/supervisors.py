@@ -1,0 +1,160 @@
+"""Runs one supervisor per persisted spec and carries out the supervisor API's commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from overlord.metadata.store import MetadataStore
+from supervisor.errors import InvalidSpec, NotFound
+from supervisor.kafka.admin import KafkaStreamAdmin
+from supervisor.offsets import PartitionOffsets
+from supervisor.ports import StoredOffsets, StreamPort, TaskClientPort, TaskQueuePort
+from supervisor.spec import SupervisorSpec, parse_supervisor_spec
+from supervisor.supervisor import Supervisor
+
+logger = logging.getLogger(__name__)
+
+TOMBSTONE_TYPE = "NoopSupervisorSpec"
+
+
+class StoreOffsets:
+    """The supervisor's ``OffsetStorePort`` over the metadata store."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self._store = store
+
+    async def stored_offsets(self, datasource: str) -> StoredOffsets | None:
+        row = await asyncio.to_thread(self._store.get_offsets, datasource)
+        if row is None:
+            return None
+        return StoredOffsets(stream=row.stream, offsets=PartitionOffsets(row.offsets))
+
+    async def reset_offsets(self, datasource: str) -> None:
+        await asyncio.to_thread(self._store.reset_offsets, datasource)
+
+    async def reset_partitions(self, datasource: str, stream: str, offsets: PartitionOffsets) -> None:
+        await asyncio.to_thread(self._store.reset_partitions, datasource, stream, dict(offsets))
+
+
+def kafka_stream(spec: SupervisorSpec) -> StreamPort:
+    return KafkaStreamAdmin(spec.io_config.topic, spec.io_config.consumer_properties)
+
+
+class SupervisorManager:
+    def __init__(
+        self,
+        store: MetadataStore,
+        tasks: TaskQueuePort,
+        chat: TaskClientPort,
+        stream_factory: Callable[[SupervisorSpec], StreamPort] = kafka_stream,
+    ) -> None:
+        self._store = store
+        self._tasks = tasks
+        self._chat = chat
+        self._stream_factory = stream_factory
+        self._offsets = StoreOffsets(store)
+        self._running: dict[str, Supervisor] = {}
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        specs = await asyncio.to_thread(self._store.latest_supervisors)
+        for spec_id, payload in specs.items():
+            if payload.get("type") == TOMBSTONE_TYPE:
+                continue
+            try:
+                spec = parse_supervisor_spec(payload)
+            except InvalidSpec as e:
+                logger.error("stored supervisor [%s] no longer parses: %s", spec_id, e)
+                continue
+            self._launch(spec)
+        logger.info("started %d supervisors from the metadata store", len(self._running))
+
+    async def stop(self) -> None:
+        """The Overlord is going down: stop the loops, leave the tasks running."""
+        await asyncio.gather(*(s.stop(graceful=False) for s in self._running.values()))
+        self._running.clear()
+
+    def _launch(self, spec: SupervisorSpec) -> Supervisor:
+        sup = Supervisor(
+            spec,
+            stream=self._stream_factory(spec),
+            tasks=self._tasks,
+            chat=self._chat,
+            offsets=self._offsets,
+        )
+        self._running[spec.id] = sup
+        sup.start()
+        return sup
+
+    def notify(self, datasource: str) -> None:
+        for sup in self._running.values():
+            if sup.datasource == datasource:
+                sup.notify()
+
+    def get(self, spec_id: str) -> Supervisor:
+        sup = self._running.get(spec_id)
+        if sup is None:
+            raise NotFound(f"Cannot find any supervisor with id: [{spec_id}]")
+        return sup
+
+    def ids(self) -> list[str]:
+        return sorted(self._running)
+
+    def all(self) -> list[Supervisor]:
+        return [self._running[i] for i in sorted(self._running)]
+
+    async def create_or_update(self, payload: Any) -> SupervisorSpec:
+        spec = parse_supervisor_spec(payload)
+        async with self._lock:
+            old = self._running.get(spec.id)
+            if old is not None and old.spec.io_config.topic != spec.io_config.topic:
+                raise InvalidSpec(
+                    "spec.ioConfig.topic",
+                    f"cannot change the topic of supervisor [{spec.id}] from [{old.topic}] to "
+                    f"[{spec.io_config.topic}]; terminate it and reset its offsets first",
+                )
+            await asyncio.to_thread(self._store.insert_supervisor, spec.id, spec.to_json())
+            await self._replace(old, spec)
+        return spec
+
+    async def _replace(self, old: Supervisor | None, spec: SupervisorSpec) -> None:
+        if old is not None:
+            # its reading groups publish; the new supervisor adopts them as publishing groups
+            await old.stop(graceful=True)
+            self._running.pop(old.id, None)
+        self._launch(spec)
+
+    async def set_suspended(self, spec_id: str, suspended: bool) -> SupervisorSpec:
+        async with self._lock:
+            old = self.get(spec_id)
+            if old.spec.suspended == suspended:
+                return old.spec
+            spec = old.spec.with_suspended(suspended)
+            await asyncio.to_thread(self._store.insert_supervisor, spec.id, spec.to_json())
+            await self._replace(old, spec)
+            return spec
+
+    async def set_all_suspended(self, suspended: bool) -> None:
+        for spec_id in self.ids():
+            await self.set_suspended(spec_id, suspended)
+
+    async def terminate(self, spec_id: str) -> None:
+        async with self._lock:
+            sup = self.get(spec_id)
+            await sup.stop(graceful=True)
+            self._running.pop(spec_id, None)
+            tombstone = {"type": TOMBSTONE_TYPE, "id": spec_id, "suspended": sup.spec.suspended}
+            await asyncio.to_thread(self._store.insert_supervisor, spec_id, tombstone)
+
+    async def terminate_all(self) -> None:
+        for spec_id in self.ids():
+            await self.terminate(spec_id)
+
+    def reset(self, spec_id: str) -> None:
+        self.get(spec_id).request_reset()
+
+    async def history(self, spec_id: str | None, count: int | None) -> Any:
+        return await asyncio.to_thread(self._store.supervisor_history, spec_id, count)

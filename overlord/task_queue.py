@@ -1,0 +1,303 @@
+"""The Overlord's task queue and worker registry.
+
+Tasks live in the metadata store (so an Overlord restart knows them) and, while
+active, in memory. MiddleManagers heart-beat every second: they report the
+tasks they run and those that ended, and receive the tasks assigned to them and
+the tasks to kill. A pending task goes to the live worker with the most free
+slots. A worker silent for longer than ``worker_timeout_s`` is lost and its
+tasks fail, so their supervisors replace them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from overlord.metadata.druid import now_iso
+from overlord.metadata.store import MetadataStore, TaskRow
+from supervisor.errors import Conflict, NotFound
+from supervisor.ports import RunnerState, TaskInfo, TaskLocation, TaskState
+from supervisor.task_spec import KafkaIndexTaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    host: str
+    port: int
+    capacity: int
+    version: str = ""
+    last_seen: float = field(default_factory=time.monotonic)
+    running: set[str] = field(default_factory=set)
+    assigned: set[str] = field(default_factory=set)  # sent, not yet reported running
+    to_kill: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def free(self) -> int:
+        return self.capacity - len(self.running | self.assigned)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "worker": {
+                "host": self.name,
+                "ip": self.host,
+                "capacity": self.capacity,
+                "version": self.version,
+            },
+            "currCapacityUsed": len(self.running | self.assigned),
+            "availabilityGroups": [],
+            "runningTasks": sorted(self.running | self.assigned),
+            "lastCompletedTaskTime": None,
+            "blacklistedUntil": None,
+        }
+
+
+def _info(row: TaskRow) -> TaskInfo:
+    location = TaskLocation(row.host, row.port) if row.host and row.port else None
+    return TaskInfo(
+        id=row.id,
+        spec=KafkaIndexTaskSpec.model_validate(row.payload),
+        state=TaskState(row.status),
+        runner_state=RunnerState(row.runner_status),
+        location=location,
+        error=row.error,
+    )
+
+
+class TaskQueue:
+    """Implements the supervisor's ``TaskQueuePort`` and serves the workers."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        worker_timeout_s: float,
+        deep_storage: str,
+        on_change: Callable[[str], None] = lambda _ds: None,
+    ) -> None:
+        self._store = store
+        self._timeout = worker_timeout_s
+        self._deep_storage = deep_storage
+        self._on_change = on_change
+        self._active: dict[str, TaskRow] = {}
+        self._workers: dict[str, Worker] = {}
+        self._started = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        rows = await asyncio.to_thread(self._store.active_tasks)
+        self._active = {r.id: r for r in rows}
+        logger.info("task queue: %d active tasks known from the metadata store", len(rows))
+
+    # ------------------------------------------------------------ TaskQueuePort
+
+    async def submit(self, spec: KafkaIndexTaskSpec) -> None:
+        now = now_iso()
+        row = TaskRow(
+            id=spec.id,
+            datasource=spec.data_source,
+            type=spec.type,
+            group_id=spec.group_id,
+            supervisor_id=spec.supervisor_id,
+            status=TaskState.RUNNING.value,
+            runner_status=RunnerState.PENDING.value,
+            worker=None,
+            host=None,
+            port=None,
+            payload=spec.to_json(),
+            error=None,
+            report=None,
+            created_date=now,
+            updated_date=now,
+        )
+        async with self._lock:
+            if spec.id in self._active:
+                raise Conflict(f"task [{spec.id}] already exists")
+            await asyncio.to_thread(self._store.upsert_task, row)
+            self._active[spec.id] = row
+            self._assign_pending()
+
+    async def kill(self, task_id: str, reason: str) -> None:
+        async with self._lock:
+            row = self._active.get(task_id)
+            if row is None:
+                return
+            if row.worker is not None and row.worker in self._workers:
+                self._workers[row.worker].to_kill.add(task_id)
+            await self._complete(row, TaskState.FAILED, f"killed: {reason}", None)
+
+    async def tasks_for(self, datasource: str) -> list[TaskInfo]:
+        return [_info(r) for r in self._active.values() if r.datasource == datasource]
+
+    async def get(self, task_id: str) -> TaskInfo | None:
+        row = await self.get_row(task_id)
+        return _info(row) if row is not None else None
+
+    # ------------------------------------------------------------ API helpers
+
+    async def get_row(self, task_id: str) -> TaskRow | None:
+        row = self._active.get(task_id)
+        if row is not None:
+            return row
+        return await asyncio.to_thread(self._store.get_task, task_id)
+
+    async def require_row(self, task_id: str) -> TaskRow:
+        row = await self.get_row(task_id)
+        if row is None:
+            raise NotFound(f"Cannot find any task with id: [{task_id}]")
+        return row
+
+    def active_rows(self) -> list[TaskRow]:
+        return list(self._active.values())
+
+    def workers(self) -> list[Worker]:
+        return list(self._workers.values())
+
+    async def is_running(self, task_id: str) -> bool:
+        return task_id in self._active
+
+    async def shutdown_datasource(self, datasource: str) -> list[str]:
+        ids = [r.id for r in self._active.values() if r.datasource == datasource]
+        for tid in ids:
+            await self.kill(tid, "shutdownAllTasks")
+        return ids
+
+    # ------------------------------------------------------------ workers
+
+    async def register(self, host: str, port: int, capacity: int, version: str) -> None:
+        async with self._lock:
+            name = f"{host}:{port}"
+            worker = self._workers.get(name)
+            if worker is None:
+                self._workers[name] = Worker(host, port, capacity, version)
+                logger.info("worker [%s] registered with capacity %d", name, capacity)
+            else:
+                worker.capacity = capacity
+                worker.last_seen = time.monotonic()
+
+    async def heartbeat(self, report: dict[str, Any]) -> dict[str, Any]:
+        """One worker's report; the answer lists what it must start and kill."""
+        host = str(report["host"])
+        port = int(report["port"])
+        name = f"{host}:{port}"
+        changed: set[str] = set()
+        async with self._lock:
+            worker = self._workers.get(name)
+            if worker is None:
+                worker = Worker(host, port, int(report.get("capacity", 1)), str(report.get("version", "")))
+                self._workers[name] = worker
+                logger.info("worker [%s] (re)joined", name)
+            worker.capacity = int(report.get("capacity", worker.capacity))
+            worker.last_seen = time.monotonic()
+            acks: list[str] = []
+            for done in report.get("completed", []):
+                tid = str(done["taskId"])
+                acks.append(tid)
+                row = self._active.get(tid)
+                worker.running.discard(tid)
+                worker.assigned.discard(tid)
+                if row is None:
+                    continue
+                state = TaskState.SUCCESS if done.get("status") == "SUCCESS" else TaskState.FAILED
+                await self._complete(row, state, done.get("error"), done.get("report"))
+                changed.add(row.datasource)
+            running: set[str] = set()
+            reported = {str(item["taskId"]) for item in report.get("running", [])}
+            worker.to_kill &= reported  # a kill is repeated until the worker stops reporting the task
+            for item in report.get("running", []):
+                tid = str(item["taskId"])
+                row = self._active.get(tid)
+                if row is None or (row.worker is not None and row.worker != name):
+                    worker.to_kill.add(tid)  # unknown, finished, or given to another worker
+                    continue
+                running.add(tid)
+                task_port = item.get("port")
+                if (
+                    row.worker != name
+                    or row.port != task_port
+                    or row.runner_status != RunnerState.RUNNING.value
+                ):
+                    row = replace(
+                        row,
+                        worker=name,
+                        host=host,
+                        port=int(task_port) if task_port else None,
+                        runner_status=RunnerState.RUNNING.value,
+                        updated_date=now_iso(),
+                    )
+                    await asyncio.to_thread(self._store.upsert_task, row)
+                    self._active[tid] = row
+                    changed.add(row.datasource)
+            worker.running = running
+            worker.assigned -= running
+            self._assign_pending()
+            assign = [
+                {"task": self._active[t].payload, "deepStorage": self._deep_storage}
+                for t in sorted(worker.assigned)
+                if t in self._active
+            ]
+            kill = sorted(worker.to_kill)
+        for ds in changed:
+            self._on_change(ds)
+        return {"assign": assign, "shutdown": kill, "ack": acks}
+
+    def _assign_pending(self) -> None:
+        """Give every unassigned task to the live worker with the most free slots."""
+        now = time.monotonic()
+        live = [w for w in self._workers.values() if now - w.last_seen <= self._timeout]
+        for row in sorted(self._active.values(), key=lambda r: r.created_date):
+            if row.worker is not None:
+                continue
+            if any(row.id in w.assigned for w in live):
+                continue
+            candidates = [w for w in live if w.free > 0]
+            if not candidates:
+                return
+            best = max(candidates, key=lambda w: (w.free, -len(w.running)))
+            best.assigned.add(row.id)
+            logger.info("task [%s] assigned to worker [%s]", row.id, best.name)
+
+    async def check_workers(self) -> None:
+        """Fail the tasks of workers that stopped heart-beating."""
+        now = time.monotonic()
+        changed: set[str] = set()
+        async with self._lock:
+            for name, worker in list(self._workers.items()):
+                if now - worker.last_seen > self._timeout:
+                    logger.warning("worker [%s] lost: no heartbeat for %.1fs", name, now - worker.last_seen)
+                    del self._workers[name]
+            grace_over = now - self._started > self._timeout
+            for row in list(self._active.values()):
+                if row.worker is None:
+                    continue
+                if row.worker in self._workers or not grace_over:
+                    continue
+                await self._complete(row, TaskState.FAILED, f"worker [{row.worker}] lost", None)
+                changed.add(row.datasource)
+            self._assign_pending()
+        for ds in changed:
+            self._on_change(ds)
+
+    async def _complete(self, row: TaskRow, state: TaskState, error: str | None, report: Any) -> None:
+        done = replace(
+            row,
+            status=state.value,
+            runner_status=RunnerState.NONE.value,
+            error=error,
+            report=report if report is not None else row.report,
+            updated_date=now_iso(),
+        )
+        await asyncio.to_thread(self._store.upsert_task, done)
+        self._active.pop(row.id, None)
+        for w in self._workers.values():
+            w.assigned.discard(row.id)
+        logger.info("task [%s] %s%s", row.id, state.value, f": {error}" if error else "")
+        self._on_change(row.datasource)

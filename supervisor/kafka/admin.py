@@ -1,0 +1,95 @@
+"""Stream metadata for the supervisor: partitions and earliest/latest offsets."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from supervisor.errors import StreamError
+from supervisor.kafka.config import consumer_config
+from supervisor.kafka.errors import wrap
+from supervisor.offsets import PartitionOffsets
+
+logger = logging.getLogger(__name__)
+
+
+class KafkaStreamAdmin:
+    """Answers the supervisor's questions about one topic.
+
+    The consumer behind it is created lazily and never joins a group: it only
+    asks for metadata and watermarks (with ``read_committed``, the high
+    watermark a consumer sees is the last stable offset).
+    """
+
+    def __init__(self, topic: str, consumer_properties: Mapping[str, Any], timeout_s: float = 10.0) -> None:
+        self.topic = topic
+        self._props = dict(consumer_properties)
+        self._timeout_s = timeout_s
+        self._consumer: Consumer | None = None
+        self._lock = threading.Lock()
+
+    def _client(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(consumer_config(self._props, client_id="supervisor-admin"))
+        return self._consumer
+
+    def partitions(self) -> list[int]:
+        with self._lock:
+            try:
+                md = self._client().list_topics(self.topic, timeout=self._timeout_s)
+            except KafkaException as e:
+                raise wrap(e, f"listing partitions of topic [{self.topic}]") from e
+            topic_md = md.topics.get(self.topic)
+            if topic_md is None:
+                raise StreamError(f"topic [{self.topic}] not found", code="UNKNOWN_TOPIC_OR_PART")
+            if topic_md.error is not None:
+                raise wrap(topic_md.error, f"listing partitions of topic [{self.topic}]")
+            return sorted(topic_md.partitions)
+
+    def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        out: dict[int, tuple[int, int]] = {}
+        with self._lock:
+            client = self._client()
+            for p in partitions:
+                try:
+                    low, high = client.get_watermark_offsets(
+                        TopicPartition(self.topic, p), timeout=self._timeout_s, cached=False
+                    )
+                except KafkaException as e:
+                    raise wrap(e, f"fetching offsets of [{self.topic}/{p}]") from e
+                out[p] = (int(low), int(high))
+        return out
+
+    def latest_offsets(self, partitions: list[int]) -> PartitionOffsets:
+        return PartitionOffsets({p: hw for p, (_, hw) in self._watermarks(partitions).items()})
+
+    def earliest_offsets(self, partitions: list[int]) -> PartitionOffsets:
+        return PartitionOffsets({p: lw for p, (lw, _) in self._watermarks(partitions).items()})
+
+    def offset_ranges(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        return self._watermarks(partitions)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._consumer is not None:
+                try:
+                    self._consumer.close()
+                finally:
+                    self._consumer = None
+
+
+def wait_for_partitions(admin: KafkaStreamAdmin, deadline_s: float) -> list[int]:
+    """Partitions of the topic, retrying transient errors until the deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            return admin.partitions()
+        except StreamError:
+            if time.monotonic() >= end:
+                raise
+            time.sleep(0.5)

@@ -1,0 +1,814 @@
+"""Druid's Kafka supervisor spec as frozen pydantic models.
+
+Attributes are snake_case, JSON keys are Druid's camelCase names. Use
+:func:`parse_supervisor_spec` on anything a user sent: it accepts Druid's wrapped
+form (``{"type": "kafka", "spec": {...}}``) and the legacy unwrapped one, and
+turns every problem into ``InvalidSpec(field, problem)`` where ``field`` is the
+path of the offending value as the user wrote it (``spec.ioConfig.taskCount``,
+``spec.dataSchema.metricsSpec[1].fieldName``).
+
+Policy for keys: Druid's own keys we implement are validated; keys Druid accepts
+but that do not change what we do are accepted (and kept, so ``to_json`` shows
+them); keys Druid knows but we do not implement yet are refused with "is not
+supported yet"; anything else is refused as "unknown field". A JSON ``null`` is
+the same as leaving the key out.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from supervisor._spec_common import (
+    SPEC_ERROR,
+    DruidModel,
+    Duration,
+    NonEmptyStr,
+    NonNegativeInt,
+    PositiveDuration,
+    PositiveInt,
+    StrictBool,
+    StrictInt,
+    spec_problem,
+    without_nulls,
+)
+from supervisor.durations import format_duration, parse_duration
+from supervisor.errors import InvalidSpec
+from supervisor.filters import (
+    FILTER_TYPES,
+    AndFilter,
+    BoundFilter,
+    DimFilter,
+    EqualsFilter,
+    FalseFilter,
+    InFilter,
+    NotFilter,
+    NullFilter,
+    OrFilter,
+    SelectorFilter,
+    TrueFilter,
+)
+from supervisor.granularity import Granularity, GranularityError, parse_granularity
+
+__all__ = [
+    "DEFAULT_MAX_BYTES_IN_MEMORY",
+    "DEFAULT_MAX_TOTAL_ROWS",
+    "MAX_PARSE_EXCEPTIONS_UNLIMITED",
+    "TIME_COLUMN",
+    "UNLIMITED_BYTES",
+    "AggregatorSpec",
+    "AndFilter",
+    "BoundFilter",
+    "DataSchema",
+    "DimFilter",
+    "DimensionSchema",
+    "DimensionsSpec",
+    "EqualsFilter",
+    "FalseFilter",
+    "FlattenSpec",
+    "Granularity",
+    "GranularitySpec",
+    "IdleConfig",
+    "InFilter",
+    "InputFormat",
+    "KafkaIOConfig",
+    "KafkaTuningConfig",
+    "NotFilter",
+    "NullFilter",
+    "OrFilter",
+    "SelectorFilter",
+    "SupervisorSpec",
+    "TimestampSpec",
+    "TransformSpec",
+    "TrueFilter",
+    "format_duration",
+    "parse_duration",
+    "parse_supervisor_spec",
+]
+
+# maxBytesInMemory = 0 means "default": one sixth of the JVM heap in Druid, a fixed 64 MiB here.
+DEFAULT_MAX_BYTES_IN_MEMORY = 64 * 1024 * 1024
+# maxBytesInMemory = -1 means "no byte limit": only maxRowsInMemory applies.
+UNLIMITED_BYTES = 2**63 - 1
+# Druid's DynamicPartitionsSpec default when maxTotalRows is not given.
+DEFAULT_MAX_TOTAL_ROWS = 20_000_000
+# Druid's "unlimited" parse exceptions: Integer.MAX_VALUE.
+MAX_PARSE_EXCEPTIONS_UNLIMITED = 2**31 - 1
+
+# The column Druid stores row times in; no dimension or metric may take its name.
+TIME_COLUMN = "__time"
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+# --------------------------------------------------------------------------- field types
+
+
+def _to_granularity(value: Any) -> Granularity:
+    try:
+        return parse_granularity(value)
+    except GranularityError as exc:
+        raise spec_problem(exc.problem, *exc.subpath) from None
+
+
+GranularityField = Annotated[
+    Granularity,
+    BeforeValidator(_to_granularity),
+    PlainSerializer(lambda g: g.name, return_type=str, when_used="json"),
+]
+
+
+def _to_utc_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise spec_problem(f"invalid ISO-8601 timestamp '{value}'") from None
+    else:
+        raise spec_problem("must be an ISO-8601 timestamp string")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, BeforeValidator(_to_utc_datetime)]
+
+
+def _check_data_source(name: str) -> str:
+    # The datasource becomes a directory name and part of segment ids (Druid's IdUtils rules).
+    if not name.strip():
+        raise spec_problem("must not be blank")
+    if "/" in name or "\\" in name:
+        raise spec_problem("must not contain '/' or '\\'")
+    if name.startswith("."):
+        raise spec_problem("must not start with '.'")
+    for char in name:
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") or (char.isspace() and char != " "):
+            raise spec_problem(f"must not contain control or whitespace characters other than ' ' ({char!r})")
+    if len(name.encode("utf-8")) > 255:
+        raise spec_problem("must be at most 255 bytes long (UTF-8)")
+    return name
+
+
+def _check_topic(name: str) -> str:
+    if not _TOPIC.fullmatch(name) or name in (".", ".."):
+        raise spec_problem(
+            f"invalid Kafka topic name '{name}' (1 to 249 characters from a-z, A-Z, 0-9, '.', '_', '-')"
+        )
+    return name
+
+
+DataSourceName = Annotated[str, Field(strict=True, min_length=1), AfterValidator(_check_data_source)]
+TopicName = Annotated[str, Field(strict=True, min_length=1), AfterValidator(_check_topic)]
+
+
+# --------------------------------------------------------------------------- dataSchema
+
+
+class TimestampSpec(DruidModel):
+    """Where each row's time comes from. ``format`` is lower-cased on input."""
+
+    column: NonEmptyStr = "timestamp"
+    format: Literal["auto", "iso", "millis", "posix", "micro", "nano", "ruby"] = "auto"
+    missing_value: UtcDateTime | None = Field(default=None, alias="missingValue")
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        known = value.strip().lower()
+        if known in ("auto", "iso", "millis", "posix", "micro", "nano", "ruby"):
+            return known
+        raise spec_problem(
+            f"timestamp format '{value}' is not supported yet (auto, iso, millis, posix, micro, nano, ruby)"
+        )
+
+    @property
+    def missing_value_ms(self) -> int | None:
+        """``missing_value`` as UTC epoch milliseconds."""
+        if self.missing_value is None:
+            return None
+        return (self.missing_value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+_DIMENSION_TYPES = ("string", "long", "float", "double", "json")
+
+
+class DimensionSchema(DruidModel):
+    """One dimension. A plain JSON string ``"x"`` is the string dimension ``x``."""
+
+    name: NonEmptyStr
+    type: Literal["string", "long", "float", "double", "json"] = "string"
+    # Only meaningful for string dimensions (default: true for them, false for the others).
+    create_bitmap_index: StrictBool = Field(default=True, alias="createBitmapIndex")
+    multi_value_handling: Literal["SORTED_ARRAY", "SORTED_SET", "ARRAY"] = Field(
+        default="SORTED_ARRAY", alias="multiValueHandling"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _druid_forms(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"name": data}
+        if not isinstance(data, dict):
+            raise spec_problem("must be a dimension name or a JSON object")
+        data = without_nulls(data)
+        kind = data.get("type", "string")
+        if isinstance(kind, str) and kind not in _DIMENSION_TYPES:
+            if kind in ("spatial", "auto"):
+                raise spec_problem(f"dimension type '{kind}' is not supported yet", "type")
+            raise spec_problem(f"unknown dimension type '{kind}' (string, long, float, double, json)", "type")
+        # Druid only builds bitmap indexes for string dimensions; its own output carries
+        # createBitmapIndex=false (and multiValueHandling) on the other types, so accept them.
+        data.setdefault("createBitmapIndex", kind == "string")
+        handling = data.get("multiValueHandling")
+        if isinstance(handling, str):
+            data["multiValueHandling"] = handling.strip().upper()
+        return data
+
+
+class DimensionsSpec(DruidModel):
+    """The dimensions to store. Empty ``dimensions`` means schemaless (decided by the ingest engine)."""
+
+    dimensions: tuple[DimensionSchema, ...] = ()
+    dimension_exclusions: tuple[NonEmptyStr, ...] = Field(default=(), alias="dimensionExclusions")
+    spatial_dimensions: tuple[Any, ...] = Field(default=(), alias="spatialDimensions")
+    include_all_dimensions: StrictBool = Field(default=False, alias="includeAllDimensions")
+    use_schema_discovery: StrictBool = Field(default=False, alias="useSchemaDiscovery")
+
+    @field_validator("spatial_dimensions")
+    @classmethod
+    def _no_spatial(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        if value:
+            raise spec_problem("is not supported yet")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DimensionsSpec:
+        seen: set[str] = set()
+        for index, dimension in enumerate(self.dimensions):
+            if dimension.name in seen:
+                raise spec_problem(f"duplicate dimension '{dimension.name}'", "dimensions", index)
+            if dimension.name == TIME_COLUMN:
+                raise spec_problem(f"'{TIME_COLUMN}' is a reserved column name", "dimensions", index)
+            seen.add(dimension.name)
+        for index, excluded in enumerate(self.dimension_exclusions):
+            if excluded in seen:
+                raise spec_problem(
+                    f"'{excluded}' is both a dimension and a dimension exclusion",
+                    "dimensionExclusions",
+                    index,
+                )
+        return self
+
+    @property
+    def is_schemaless(self) -> bool:
+        return not self.dimensions
+
+    @property
+    def dimension_names(self) -> tuple[str, ...]:
+        return tuple(dimension.name for dimension in self.dimensions)
+
+
+AggregatorType = Literal[
+    "count",
+    "longSum",
+    "doubleSum",
+    "floatSum",
+    "longMin",
+    "longMax",
+    "doubleMin",
+    "doubleMax",
+    "floatMin",
+    "floatMax",
+]
+_AGGREGATOR_TYPES: frozenset[str] = frozenset(get_args(AggregatorType))
+
+
+class AggregatorSpec(DruidModel):
+    """A metric: ``count`` (no ``fieldName``) or a sum/min/max over an input field."""
+
+    _not_supported_yet = ("expression",)
+
+    type: AggregatorType
+    name: NonEmptyStr
+    field_name: NonEmptyStr | None = Field(default=None, alias="fieldName")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_type(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            kind = data.get("type")
+            if isinstance(kind, str) and kind not in _AGGREGATOR_TYPES:
+                raise spec_problem(f"aggregator type '{kind}' is not supported yet", "type")
+        return data
+
+    @model_validator(mode="after")
+    def _field_name(self) -> AggregatorSpec:
+        if self.type == "count" and self.field_name is not None:
+            raise spec_problem("is not allowed for a count aggregator", "fieldName")
+        if self.type != "count" and self.field_name is None:
+            raise spec_problem("is required", "fieldName")
+        return self
+
+
+class GranularitySpec(DruidModel):
+    """Segment and query granularity (``uniform`` is the only type; it is also the default)."""
+
+    type: Literal["uniform"] = "uniform"
+    segment_granularity: GranularityField = Field(default=Granularity.DAY, alias="segmentGranularity")
+    query_granularity: GranularityField = Field(default=Granularity.NONE, alias="queryGranularity")
+    rollup: StrictBool = True
+    intervals: tuple[NonEmptyStr, ...] = ()
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "uniform":
+            raise spec_problem(f"granularitySpec type '{value}' is not supported yet")
+        return value
+
+
+class TransformSpec(DruidModel):
+    """Which rows to keep (``filter``); expression ``transforms`` are not supported yet."""
+
+    filter: DimFilter | None = None
+    transforms: tuple[dict[str, Any], ...] = ()
+
+    @field_validator("transforms", mode="before")
+    @classmethod
+    def _no_transforms(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and value:
+            raise spec_problem("is not supported yet")
+        return value
+
+
+class DataSchema(DruidModel):
+    _not_supported_yet = ("parser",)
+
+    data_source: DataSourceName = Field(alias="dataSource")
+    timestamp_spec: TimestampSpec = Field(default_factory=TimestampSpec, alias="timestampSpec")
+    dimensions_spec: DimensionsSpec = Field(default_factory=DimensionsSpec, alias="dimensionsSpec")
+    metrics_spec: tuple[AggregatorSpec, ...] = Field(default=(), alias="metricsSpec")
+    granularity_spec: GranularitySpec = Field(default_factory=GranularitySpec, alias="granularitySpec")
+    transform_spec: TransformSpec = Field(default_factory=TransformSpec, alias="transformSpec")
+
+    @field_validator("metrics_spec")
+    @classmethod
+    def _distinct_metrics(cls, value: tuple[AggregatorSpec, ...]) -> tuple[AggregatorSpec, ...]:
+        seen: set[str] = set()
+        for index, metric in enumerate(value):
+            if metric.name in seen:
+                raise spec_problem(f"duplicate metric '{metric.name}'", index, "name")
+            if metric.name == TIME_COLUMN:
+                raise spec_problem(f"'{TIME_COLUMN}' is a reserved column name", index, "name")
+            seen.add(metric.name)
+        return value
+
+    @model_validator(mode="after")
+    def _columns_distinct(self) -> DataSchema:
+        metrics = {metric.name: index for index, metric in enumerate(self.metrics_spec)}
+        timestamp_column = self.timestamp_spec.column
+        for index, dimension in enumerate(self.dimensions_spec.dimensions):
+            where = ("dimensionsSpec", "dimensions", index)
+            if dimension.name in metrics:
+                raise spec_problem(
+                    f"'{dimension.name}' is both a dimension and a metric "
+                    f"(metricsSpec[{metrics[dimension.name]}])",
+                    *where,
+                )
+            if dimension.name == timestamp_column:
+                raise spec_problem(
+                    f"'{dimension.name}' is the timestamp column (timestampSpec.column) "
+                    "and cannot be a dimension",
+                    *where,
+                )
+        return self
+
+
+# --------------------------------------------------------------------------- ioConfig
+
+
+class FlattenSpec(DruidModel):
+    """Only the trivial flattenSpec (field discovery on, no fields) is supported yet."""
+
+    use_field_discovery: StrictBool = Field(default=True, alias="useFieldDiscovery")
+    fields: tuple[dict[str, Any], ...] = ()
+
+    @field_validator("use_field_discovery")
+    @classmethod
+    def _discovery(cls, value: bool) -> bool:
+        if not value:
+            raise spec_problem("false is not supported yet")
+        return value
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _no_fields(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and value:
+            raise spec_problem("is not supported yet")
+        return value
+
+
+class InputFormat(DruidModel):
+    """How record values are parsed: JSON objects only, for now."""
+
+    type: Literal["json"]
+    flatten_spec: FlattenSpec | None = Field(default=None, alias="flattenSpec")
+    feature_spec: dict[str, StrictBool] | None = Field(default=None, alias="featureSpec")
+    keep_null_columns: StrictBool | None = Field(default=None, alias="keepNullColumns")
+    assume_newline_delimited: StrictBool | None = Field(default=None, alias="assumeNewlineDelimited")
+    use_json_node_reader: StrictBool | None = Field(default=None, alias="useJsonNodeReader")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            kind = data.get("type")
+            if isinstance(kind, str) and kind != "json":
+                raise spec_problem(f"input format '{kind}' is not supported yet (only 'json')", "type")
+        return data
+
+
+class IdleConfig(DruidModel):
+    """Druid's idle-supervisor settings; stored, not acted on."""
+
+    enabled: StrictBool = False
+    inactive_after_millis: PositiveInt | None = Field(default=None, alias="inactiveAfterMillis")
+
+
+class KafkaIOConfig(DruidModel):
+    _not_supported_yet = ("topicPattern", "autoScalerConfig", "lateMessageRejectionStartDateTime")
+
+    type: Literal["kafka"] = "kafka"
+    topic: TopicName
+    input_format: InputFormat = Field(alias="inputFormat")
+    consumer_properties: dict[str, Any] = Field(alias="consumerProperties")
+    task_count: PositiveInt = Field(default=1, alias="taskCount")
+    replicas: PositiveInt = 1
+    task_duration: PositiveDuration = Field(default=timedelta(hours=1), alias="taskDuration")
+    start_delay: Duration = Field(default=timedelta(seconds=5), alias="startDelay")
+    period: PositiveDuration = timedelta(seconds=30)
+    use_earliest_offset: StrictBool = Field(default=False, alias="useEarliestOffset")
+    completion_timeout: PositiveDuration = Field(default=timedelta(minutes=30), alias="completionTimeout")
+    late_message_rejection_period: PositiveDuration | None = Field(
+        default=None, alias="lateMessageRejectionPeriod"
+    )
+    early_message_rejection_period: PositiveDuration | None = Field(
+        default=None, alias="earlyMessageRejectionPeriod"
+    )
+    poll_timeout: NonNegativeInt = Field(default=100, alias="pollTimeout")
+    # Accepted and kept, not acted on.
+    idle_config: IdleConfig | None = Field(default=None, alias="idleConfig")
+    stop_task_count: PositiveInt | None = Field(default=None, alias="stopTaskCount")
+    emit_time_lag_metrics: StrictBool | None = Field(default=None, alias="emitTimeLagMetrics")
+    lag_aggregator: dict[str, Any] | None = Field(default=None, alias="lagAggregator")
+    config_overrides: dict[str, Any] | None = Field(default=None, alias="configOverrides")
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "kafka":
+            raise spec_problem("must be 'kafka'")
+        return value
+
+    @field_validator("consumer_properties")
+    @classmethod
+    def _bootstrap(cls, value: dict[str, Any]) -> dict[str, Any]:
+        servers = value.get("bootstrap.servers")
+        if servers is None:
+            raise spec_problem("must contain 'bootstrap.servers'")
+        if not isinstance(servers, str) or not servers.strip():
+            raise spec_problem("must be a non-empty string", "bootstrap.servers")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return str(self.consumer_properties["bootstrap.servers"])
+
+
+# --------------------------------------------------------------------------- tuningConfig
+
+
+class KafkaTuningConfig(DruidModel):
+    type: Literal["kafka"] = "kafka"
+    max_rows_in_memory: PositiveInt = Field(default=150_000, alias="maxRowsInMemory")
+    # 0: default (DEFAULT_MAX_BYTES_IN_MEMORY); -1: no byte limit.
+    max_bytes_in_memory: StrictInt = Field(default=0, alias="maxBytesInMemory")
+    skip_bytes_in_memory_overhead_check: StrictBool = Field(
+        default=False, alias="skipBytesInMemoryOverheadCheck"
+    )
+    max_rows_per_segment: PositiveInt = Field(default=5_000_000, alias="maxRowsPerSegment")
+    max_total_rows: PositiveInt | None = Field(default=None, alias="maxTotalRows")
+    intermediate_persist_period: PositiveDuration = Field(
+        default=timedelta(minutes=10), alias="intermediatePersistPeriod"
+    )
+    max_parse_exceptions: NonNegativeInt = Field(
+        default=MAX_PARSE_EXCEPTIONS_UNLIMITED, alias="maxParseExceptions"
+    )
+    max_saved_parse_exceptions: NonNegativeInt = Field(default=0, alias="maxSavedParseExceptions")
+    log_parse_exceptions: StrictBool = Field(default=False, alias="logParseExceptions")
+    reset_offset_automatically: StrictBool = Field(default=False, alias="resetOffsetAutomatically")
+    # Our extension: where records that cannot be ingested are sent (None: nowhere).
+    dead_letter_topic: TopicName | None = Field(default=None, alias="deadLetterTopic")
+    # Legacy: true is applied to maxParseExceptions/maxSavedParseExceptions on input.
+    report_parse_exceptions: StrictBool = Field(default=False, alias="reportParseExceptions")
+    # Accepted and kept, not acted on.
+    handoff_condition_timeout: NonNegativeInt | None = Field(default=None, alias="handoffConditionTimeout")
+    worker_threads: PositiveInt | None = Field(default=None, alias="workerThreads")
+    chat_retries: NonNegativeInt | None = Field(default=None, alias="chatRetries")
+    http_timeout: Duration | None = Field(default=None, alias="httpTimeout")
+    shutdown_timeout: Duration | None = Field(default=None, alias="shutdownTimeout")
+    offset_fetch_period: Duration | None = Field(default=None, alias="offsetFetchPeriod")
+    intermediate_handoff_period: Duration | None = Field(default=None, alias="intermediateHandoffPeriod")
+    skip_sequence_number_availability_check: StrictBool = Field(
+        default=False, alias="skipSequenceNumberAvailabilityCheck"
+    )
+    num_persist_threads: PositiveInt | None = Field(default=None, alias="numPersistThreads")
+    max_pending_persists: NonNegativeInt | None = Field(default=None, alias="maxPendingPersists")
+    index_spec: dict[str, Any] | None = Field(default=None, alias="indexSpec")
+    index_spec_for_intermediate_persists: dict[str, Any] | None = Field(
+        default=None, alias="indexSpecForIntermediatePersists"
+    )
+    segment_write_out_medium_factory: dict[str, Any] | None = Field(
+        default=None, alias="segmentWriteOutMediumFactory"
+    )
+    appendable_index_spec: dict[str, Any] | None = Field(default=None, alias="appendableIndexSpec")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = without_nulls(data)
+        kind = data.get("type")
+        if isinstance(kind, str) and kind != "kafka":
+            raise spec_problem("must be 'kafka'", "type")
+        if "partitionsSpec" in data:
+            _merge_partitions_spec(data)
+        report = data.get("reportParseExceptions")
+        if report is True:
+            # Druid: reporting parse exceptions means failing on the first one.
+            data["maxParseExceptions"] = 0
+            saved = data.get("maxSavedParseExceptions")
+            too_many = isinstance(saved, int) and not isinstance(saved, bool) and saved > 1
+            if saved is None or too_many:
+                data["maxSavedParseExceptions"] = 1
+        return data
+
+    @field_validator("max_bytes_in_memory")
+    @classmethod
+    def _bytes(cls, value: int) -> int:
+        if value < -1:
+            raise spec_problem("must be -1 (no byte limit), 0 (default) or a positive number of bytes")
+        return value
+
+    def effective_max_bytes_in_memory(self) -> int:
+        """The in-memory byte budget: 64 MiB for 0 (default), practically unlimited for -1."""
+        if self.max_bytes_in_memory == 0:
+            return DEFAULT_MAX_BYTES_IN_MEMORY
+        if self.max_bytes_in_memory < 0:
+            return UNLIMITED_BYTES
+        return self.max_bytes_in_memory
+
+    def effective_max_total_rows(self) -> int:
+        """``max_total_rows``, or Druid's default of 20,000,000 when not set."""
+        return DEFAULT_MAX_TOTAL_ROWS if self.max_total_rows is None else self.max_total_rows
+
+
+def _merge_partitions_spec(data: dict[str, Any]) -> None:
+    """Fold Druid's ``partitionsSpec`` (dynamic only) into maxRowsPerSegment/maxTotalRows."""
+    spec = data.pop("partitionsSpec")
+    if not isinstance(spec, dict):
+        raise spec_problem("must be a JSON object", "partitionsSpec")
+    spec = without_nulls(spec)
+    kind = spec.get("type")
+    if kind is None:
+        raise spec_problem("is required", "partitionsSpec", "type")
+    if kind != "dynamic":
+        raise spec_problem(
+            f"partitionsSpec type '{kind}' is not supported (streaming ingestion uses 'dynamic')",
+            "partitionsSpec",
+            "type",
+        )
+    for key, value in spec.items():
+        if key == "type":
+            continue
+        if key not in ("maxRowsPerSegment", "maxTotalRows"):
+            raise spec_problem("unknown field", "partitionsSpec", key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise spec_problem("must be a positive integer", "partitionsSpec", key)
+        if key in data and data[key] != value:
+            raise spec_problem(f"conflicts with tuningConfig.{key} ({data[key]})", "partitionsSpec", key)
+        data[key] = value
+
+
+# --------------------------------------------------------------------------- the supervisor spec
+
+
+class SupervisorSpec(DruidModel):
+    type: Literal["kafka"] = "kafka"
+    data_schema: DataSchema = Field(alias="dataSchema")
+    io_config: KafkaIOConfig = Field(alias="ioConfig")
+    tuning_config: KafkaTuningConfig = Field(default_factory=KafkaTuningConfig, alias="tuningConfig")
+    suspended: StrictBool = False
+    context: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """The supervisor id: the datasource name."""
+        return self.data_schema.data_source
+
+    @property
+    def data_source(self) -> str:
+        return self.data_schema.data_source
+
+    @property
+    def topic(self) -> str:
+        return self.io_config.topic
+
+    def to_json(self) -> dict[str, Any]:
+        """Normalised wrapped Druid JSON with defaults filled in; ``parse_supervisor_spec`` accepts it."""
+        flat = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"context"})
+        return {
+            "type": self.type,
+            "spec": {
+                "dataSchema": flat["dataSchema"],
+                "ioConfig": flat["ioConfig"],
+                "tuningConfig": flat["tuningConfig"],
+            },
+            "suspended": self.suspended,
+            "context": self.model_dump(mode="json", include={"context"})["context"],
+        }
+
+    def with_suspended(self, suspended: bool) -> SupervisorSpec:
+        return self.model_copy(update={"suspended": suspended})
+
+
+_INGESTION_KEYS = ("dataSchema", "ioConfig", "tuningConfig")
+_TOP_LEVEL_KEYS = frozenset({"type", "id", "spec", "suspended", "context", *_INGESTION_KEYS})
+
+
+def parse_supervisor_spec(payload: Any) -> SupervisorSpec:
+    """Validate a supervisor spec as posted to Druid's ``/druid/indexer/v1/supervisor``.
+
+    Raises ``InvalidSpec(field, problem)`` for the first problem found.
+    """
+    if not isinstance(payload, Mapping):
+        raise InvalidSpec("", "spec must be a JSON object")
+    kind = payload.get("type")
+    if kind is None:
+        raise InvalidSpec("type", 'is required (use "kafka")')
+    if kind != "kafka":
+        raise InvalidSpec("type", f"supervisor type {kind!r} is not supported (only 'kafka')")
+    for key in payload:
+        if key not in _TOP_LEVEL_KEYS:
+            raise InvalidSpec(str(key), "unknown field")
+
+    wrapped = payload.get("spec") is not None
+    if wrapped:
+        ingestion = payload["spec"]
+        if not isinstance(ingestion, Mapping):
+            raise InvalidSpec("spec", "must be a JSON object")
+        for key in ingestion:
+            if key not in _INGESTION_KEYS:
+                raise InvalidSpec(f"spec.{key}", "unknown field")
+        # Druid echoes the ingestion spec at the top level too (GET output); the "spec" copy wins.
+    else:
+        ingestion = payload
+
+    flat: dict[str, Any] = {"type": kind}
+    for key in _INGESTION_KEYS:
+        if key in ingestion:
+            flat[key] = ingestion[key]
+    for key in ("suspended", "context"):
+        if key in payload:
+            flat[key] = payload[key]
+
+    try:
+        spec = SupervisorSpec.model_validate(flat, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        raise _invalid_spec(exc, flat, wrapped) from None
+
+    supervisor_id = payload.get("id")
+    if supervisor_id is not None and supervisor_id != spec.id:
+        raise InvalidSpec(
+            "id",
+            "must equal the dataSource (supervisors with their own id are not supported yet)",
+        )
+    return spec
+
+
+# --------------------------------------------------------------------------- error translation
+
+
+def _invalid_spec(exc: ValidationError, flat: Mapping[str, Any], wrapped: bool) -> InvalidSpec:
+    error = exc.errors(include_url=False)[0]
+    problem, extra_loc = _describe(error)
+    path = _druid_path((*error["loc"], *extra_loc), flat)
+    if wrapped and path and path[0] in _INGESTION_KEYS:
+        path = ["spec", *path]
+    return InvalidSpec(_format_path(path), problem)
+
+
+def _describe(error: ErrorDetails) -> tuple[str, tuple[str | int, ...]]:
+    """A human problem text for a pydantic error, and any path below its location."""
+    kind = error["type"]
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    if kind == SPEC_ERROR:
+        return str(ctx["problem"]), tuple(ctx.get("subpath", ()))
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"])), ()
+    if kind == "missing":
+        return "is required", ()
+    if kind == "extra_forbidden":
+        return "unknown field", ()
+    if kind == "union_tag_invalid":
+        return f"filter type '{ctx.get('tag')}' is not supported yet", ("type",)
+    if kind == "union_tag_not_found":
+        return "is required", ("type",)
+    if kind == "greater_than_equal":
+        bound = ctx.get("ge")
+        if bound == 1:
+            return "must be a positive integer", ()
+        if bound == 0:
+            return "must be a non-negative integer", ()
+        return f"must be at least {bound}", ()
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}", ()
+    if kind in ("string_too_short", "too_short"):
+        return "must not be empty", ()
+    simple = {
+        "int_type": "must be an integer",
+        "int_parsing": "must be an integer",
+        "int_from_float": "must be an integer",
+        "bool_type": "must be true or false",
+        "bool_parsing": "must be true or false",
+        "string_type": "must be a string",
+        "model_type": "must be a JSON object",
+        "model_attributes_type": "must be a JSON object",
+        "dict_type": "must be a JSON object",
+        "list_type": "must be a JSON array",
+        "tuple_type": "must be a JSON array",
+    }
+    return simple.get(kind, str(error["msg"])), ()
+
+
+def _druid_path(loc: tuple[str | int, ...], root: Any) -> list[str | int]:
+    """Map a pydantic location onto the keys the user wrote.
+
+    Discriminated-union tags (pydantic adds the member's ``type``, e.g. ``'selector'``) are
+    skipped; an absent key (a missing required field) is kept; nothing is invented below it
+    or below a scalar.
+    """
+    path: list[str | int] = []
+    node = root
+    for key in loc:
+        if isinstance(node, Mapping):
+            if key in node:
+                path.append(key)
+                node = node[key]
+            elif not (key in FILTER_TYPES and node.get("type") == key):  # not a union tag: missing
+                path.append(key)
+                node = None
+            continue
+        if isinstance(node, list | tuple) and isinstance(key, int) and 0 <= key < len(node):
+            path.append(key)
+            node = node[key]
+            continue
+        break
+    return path
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _format_path(path: list[str | int]) -> str:
+    out = ""
+    for key in path:
+        if isinstance(key, int):
+            out += f"[{key}]"
+        elif _PLAIN_KEY.fullmatch(key):
+            out += f".{key}" if out else key
+        else:
+            out += f'["{key}"]'
+    return out

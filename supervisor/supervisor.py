@@ -1,0 +1,693 @@
+"""The Kafka supervisor: one serial loop that plans work and never writes data.
+
+It discovers partitions, splits them into task groups, keeps ``replicas`` tasks
+reading per group, ends each group after ``taskDuration`` (pause, take the
+highest offsets, set them as end offsets) so the group publishes while the
+next one reads on, and watches publishing groups until they succeed, fail or
+time out. Every step of a run is a verb, as in Druid's SeekableStreamSupervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor import notices as n
+from supervisor.assignment import assign
+from supervisor.errors import IndexerError, StreamError, Unavailable
+from supervisor.offsets import PartitionOffsets
+from supervisor.ports import (
+    OffsetStorePort,
+    StreamPort,
+    TaskClientPort,
+    TaskInfo,
+    TaskQueuePort,
+    TaskRunStatus,
+    TaskState,
+)
+from supervisor.spec import SupervisorSpec
+from supervisor.state import DetailedState, StateManager
+from supervisor.task_group import TaskData, TaskGroup, sequence_name, spec_fingerprint
+from supervisor.task_spec import KafkaIndexTaskSpec
+
+logger = logging.getLogger(__name__)
+
+UNRESPONSIVE_AFTER = 3  # consecutive failed chats before a reading task is replaced
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+@dataclass
+class _Snapshot:
+    """Latest offsets of the stream, read at one moment."""
+
+    offsets: PartitionOffsets
+    at: float
+
+
+class Supervisor:
+    """Runs one Kafka supervisor spec."""
+
+    def __init__(
+        self,
+        spec: SupervisorSpec,
+        *,
+        stream: StreamPort,
+        tasks: TaskQueuePort,
+        chat: TaskClientPort,
+        offsets: OffsetStorePort,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.datasource = spec.data_schema.data_source
+        self.topic = spec.io_config.topic
+        self.state = StateManager()
+        self.notices = n.NoticeQueue()
+        self._stream = stream
+        self._tasks = tasks
+        self._chat = chat
+        self._offsets = offsets
+        self._clock = clock
+        self._fingerprint = spec_fingerprint(spec.to_json())
+        self._partitions: list[int] = []
+        # next offset the next task of a partition's group starts from; None: ask the metadata store
+        self._next_offsets: dict[int, int | None] = {}
+        self._reading: dict[int, TaskGroup] = {}
+        self._pending: dict[int, list[TaskGroup]] = {}
+        self._discovered = False
+        self._latest: _Snapshot | None = None
+        self._current: dict[str, PartitionOffsets] = {}
+        self._task_states: dict[str, TaskState] = {}
+        self._loop: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self.generation_time = clock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def suspended(self) -> bool:
+        return self.spec.suspended
+
+    def start(self) -> None:
+        if self._loop is not None:
+            return
+        if self.suspended:
+            self.state.transition(DetailedState.SUSPENDED)
+        else:
+            self.state.transition(DetailedState.CONNECTING_TO_STREAM)
+        self._loop = asyncio.create_task(self._run_loop(), name=f"supervisor[{self.id}]")
+        self._ticker = asyncio.create_task(self._tick(), name=f"supervisor-ticker[{self.id}]")
+
+    async def stop(self, graceful: bool, timeout_s: float = 60.0) -> None:
+        """Stop the loop. Graceful: reading groups are told to publish first.
+
+        Not graceful (the Overlord going down): tasks are left alone, so a
+        restarted Overlord adopts them.
+        """
+        if self._loop is None:
+            return
+        if graceful and not self._loop.done():
+            self.notices.push(n.Notice(n.SHUTDOWN))
+            try:
+                await asyncio.wait_for(asyncio.shield(self._loop), timeout_s)
+            except (TimeoutError, asyncio.CancelledError):
+                logger.warning("supervisor[%s]: graceful stop timed out", self.id)
+        for t in (self._ticker, self._loop):
+            if t is not None and not t.done():
+                t.cancel()
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self._stream.close()
+        self._stopped.set()
+
+    def notify(self) -> None:
+        """Ask for a run soon (a task changed status)."""
+        self.notices.push(n.Notice(n.RUN))
+
+    def request_handoff(self, group_ids: Iterable[int]) -> list[int]:
+        accepted = []
+        for gid in group_ids:
+            group = self._reading.get(gid)
+            if group is not None:
+                group.handoff_early = True
+                accepted.append(gid)
+        self.notify()
+        return accepted
+
+    def request_reset(self) -> None:
+        self.notices.push(n.Notice(n.RESET))
+
+    async def _tick(self) -> None:
+        await asyncio.sleep(self.spec.io_config.start_delay.total_seconds())
+        period = max(0.05, self.spec.io_config.period.total_seconds())
+        while True:
+            self.notices.push(n.Notice(n.RUN))
+            await asyncio.sleep(period)
+
+    async def _run_loop(self) -> None:
+        while True:
+            notice = await self.notices.get()
+            try:
+                if notice.kind == n.SHUTDOWN:
+                    await self._graceful_shutdown()
+                    return
+                if notice.kind == n.RESET:
+                    await self._reset()
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the loop must survive any one bad run
+                logger.exception("supervisor[%s]: run failed", self.id)
+                self.state.record_error(str(e), kind=type(e).__name__)
+                self.state.end_run(self._healthy_state())
+
+    # ------------------------------------------------------------------ one run
+
+    def _healthy_state(self) -> DetailedState:
+        if self.suspended:
+            return DetailedState.SUSPENDED
+        if not self._discovered:
+            return DetailedState.DISCOVERING_INITIAL_TASKS
+        return DetailedState.RUNNING
+
+    async def run_once(self) -> None:
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("update_partitions", self.update_partitions),
+            ("discover_tasks", self.discover_tasks),
+            ("update_task_status", self.update_task_status),
+            ("check_task_duration", self.check_task_duration),
+            ("check_pending_completion_tasks", self.check_pending_completion_tasks),
+            ("check_current_task_state", self.check_current_task_state),
+            ("create_new_tasks", self.create_new_tasks),
+        ]
+        for name, step in steps:
+            try:
+                await step()
+            except StreamError as e:
+                logger.warning("supervisor[%s]: %s: %s", self.id, name, e)
+                self.state.record_error(str(e), kind="StreamException", stream=True)
+                if name == "update_partitions" and not self._partitions:
+                    break  # nothing can be planned without partitions
+            except IndexerError as e:
+                logger.warning("supervisor[%s]: %s: %s", self.id, name, e)
+                self.state.record_error(f"{name}: {e}", kind=type(e).__name__)
+        self.state.end_run(self._healthy_state())
+
+    async def update_partitions(self) -> None:
+        partitions = await asyncio.to_thread(self._stream.partitions)
+        for p in partitions:
+            self._next_offsets.setdefault(p, None)
+        self._partitions = partitions
+        latest = await asyncio.to_thread(self._stream.latest_offsets, partitions)
+        self._latest = _Snapshot(latest, self._clock())
+
+    async def discover_tasks(self) -> None:
+        """Adopt the tasks already running for this datasource (after an Overlord
+        restart or a spec update); kill those that no longer fit."""
+        if self._discovered:
+            return
+        for info in await self._tasks.tasks_for(self.datasource):
+            if info.spec.supervisor_id != self.id:
+                continue
+            await self._adopt(info)
+        self._discovered = True
+
+    async def _adopt(self, info: TaskInfo) -> None:
+        spec = info.spec
+        status: TaskRunStatus | None = None
+        end: PartitionOffsets | None = None
+        if info.location is not None:
+            try:
+                status = await self._chat.status(info.location, info.id)
+                end = await self._chat.end_offsets(info.location, info.id)
+            except Unavailable:
+                status = None
+        publishing = status is TaskRunStatus.PUBLISHING or (end is not None and status is not None)
+        if publishing and end is not None:
+            group = self._pending_group(spec, end)
+            group.tasks[info.id] = TaskData(info.id, info.location, status)
+            for p, o in end.items():
+                prev = self._next_offsets.get(p)
+                self._next_offsets[p] = o if prev is None else max(prev, o)
+            logger.info("supervisor[%s]: adopted publishing task [%s]", self.id, info.id)
+            return
+        current = bool(spec.supervisor_spec) and spec_fingerprint(spec.supervisor_spec) == self._fingerprint
+        task_count = self.spec.io_config.task_count
+        if self._partitions:
+            wanted = assign(self._partitions, task_count).get(spec.group_id, [])
+            fits = current and set(spec.start_offsets) == set(wanted)
+        else:
+            fits = current and list(assign(list(spec.start_offsets), task_count)) == [spec.group_id]
+        existing = self._reading.get(spec.group_id)
+        if fits and existing is not None and existing.sequence_name != spec.sequence_name:
+            fits = False
+        if not fits:
+            await self._kill(info.id, "task does not match the current supervisor spec")
+            return
+        if existing is None:
+            existing = TaskGroup(
+                group_id=spec.group_id,
+                start_offsets=PartitionOffsets(spec.start_offsets),
+                sequence_name=spec.sequence_name,
+                min_message_time=spec.min_message_time,
+                max_message_time=spec.max_message_time,
+            )
+            self._reading[spec.group_id] = existing
+        start_time = None
+        if info.location is not None:
+            try:
+                start_time = await self._chat.start_time(info.location, info.id)
+            except Unavailable:
+                start_time = None
+        existing.tasks[info.id] = TaskData(info.id, info.location, status, start_time)
+        for p in existing.partitions:
+            self._next_offsets.setdefault(p, None)
+        logger.info("supervisor[%s]: adopted reading task [%s] in group %d", self.id, info.id, spec.group_id)
+
+    def _pending_group(self, spec: KafkaIndexTaskSpec, end: PartitionOffsets) -> TaskGroup:
+        groups = self._pending.setdefault(spec.group_id, [])
+        for g in groups:
+            if g.sequence_name == spec.sequence_name:
+                return g
+        group = TaskGroup(
+            group_id=spec.group_id,
+            start_offsets=PartitionOffsets(spec.start_offsets),
+            sequence_name=spec.sequence_name,
+            min_message_time=spec.min_message_time,
+            max_message_time=spec.max_message_time,
+            end_offsets=end,
+            completion_started=time.monotonic(),
+        )
+        groups.append(group)
+        groups.sort(key=lambda g: min(g.start_offsets.values(), default=0))
+        return group
+
+    def _all_groups(self) -> list[TaskGroup]:
+        groups = list(self._reading.values())
+        for pending in self._pending.values():
+            groups.extend(pending)
+        return groups
+
+    async def update_task_status(self) -> None:
+        running = {i.id: i for i in await self._tasks.tasks_for(self.datasource)}
+        self._task_states = {}
+        for group in self._all_groups():
+            for tid, td in list(group.tasks.items()):
+                info = running.get(tid) or await self._tasks.get(tid)
+                if info is None:
+                    self._task_states[tid] = TaskState.FAILED
+                    continue
+                self._task_states[tid] = info.state
+                if info.state.is_complete:
+                    continue
+                td.location = info.location
+                if td.location is None or group.end_offsets is not None:
+                    continue
+                try:
+                    if td.start_time is None:
+                        td.start_time = await self._chat.start_time(td.location, tid)
+                    self._current[tid] = await self._chat.current_offsets(td.location, tid)
+                    td.chat_failures = 0
+                except Unavailable as e:
+                    td.chat_failures += 1
+                    logger.warning(
+                        "supervisor[%s]: task [%s] did not answer (%d in a row): %s",
+                        self.id,
+                        tid,
+                        td.chat_failures,
+                        e,
+                    )
+
+    def _state_of(self, task_id: str) -> TaskState:
+        return self._task_states.get(task_id, TaskState.RUNNING)
+
+    async def check_task_duration(self) -> None:
+        now = self._clock()
+        duration = self.spec.io_config.task_duration.total_seconds()
+        for gid, group in list(self._reading.items()):
+            since = group.reading_since()
+            due = since is not None and now - since >= duration
+            if not (due or group.handoff_early or self.suspended):
+                continue
+            if not any(td.location for td in group.tasks.values()) and not due:
+                if self.suspended:
+                    # nothing read yet: just drop the group's tasks
+                    for tid in list(group.tasks):
+                        await self._kill(tid, "supervisor suspended before the task started")
+                    del self._reading[gid]
+                continue
+            await self._end_group(gid, group)
+
+    async def _end_group(self, gid: int, group: TaskGroup) -> None:
+        """Pause the group's tasks, fix their end offsets, and move it to pending completion."""
+        del self._reading[gid]
+        end = await self._checkpoint(group)
+        if end is None:
+            logger.warning("supervisor[%s]: group %d could not be checkpointed; re-reading", self.id, gid)
+            for tid in list(group.tasks):
+                await self._kill(tid, "task group could not be checkpointed")
+            for p, o in group.start_offsets.items():
+                self._next_offsets[p] = o
+            return
+        group.end_offsets = end
+        group.completion_started = time.monotonic()
+        self._pending.setdefault(gid, []).append(group)
+        for p, o in end.items():
+            self._next_offsets[p] = o
+        logger.info(
+            "supervisor[%s]: group %d reads to %s and publishes; next group starts there",
+            self.id,
+            gid,
+            end.to_json(),
+        )
+
+    async def _checkpoint(self, group: TaskGroup) -> PartitionOffsets | None:
+        live = {
+            tid: td
+            for tid, td in group.tasks.items()
+            if td.location is not None and not self._state_of(tid).is_complete
+        }
+        for tid in set(group.tasks) - set(live):
+            if not self._state_of(tid).is_complete:
+                await self._kill(tid, "task had not started when its group ended")
+            group.tasks.pop(tid, None)
+        if not live:
+            return None
+        results = await asyncio.gather(
+            *(self._chat.pause(td.location, tid) for tid, td in live.items() if td.location),
+            return_exceptions=True,
+        )
+        paused: dict[str, PartitionOffsets] = {}
+        for (tid, _), res in zip(live.items(), results, strict=True):
+            if isinstance(res, BaseException):
+                await self._kill(tid, f"task did not pause: {res}")
+                group.tasks.pop(tid, None)
+            else:
+                paused[tid] = res
+        if not paused:
+            return None
+        end = group.start_offsets
+        for offsets in paused.values():
+            end = end.max_with(offsets.only(group.partitions))
+        results = await asyncio.gather(
+            *(
+                self._chat.set_end_offsets(live[tid].location, tid, end, True)  # type: ignore[arg-type]
+                for tid in paused
+            ),
+            return_exceptions=True,
+        )
+        ok = 0
+        for tid, res in zip(paused, results, strict=True):
+            if isinstance(res, BaseException):
+                await self._kill(tid, f"task did not accept its end offsets: {res}")
+                group.tasks.pop(tid, None)
+            else:
+                ok += 1
+        return end if ok else None
+
+    async def check_pending_completion_tasks(self) -> None:
+        timeout = self.spec.io_config.completion_timeout.total_seconds()
+        for gid, groups in list(self._pending.items()):
+            for group in list(groups):
+                states = {tid: self._state_of(tid) for tid in group.tasks}
+                if any(s is TaskState.SUCCESS for s in states.values()):
+                    for tid, s in states.items():
+                        if s is TaskState.RUNNING:
+                            await self._kill(tid, "a replica already published this group")
+                    groups.remove(group)
+                    self.state.record_task_result(True)
+                    continue
+                timed_out = (
+                    group.completion_started is not None
+                    and time.monotonic() - group.completion_started > timeout
+                )
+                all_failed = all(s is TaskState.FAILED for s in states.values())
+                if not (timed_out or all_failed):
+                    continue
+                reason = "completionTimeout elapsed" if timed_out else "all tasks of the group failed"
+                logger.warning("supervisor[%s]: publishing group %d: %s; re-reading", self.id, gid, reason)
+                self.state.record_error(
+                    f"task group {gid} failed to publish: {reason}", kind="TaskGroupFailed"
+                )
+                self.state.record_task_result(False)
+                later = groups[groups.index(group) :]
+                for g in later:
+                    for tid in g.tasks:
+                        await self._kill(tid, f"publishing group {gid} failed: {reason}")
+                del groups[groups.index(group) :]
+                reading = self._reading.pop(gid, None)
+                if reading is not None:
+                    for tid in reading.tasks:
+                        await self._kill(tid, f"publishing group {gid} failed: {reason}")
+                for p, o in group.start_offsets.items():
+                    self._next_offsets[p] = o
+                break
+            if not groups:
+                self._pending.pop(gid, None)
+
+    async def check_current_task_state(self) -> None:
+        for gid, group in list(self._reading.items()):
+            for tid, td in list(group.tasks.items()):
+                state = self._state_of(tid)
+                if state is TaskState.FAILED:
+                    logger.warning("supervisor[%s]: reading task [%s] failed; replacing it", self.id, tid)
+                    group.tasks.pop(tid)
+                    self._current.pop(tid, None)
+                    self.state.record_task_result(False)
+                elif state is TaskState.SUCCESS:
+                    # it reached an end on its own: the stored offsets tell where to go on
+                    group.tasks.pop(tid)
+                    for other in list(group.tasks):
+                        await self._kill(other, "a replica finished on its own")
+                    self._reading.pop(gid, None)
+                    for p in group.partitions:
+                        self._next_offsets[p] = None
+                    break
+                elif td.chat_failures >= UNRESPONSIVE_AFTER:
+                    await self._kill(tid, "task is unresponsive")
+                    group.tasks.pop(tid)
+                    self.state.record_task_result(False)
+
+    async def create_new_tasks(self) -> None:
+        if self.suspended or not self._partitions:
+            return
+        io = self.spec.io_config
+        for gid, parts in assign(self._partitions, io.task_count).items():
+            group = self._reading.get(gid)
+            if group is None:
+                start = await self._start_offsets(parts)
+                now = self._clock()
+                late = io.late_message_rejection_period
+                early = io.early_message_rejection_period
+                group = TaskGroup(
+                    group_id=gid,
+                    start_offsets=start,
+                    sequence_name=sequence_name(self.datasource, self._fingerprint, gid, start),
+                    min_message_time=int((now - late.total_seconds()) * 1000) if late else None,
+                    max_message_time=(
+                        int((now + io.task_duration.total_seconds() + early.total_seconds()) * 1000)
+                        if early
+                        else None
+                    ),
+                )
+                self._reading[gid] = group
+                self.state.transition(
+                    DetailedState.CREATING_TASKS if not self._has_run_tasks() else self._healthy_state()
+                )
+            for _ in range(io.replicas - len(group.tasks)):
+                spec = self._task_spec(group)
+                await self._tasks.submit(spec)
+                group.tasks[spec.id] = TaskData(spec.id)
+                logger.info(
+                    "supervisor[%s]: created task [%s] for group %d from %s",
+                    self.id,
+                    spec.id,
+                    gid,
+                    group.start_offsets.to_json(),
+                )
+
+    def _has_run_tasks(self) -> bool:
+        return any(td.start_time for g in self._all_groups() for td in g.tasks.values())
+
+    async def _start_offsets(self, partitions: list[int]) -> PartitionOffsets:
+        known = {p: o for p in partitions if (o := self._next_offsets.get(p)) is not None}
+        missing = [p for p in partitions if p not in known]
+        if missing:
+            stored = await self._offsets.stored_offsets(self.datasource)
+            if stored is not None and stored.stream != self.topic:
+                raise IndexerError(
+                    f"stored offsets are for stream [{stored.stream}], not [{self.topic}]: "
+                    "reset the supervisor"
+                )
+            from_store = {p: stored.offsets[p] for p in missing if stored is not None and p in stored.offsets}
+            known.update(from_store)
+            rest = [p for p in missing if p not in from_store]
+            if rest:
+                edge = (
+                    self._stream.earliest_offsets
+                    if self.spec.io_config.use_earliest_offset
+                    else self._stream.latest_offsets
+                )
+                known.update(await asyncio.to_thread(edge, rest))
+            if from_store:
+                known.update(await self._check_available(from_store))
+        for p, o in known.items():
+            self._next_offsets[p] = o
+        return PartitionOffsets(known)
+
+    async def _check_available(self, stored: dict[int, int]) -> dict[int, int]:
+        """Stored offsets that fell out of the stream's retention."""
+        earliest = await asyncio.to_thread(self._stream.earliest_offsets, list(stored))
+        latest = self._latest.offsets if self._latest else PartitionOffsets()
+        out = dict(stored)
+        gone = {p: o for p, o in stored.items() if o < earliest.get(p, 0) or o > latest.get(p, o)}
+        if not gone:
+            return out
+        if self.spec.tuning_config.reset_offset_automatically:
+            for p in gone:
+                out[p] = earliest[p]
+            reset_to = earliest.only(list(gone)).to_json()
+            msg = f"offsets {gone} are no longer available; reset to earliest {reset_to}"
+            logger.warning("supervisor[%s]: %s", self.id, msg)
+            self.state.record_error(msg, kind="OffsetsReset")
+            await self._offsets.reset_partitions(self.datasource, self.topic, PartitionOffsets(out))
+            return out
+        raise IndexerError(
+            f"Previous sequenceNumber {gone} is no longer available for partitions "
+            f"(earliest {earliest.only(list(gone)).to_json()}). Reset the supervisor, or set "
+            "resetOffsetAutomatically in the tuningConfig"
+        )
+
+    def _task_spec(self, group: TaskGroup) -> KafkaIndexTaskSpec:
+        task_id = f"index_kafka_{self.datasource}_{self._fingerprint[:8]}_{uuid.uuid4().hex[:8]}"
+        return KafkaIndexTaskSpec(
+            id=task_id,
+            data_source=self.datasource,
+            supervisor_id=self.id,
+            group_id=group.group_id,
+            sequence_name=group.sequence_name,
+            topic=self.topic,
+            start_offsets=dict(group.start_offsets),
+            end_offsets=None,
+            consumer_properties=dict(self.spec.io_config.consumer_properties),
+            supervisor_spec=self.spec.to_json(),
+            min_message_time=group.min_message_time,
+            max_message_time=group.max_message_time,
+            created_time=_iso(self._clock()),
+        )
+
+    async def _kill(self, task_id: str, reason: str) -> None:
+        logger.info("supervisor[%s]: killing task [%s]: %s", self.id, task_id, reason)
+        self._current.pop(task_id, None)
+        await self._tasks.kill(task_id, reason)
+
+    # ------------------------------------------------------------------ commands
+
+    async def _graceful_shutdown(self) -> None:
+        """Every reading group publishes what it has read; nothing new starts."""
+        self.state.stop()
+        try:
+            await self.update_task_status()
+        except IndexerError as e:
+            logger.warning("supervisor[%s]: during shutdown: %s", self.id, e)
+        for gid, group in list(self._reading.items()):
+            try:
+                await self._end_group(gid, group)
+            except IndexerError as e:
+                logger.warning("supervisor[%s]: ending group %d: %s", self.id, gid, e)
+
+    async def _reset(self) -> None:
+        """Druid's hard reset: kill every task, forget the stored offsets."""
+        for group in self._all_groups():
+            for tid in group.tasks:
+                await self._kill(tid, "supervisor reset")
+        self._reading.clear()
+        self._pending.clear()
+        self._current.clear()
+        self._next_offsets = {p: None for p in self._partitions}
+        await self._offsets.reset_offsets(self.datasource)
+        logger.info("supervisor[%s]: reset: offsets cleared, tasks killed", self.id)
+
+    # ------------------------------------------------------------------ reports
+
+    def lag(self) -> dict[int, int]:
+        """Records behind per partition, from one snapshot of latest offsets; never negative."""
+        if self._latest is None:
+            return {}
+        current: dict[int, int] = {}
+        for group in self._reading.values():
+            for tid in group.tasks:
+                for p, o in self._current.get(tid, {}).items():
+                    current[p] = max(current.get(p, o), o)
+            for p, o in group.start_offsets.items():
+                current.setdefault(p, o)
+        return {
+            p: max(0, self._latest.offsets[p] - o) for p, o in current.items() if p in self._latest.offsets
+        }
+
+    def task_groups(self) -> tuple[dict[int, TaskGroup], dict[int, list[TaskGroup]]]:
+        return dict(self._reading), {k: list(v) for k, v in self._pending.items()}
+
+    def status_payload(self) -> dict[str, Any]:
+        io = self.spec.io_config
+        now = self._clock()
+        lag = self.lag()
+
+        def task_entry(group: TaskGroup, tid: str, td: TaskData, kind: str) -> dict[str, Any]:
+            since = td.start_time
+            remaining = (
+                max(0.0, io.task_duration.total_seconds() - (now - since))
+                if since and kind == "ACTIVE"
+                else None
+            )
+            return {
+                "id": tid,
+                "startingOffsets": group.start_offsets.to_json(),
+                "startTime": _iso(since) if since else None,
+                "remainingSeconds": int(remaining) if remaining is not None else None,
+                "type": kind,
+                "currentOffsets": (self._current.get(tid) or PartitionOffsets()).to_json(),
+                "lag": {str(p): lag[p] for p in group.partitions if p in lag} if kind == "ACTIVE" else None,
+            }
+
+        active = [
+            task_entry(g, tid, td, "ACTIVE") for g in self._reading.values() for tid, td in g.tasks.items()
+        ]
+        publishing = [
+            task_entry(g, tid, td, "PUBLISHING")
+            for groups in self._pending.values()
+            for g in groups
+            for tid, td in g.tasks.items()
+        ]
+        payload: dict[str, Any] = {
+            "dataSource": self.datasource,
+            "stream": self.topic,
+            "topic": self.topic,
+            "partitions": len(self._partitions),
+            "replicas": io.replicas,
+            "durationSeconds": int(io.task_duration.total_seconds()),
+            "activeTasks": active,
+            "publishingTasks": publishing,
+            "latestOffsets": self._latest.offsets.to_json() if self._latest else None,
+            "minimumLag": {str(p): v for p, v in lag.items()},
+            "aggregateLag": sum(lag.values()),
+            "offsetsLastUpdated": _iso(self._latest.at) if self._latest else None,
+            "suspended": self.suspended,
+            "healthy": self.state.healthy,
+            "state": self.state.basic.label,
+            "detailedState": self.state.detailed.name,
+            "recentErrors": [e.to_json() for e in self.state.recent_errors],
+        }
+        return {"id": self.id, "generationTime": _iso(self.generation_time), "payload": payload}

@@ -1,0 +1,68 @@
+"""A task group: the replicas reading (or publishing) one set of partitions from
+the same start offsets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.offsets import PartitionOffsets
+from supervisor.ports import TaskLocation, TaskRunStatus
+
+
+@dataclass
+class TaskData:
+    """What the supervisor knows of one task of a group."""
+
+    task_id: str
+    location: TaskLocation | None = None
+    run_status: TaskRunStatus | None = None
+    start_time: float | None = None  # wall clock, seconds, when the task began reading
+    chat_failures: int = 0
+
+
+@dataclass
+class TaskGroup:
+    group_id: int
+    start_offsets: PartitionOffsets
+    sequence_name: str
+    min_message_time: int | None
+    max_message_time: int | None
+    tasks: dict[str, TaskData] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    end_offsets: PartitionOffsets | None = None
+    # when the group entered pending completion (monotonic seconds)
+    completion_started: float | None = None
+    handoff_early: bool = False
+
+    @property
+    def partitions(self) -> list[int]:
+        return list(self.start_offsets)
+
+    def reading_since(self) -> float | None:
+        """When the earliest task of the group began reading (wall clock)."""
+        starts = [t.start_time for t in self.tasks.values() if t.start_time is not None]
+        return min(starts) if starts else None
+
+
+def spec_fingerprint(spec_json: dict[str, Any]) -> str:
+    """A short, stable hash of the parts of a spec that shape the data."""
+    spec = spec_json.get("spec", spec_json)
+    relevant = {
+        "dataSchema": spec.get("dataSchema"),
+        "tuningConfig": spec.get("tuningConfig"),
+        "topic": (spec.get("ioConfig") or {}).get("topic"),
+        "inputFormat": (spec.get("ioConfig") or {}).get("inputFormat"),
+    }
+    blob = json.dumps(relevant, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def sequence_name(datasource: str, fingerprint: str, group_id: int, start: PartitionOffsets) -> str:
+    """Identical for every replica of a group, and for a replacement of one."""
+    offsets = json.dumps(start.to_json(), sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(offsets).hexdigest()[:12]
+    return f"index_kafka_{datasource}_{fingerprint}_{group_id}_{digest}"

@@ -1,0 +1,236 @@
+"""A real local cluster for end-to-end tests: Overlord and MiddleManagers as OS processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float, interval_s: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (OSError, ValueError) as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class Proc:
+    name: str
+    cmd: list[str]
+    log: Path
+    env: dict[str, str]
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.popen = subprocess.Popen(
+                self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=REPO, start_new_session=True
+            )
+
+    def signal(self, sig: int) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.kill(self.popen.pid, sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int | None:
+        if self.popen is None:
+            return None
+        self.signal(sig)
+        try:
+            return self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            return self.popen.wait(10)
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Cluster:
+    workdir: Path
+    metadata_url: str
+    overlord_port: int = field(default_factory=free_port)
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.overlord_port}"
+
+    @property
+    def deep_storage(self) -> Path:
+        return self.workdir / "deep-storage"
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def migrate(self) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "overlord", "migrate", "--metadata-url", self.metadata_url],
+            check=True,
+            cwd=REPO,
+            env=self._env(),
+            capture_output=True,
+        )
+
+    def start_overlord(self, worker_timeout_s: float = 6.0) -> Proc:
+        proc = Proc(
+            "overlord",
+            [
+                sys.executable,
+                "-m",
+                "overlord",
+                "serve",
+                "--metadata-url",
+                self.metadata_url,
+                "--deep-storage",
+                str(self.deep_storage),
+                "--port",
+                str(self.overlord_port),
+                "--worker-timeout-s",
+                str(worker_timeout_s),
+            ],
+            self.workdir / "logs" / "overlord.log",
+            self._env(),
+        )
+        proc.start()
+        self.procs["overlord"] = proc
+        wait_for("overlord health", lambda: http("GET", f"{self.url}/status/health", timeout=2)[0] == 200, 30)
+        return proc
+
+    def start_middlemanager(self, name: str = "mm1", capacity: int = 4) -> Proc:
+        port = free_port()
+        proc = Proc(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "middlemanager",
+                "--overlord",
+                self.url,
+                "--port",
+                str(port),
+                "--capacity",
+                str(capacity),
+                "--task-dir",
+                str(self.workdir / name / "tasks"),
+                "--shutdown-timeout-s",
+                "10",
+            ],
+            self.workdir / "logs" / f"{name}.log",
+            self._env(),
+        )
+        proc.start()
+        self.procs[name] = proc
+        wait_for(f"{name} health", lambda: http("GET", f"http://127.0.0.1:{port}/status/health", timeout=2)[0] == 200, 30)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {p.name} =====\n{p.tail()}" for p in self.procs.values())
+
+    # ------------------------------------------------------------ API
+
+    def submit(self, spec: dict[str, Any]) -> str:
+        status, body = http("POST", f"{self.url}/druid/indexer/v1/supervisor", spec)
+        assert status == 200, f"submit failed: {status} {body}"
+        return str(body["id"])
+
+    def status(self, supervisor_id: str) -> dict[str, Any]:
+        code, body = http("GET", f"{self.url}/druid/indexer/v1/supervisor/{supervisor_id}/status")
+        assert code == 200, body
+        return dict(body["payload"])
+
+    def suspend(self, supervisor_id: str) -> None:
+        code, body = http("POST", f"{self.url}/druid/indexer/v1/supervisor/{supervisor_id}/suspend")
+        assert code == 200, body
+
+    def tasks(self, state: str | None = None, datasource: str | None = None) -> list[dict[str, Any]]:
+        params = []
+        if state:
+            params.append(f"state={state}")
+        if datasource:
+            params.append(f"datasource={datasource}")
+        code, body = http("GET", f"{self.url}/druid/indexer/v1/tasks?{'&'.join(params)}")
+        assert code == 200, body
+        return list(body)
+
+    def segments(self, datasource: str) -> list[dict[str, Any]]:
+        code, body = http("GET", f"{self.url}/druid/coordinator/v1/metadata/datasources/{datasource}/segments?full")
+        assert code == 200, body
+        return list(body)
+
+    def published_rows(self, datasource: str) -> int:
+        return sum(int(s.get("numRows", 0)) for s in self.segments(datasource))
+
+    def wait_published(self, datasource: str, rows: int, timeout_s: float) -> None:
+        wait_for(
+            f"{rows} published rows in {datasource}",
+            lambda: self.published_rows(datasource) >= rows,
+            timeout_s,
+            1.0,
+        )
+
+    def wait_quiet(self, datasource: str, timeout_s: float) -> None:
+        """No task of the datasource left running."""
+        wait_for(f"no running tasks of {datasource}", lambda: not self.tasks("running", datasource)
+                 and not self.tasks("pending", datasource), timeout_s, 1.0)
+
+
+def read_segments(segments: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every row of the published Parquet files."""
+    for seg in segments:
+        table = pq.read_table(seg["loadSpec"]["path"])
+        yield from table.to_pylist()
