@@ -216,7 +216,7 @@ class TaskRunner:
                 "sequenceName": self.task.sequence_name,
                 "startOffsets": PartitionOffsets(self.task.start_offsets).to_json(),
                 "endOffsets": PartitionOffsets(self.end).to_json(),
-                "segments": [_segment_json(s) for s in segments],
+                "segments": [_segment_json(i, s) for i, s in enumerate(_ordered(segments))],
             },
         }
         delay = 0.2
@@ -279,11 +279,16 @@ class TaskRunner:
         }
 
 
-def _segment_json(s: SegmentFile) -> dict[str, Any]:
+def _ordered(segments: list[SegmentFile]) -> list[SegmentFile]:
+    return sorted(segments, key=lambda s: (s.interval_start_ms, s.interval_end_ms, s.shard))
+
+
+def _segment_json(index: int, s: SegmentFile) -> dict[str, Any]:
+    """``shard`` is the segment's place in the task's whole output (the allocation key)."""
     return {
         "interval_start_ms": s.interval_start_ms,
         "interval_end_ms": s.interval_end_ms,
-        "shard": s.shard,
+        "shard": index,
         "num_rows": s.num_rows,
         "size_bytes": s.size_bytes,
         "path": str(Path(s.path).absolute()),

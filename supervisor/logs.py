@@ -33,3 +33,4 @@ def configure(level: str = "INFO", fmt: str = "text", process: str = "") -> None
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -9,14 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+
+from overlord.client import OverlordClient, http, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,36 +25,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, raw.decode(errors="replace")
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float, interval_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, ValueError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
 
 
 @dataclass
@@ -181,52 +151,9 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(f"===== {p.name} =====\n{p.tail()}" for p in self.procs.values())
 
-    # ------------------------------------------------------------ API
-
-    def submit(self, spec: dict[str, Any]) -> str:
-        status, body = http("POST", f"{self.url}/druid/indexer/v1/supervisor", spec)
-        assert status == 200, f"submit failed: {status} {body}"
-        return str(body["id"])
-
-    def status(self, supervisor_id: str) -> dict[str, Any]:
-        code, body = http("GET", f"{self.url}/druid/indexer/v1/supervisor/{supervisor_id}/status")
-        assert code == 200, body
-        return dict(body["payload"])
-
-    def suspend(self, supervisor_id: str) -> None:
-        code, body = http("POST", f"{self.url}/druid/indexer/v1/supervisor/{supervisor_id}/suspend")
-        assert code == 200, body
-
-    def tasks(self, state: str | None = None, datasource: str | None = None) -> list[dict[str, Any]]:
-        params = []
-        if state:
-            params.append(f"state={state}")
-        if datasource:
-            params.append(f"datasource={datasource}")
-        code, body = http("GET", f"{self.url}/druid/indexer/v1/tasks?{'&'.join(params)}")
-        assert code == 200, body
-        return list(body)
-
-    def segments(self, datasource: str) -> list[dict[str, Any]]:
-        code, body = http("GET", f"{self.url}/druid/coordinator/v1/metadata/datasources/{datasource}/segments?full")
-        assert code == 200, body
-        return list(body)
-
-    def published_rows(self, datasource: str) -> int:
-        return sum(int(s.get("numRows", 0)) for s in self.segments(datasource))
-
-    def wait_published(self, datasource: str, rows: int, timeout_s: float) -> None:
-        wait_for(
-            f"{rows} published rows in {datasource}",
-            lambda: self.published_rows(datasource) >= rows,
-            timeout_s,
-            1.0,
-        )
-
-    def wait_quiet(self, datasource: str, timeout_s: float) -> None:
-        """No task of the datasource left running."""
-        wait_for(f"no running tasks of {datasource}", lambda: not self.tasks("running", datasource)
-                 and not self.tasks("pending", datasource), timeout_s, 1.0)
+    @property
+    def api(self) -> OverlordClient:
+        return OverlordClient(self.url)
 
 
 def read_segments(segments: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

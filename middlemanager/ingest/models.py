@@ -17,7 +17,10 @@ MAX_REPORTED_INPUT_BYTES = 1024
 
 @dataclass(slots=True)
 class RowStats:
-    """Druid's row counters. ``processed + processed_with_error + thrown_away + unparseable`` = records seen."""
+    """Druid's row counters.
+
+    ``processed + processed_with_error + thrown_away + unparseable`` = records seen.
+    """
 
     processed: int = 0
     processed_bytes: int = 0
@@ -31,7 +34,11 @@ class RowStats:
 
     def copy(self) -> RowStats:
         return RowStats(
-            self.processed, self.processed_bytes, self.processed_with_error, self.thrown_away, self.unparseable
+            self.processed,
+            self.processed_bytes,
+            self.processed_with_error,
+            self.thrown_away,
+            self.unparseable,
         )
 
     def to_json(self) -> dict[str, int]:
@@ -108,7 +115,7 @@ class RejectedRecord:
 
 
 def format_interval_ms(ms: int) -> str:
-    """ISO-8601 UTC text of epoch milliseconds (``2024-01-01T00:00:00.000Z``); out-of-range values as numbers."""
+    """ISO-8601 UTC text of epoch ms (``2024-01-01T00:00:00.000Z``); out-of-range values as numbers."""
     try:
         moment = _EPOCH + timedelta(milliseconds=ms)
     except OverflowError:

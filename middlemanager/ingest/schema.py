@@ -103,7 +103,8 @@ class ColumnPlan:
     def __init__(self, data_schema: DataSchema) -> None:
         dims_spec = data_schema.dimensions_spec
         self.metrics: list[MetricColumn] = [
-            MetricColumn(m.name, m.type, m.field_name, f"m{i}") for i, m in enumerate(data_schema.metrics_spec)
+            MetricColumn(m.name, m.type, m.field_name, f"m{i}")
+            for i, m in enumerate(data_schema.metrics_spec)
         ]
         self.explicit: list[DimensionColumn] = [
             DimensionColumn(d.name, d.type, f"d{i}", d.multi_value_handling)
@@ -205,7 +206,7 @@ def _number(value: Any, integer: bool) -> int | float | None:
         if integer:
             if not _INT64_MIN <= value <= _INT64_MAX:
                 raise _Unconvertible
-            return value
+            return int(value)
         try:
             return float(value)
         except OverflowError:
@@ -217,7 +218,7 @@ def _number(value: Any, integer: bool) -> int | float | None:
             return int(value)
         if not math.isfinite(value):
             raise _Unconvertible
-        return value
+        return float(value)
     if kind is str:
         text = value.strip()
         if not text:
@@ -234,7 +235,9 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def convert_values(values: list[Any], kind: str, handling: str, label: str) -> tuple[list[Any], list[tuple[int, str]]]:
+def convert_values(
+    values: list[Any], kind: str, handling: str, label: str
+) -> tuple[list[Any], list[tuple[int, str]]]:
     """Python-level conversion of one column; returns the values and ``(row, message)`` errors."""
     errors: list[tuple[int, str]] = []
     out: list[Any] = []
@@ -321,7 +324,9 @@ class RowConverter:
     def __init__(self, plan: ColumnPlan) -> None:
         self.plan = plan
         self._metric_extractions = [
-            _Extraction(m.field, m.value_kind, "", m.col, "Unable to parse value[{value}] for field[" + m.field + "]")
+            _Extraction(
+                m.field, m.value_kind, "", m.col, "Unable to parse value[{value}] for field[" + m.field + "]"
+            )
             for m in plan.metrics
             if m.field is not None
         ]
@@ -362,9 +367,11 @@ class RowConverter:
             if struct is not None:
                 for index, ex in enumerate(struct_fields):
                     child = struct.field(index)
-                    if ex.kind == "string" and child.null_count < n and pc.any(
-                        pc.starts_with(child, "\x00")
-                    ).as_py():
+                    if (
+                        ex.kind == "string"
+                        and child.null_count < n
+                        and pc.any(pc.starts_with(child, "\x00")).as_py()
+                    ):
                         continue  # needs escaping: the slow path below handles it
                     arrays[ex.col] = child
 

@@ -112,7 +112,9 @@ def sort_table(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     try:
         indices = pc.sort_indices(table, sort_keys=_sort_keys(keys))
     except (TypeError, ValueError):  # pyarrow < 25 only knows one null placement for all keys
-        indices = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys], null_placement="at_start")
+        indices = pc.sort_indices(
+            table, sort_keys=[(k, "ascending") for k in keys], null_placement="at_start"
+        )
     return table.take(indices)
 
 
@@ -333,9 +335,7 @@ def write_segment(
     if not parts:
         return []
     multi = {
-        d.col
-        for d in dims
-        if d.kind == "string" and any(has_multi_values(p.column(d.col)) for p in parts)
+        d.col for d in dims if d.kind == "string" and any(has_multi_values(p.column(d.col)) for p in parts)
     }
     fields = [pa.field(TIME, pa.int64(), nullable=False)]
     for d in dims:
@@ -347,7 +347,13 @@ def write_segment(
         sort_keys += [m.col for m in plan.metrics]
 
     writer = _ShardWriter(
-        out_dir, start_ms, end_ms, schema, max_rows_per_segment, [d.name for d in dims], [m.name for m in plan.metrics]
+        out_dir,
+        start_ms,
+        end_ms,
+        schema,
+        max_rows_per_segment,
+        [d.name for d in dims],
+        [m.name for m in plan.metrics],
     )
     try:
         for pieces in _time_slices(parts, slice_rows):

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, Row
@@ -297,7 +297,7 @@ class MetadataStore:
         except _TRANSIENT_ERRORS as error:
             reason = f"metadata store error, retry: {type(error).__name__}: {getattr(error, 'orig', error)}"
             result = PublishResult("retryable", reason.strip())
-        level = logging.INFO if result.kind == "ok" else logging.WARNING
+        level = logging.WARNING if result.kind == "failed" else logging.INFO
         log.log(
             level,
             "publish %s sequence %s %s -> %s: %s %s",
@@ -420,7 +420,7 @@ class MetadataStore:
                     Segments.end == end_iso,
                 )
                 version = conn.execute(
-                    select(func.max(Segments.version)).where(*in_interval, Segments.used.is_(True))
+                    select(func.max(Segments.version)).where(*in_interval, Segments.used == true())
                 ).scalar_one_or_none()
                 version = version or now
                 top = conn.execute(
@@ -618,7 +618,7 @@ class MetadataStore:
         """DataSegment payloads of a datasource, by interval then version then partition."""
         query = select(Segments.payload).where(Segments.datasource == datasource)
         if used_only:
-            query = query.where(Segments.used.is_(True))
+            query = query.where(Segments.used == true())
         query = query.order_by(Segments.start_ms, Segments.end_ms, Segments.version, Segments.partition_num)
         with self._reader.begin() as conn:
             payloads = conn.execute(query).scalars().all()
@@ -629,7 +629,7 @@ class MetadataStore:
         with self._reader.begin() as conn:
             names = conn.execute(
                 select(Segments.datasource)
-                .where(Segments.used.is_(True))
+                .where(Segments.used == true())
                 .distinct()
                 .order_by(Segments.datasource)
             ).scalars()

@@ -16,7 +16,8 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from tests.cluster import Cluster, read_segments, wait_for
+from overlord.client import wait_for
+from tests.cluster import Cluster, read_segments
 from tests.support import create_topic
 
 pytestmark = pytest.mark.e2e
@@ -73,7 +74,7 @@ def _produce(bootstrap: str, topic: str, values: list[bytes], partitions: int | 
 
 def _wait_reading(cluster: Cluster, sup: str, groups: int) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
-        st = cluster.status(sup)
+        st = cluster.api.status(sup)
         active = [t for t in st["activeTasks"] if t.get("startTime")]
         return st if len({json.dumps(t["startingOffsets"]) for t in active}) >= groups else None
 
@@ -87,7 +88,7 @@ def test_druid_wikipedia_tutorial(cluster: Cluster, kafka_bootstrap: str) -> Non
         pytest.fail("the tutorial spec names localhost:9092; the test broker must listen there")
     _recreate_topic(kafka_bootstrap, "wikipedia", 1)
     spec = json.loads(WIKI_SPEC.read_text())
-    sup = cluster.submit(spec)
+    sup = cluster.api.submit(spec)
     assert sup == "wikipedia"
     _wait_reading(cluster, sup, 1)
 
@@ -96,12 +97,12 @@ def test_druid_wikipedia_tutorial(cluster: Cluster, kafka_bootstrap: str) -> Non
     assert len(lines) == 39244
     _produce(kafka_bootstrap, "wikipedia", lines)
 
-    wait_for("lag 0", lambda: cluster.status(sup)["aggregateLag"] == 0 and
-             cluster.status(sup)["latestOffsets"] == {"0": 39244}, 120, 1.0)
-    cluster.suspend(sup)
-    cluster.wait_published("wikipedia", 39244, 120)
-    cluster.wait_quiet("wikipedia", 60)
-    segments = cluster.segments("wikipedia")
+    wait_for("lag 0", lambda: cluster.api.status(sup)["aggregateLag"] == 0 and
+             cluster.api.status(sup)["latestOffsets"] == {"0": 39244}, 120, 1.0)
+    cluster.api.suspend(sup)
+    cluster.api.wait_published("wikipedia", 39244, 120)
+    cluster.api.wait_quiet("wikipedia", 60)
+    segments = cluster.api.segments("wikipedia")
     assert sum(s["numRows"] for s in segments) == 39244
     assert {s["interval"] for s in segments} == {"2015-09-12T00:00:00.000Z/2015-09-13T00:00:00.000Z"}
     rows = list(read_segments(segments))
@@ -157,7 +158,7 @@ def test_replicas_generations_and_transactions_exactly_once(cluster: Cluster, ka
     topic = f"e2e-{uuid.uuid4().hex[:10]}"
     datasource = f"ds_{uuid.uuid4().hex[:8]}"
     create_topic(kafka_bootstrap, topic, 4)
-    sup = cluster.submit(_rollup_spec(datasource, topic, kafka_bootstrap))
+    sup = cluster.api.submit(_rollup_spec(datasource, topic, kafka_bootstrap))
 
     base = int(time.time() * 1000)
     expected: set[str] = set()
@@ -190,15 +191,15 @@ def test_replicas_generations_and_transactions_exactly_once(cluster: Cluster, ka
 
     # let at least three generations publish, then hand off the rest
     def generations() -> int:
-        succeeded = [t for t in cluster.tasks("complete", datasource) if t["statusCode"] == "SUCCESS"]
+        succeeded = [t for t in cluster.api.tasks("complete", datasource) if t["statusCode"] == "SUCCESS"]
         return len(succeeded)
 
     wait_for("three generations published", lambda: generations() >= 2 * 3, 120, 1.0)
-    wait_for("caught up", lambda: cluster.status(sup)["aggregateLag"] == 0, 120, 1.0)
-    cluster.suspend(sup)
-    cluster.wait_quiet(datasource, 120)
+    wait_for("caught up", lambda: cluster.api.status(sup)["aggregateLag"] == 0, 120, 1.0)
+    cluster.api.suspend(sup)
+    cluster.api.wait_quiet(datasource, 120)
 
-    segments = cluster.segments(datasource)
+    segments = cluster.api.segments(datasource)
     rows = list(read_segments(segments))
     ids = Counter(r["id"] for r in rows)
     assert sum(r["count"] for r in rows) == len(expected)

@@ -12,7 +12,9 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -189,12 +191,19 @@ def test_replica_publish_of_the_same_sequence_is_ok(store: MetadataStore) -> Non
     first = publish(store, "seq-0", {0: 0}, {0: 10}, [seg(0, rows=6), seg(1, rows=4)])
     # The replica built the same rows into its own files, and lists them in another order.
     replica = publish(
-        store, "seq-0", {0: 0}, {0: 10}, [seg(1, rows=4, path="/replica/1"), seg(0, rows=6, path="/replica/0")]
+        store,
+        "seq-0",
+        {0: 0},
+        {0: 10},
+        [seg(1, rows=4, path="/replica/1"), seg(0, rows=6, path="/replica/0")],
     )
 
     assert replica.ok, replica.reason
     assert replica.segment_ids == [first.segment_ids[1], first.segment_ids[0]]
-    assert [s["loadSpec"]["path"] for s in store.list_segments(DS)] == [f"/deep/{DS}/0/0.parquet", f"/deep/{DS}/0/1.parquet"]
+    assert [s["loadSpec"]["path"] for s in store.list_segments(DS)] == [
+        f"/deep/{DS}/0/0.parquet",
+        f"/deep/{DS}/0/1.parquet",
+    ]
 
 
 def test_late_replica_is_ok_after_later_generations_moved_on(store: MetadataStore) -> None:
@@ -397,7 +406,7 @@ def test_concurrent_publishes_from_the_same_start_have_one_winner(store: Metadat
     assert sorted(s["id"] for s in store.list_segments(DS)) == sorted(results[winner].segment_ids)
     assert total_rows(store) == 2 + winner
     # A loser retrying cannot get in either: its start is behind the winner's commit.
-    for i, r in results.items():
+    for i in results:
         if i != winner:
             again = publish(store, f"seq-{i}", {0: 0, 1: 0}, {0: 100 + i, 1: 50 + i}, [seg(0, rows=1 + i)])
             assert again.kind == "failed", again.reason
@@ -406,7 +415,6 @@ def test_concurrent_publishes_from_the_same_start_have_one_winner(store: Metadat
 def test_generations_published_concurrently_in_random_order_commit_exactly_once(store: MetadataStore) -> None:
     generations = 12
     replicas = 2
-    workers = 8
     rng = random.Random(20261122)
     # The supervisor recorded where reading starts before launching its first task group.
     store.reset_partitions(DS, TOPIC, {0: 0, 1: 0})
@@ -417,38 +425,34 @@ def test_generations_published_concurrently_in_random_order_commit_exactly_once(
     def segments(g: int) -> list[SegmentToPublish]:
         return [seg(0, rows=100 + g, day=g % 3), seg(1, rows=1000 * (g + 1), day=(g + 1) % 3)]
 
+    # Every task of every generation is running and publishing at once, in random order.
     jobs = [(g, r) for g in range(generations) for r in range(replicas)]
     rng.shuffle(jobs)
+    barrier = threading.Barrier(len(jobs))
     lock = threading.Lock()
     outcomes: dict[tuple[int, int], PublishResult] = {}
     errors: list[str] = []
 
-    def worker(seed: int) -> None:
+    def publisher(g: int, r: int, seed: int) -> None:
         jitter = random.Random(seed)
+        start, end = bounds(g)
+        barrier.wait()
+        deadline = time.monotonic() + 60
         while True:
-            with lock:
-                if not jobs:
-                    return
-                g, r = jobs.pop()
-            start, end = bounds(g)
-            deadline = time.monotonic() + 120
-            while True:
-                result = publish(store, f"seq-{g}", start, end, segments(g))
-                if result.kind != "retryable":
-                    break
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(jitter.uniform(0.001, 0.01))
-            with lock:
-                outcomes[(g, r)] = result
-                if not result.ok:
-                    errors.append(f"generation {g} replica {r}: {result.kind} {result.reason}")
+            result = publish(store, f"seq-{g}", start, end, segments(g))
+            if result.kind != "retryable" or time.monotonic() > deadline:
+                break
+            time.sleep(jitter.uniform(0.001, 0.02))
+        with lock:
+            outcomes[(g, r)] = result
+            if not result.ok:
+                errors.append(f"generation {g} replica {r}: {result.kind} {result.reason}")
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+    threads = [threading.Thread(target=publisher, args=(g, r, i)) for i, (g, r) in enumerate(jobs)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=300)
+        t.join(timeout=120)
 
     assert errors == []
     assert len(outcomes) == generations * replicas
@@ -459,9 +463,7 @@ def test_generations_published_concurrently_in_random_order_commit_exactly_once(
     for g in range(generations):
         assert outcomes[(g, 0)].segment_ids == outcomes[(g, 1)].segment_ids
         assert len(store.segments_for_sequence(DS, f"seq-{g}")) == 2
-    partition_nums = sorted(
-        (s["interval"], s["shardSpec"]["partitionNum"]) for s in store.list_segments(DS)
-    )
+    partition_nums = sorted((s["interval"], s["shardSpec"]["partitionNum"]) for s in store.list_segments(DS))
     assert len(set(partition_nums)) == len(partition_nums)
     stored = store.get_offsets(DS)
     assert stored is not None and stored.version == generations + 1  # the seed, then one per generation
@@ -562,7 +564,7 @@ def test_supervisor_history_and_tombstones(store: MetadataStore) -> None:
 # --------------------------------------------------------------------------- tasks
 
 
-def task(task_id: str, created: str, **changes: object) -> TaskRow:
+def task(task_id: str, created: str, **changes: Any) -> TaskRow:
     base = TaskRow(
         id=task_id,
         datasource=DS,
@@ -572,7 +574,7 @@ def task(task_id: str, created: str, **changes: object) -> TaskRow:
         supervisor_id=DS,
         created_date=created,
     )
-    return TaskRow(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+    return replace(base, **changes)
 
 
 def test_tasks_crud(store: MetadataStore) -> None:
@@ -583,7 +585,13 @@ def test_tasks_crud(store: MetadataStore) -> None:
 
     t1 = store.get_task("t1")
     assert t1 is not None
-    assert (t1.status, t1.runner_status, t1.group_id, t1.worker, t1.report) == ("RUNNING", "PENDING", 0, None, None)
+    assert (t1.status, t1.runner_status, t1.group_id, t1.worker, t1.report) == (
+        "RUNNING",
+        "PENDING",
+        0,
+        None,
+        None,
+    )
     assert t1.payload == {"id": "t1", "startOffsets": {"0": 0}}
     assert t1.updated_date
 

@@ -1,0 +1,462 @@
+"""The ingest pipeline of one Kafka indexing task: records in, Parquet segments out.
+
+Flow: :meth:`IngestPipeline.add` parses each record (orjson), reads its timestamp,
+applies the message-time window and the ``transformSpec`` filter, and buffers the parsed
+row. Every :data:`BUFFER_ROWS` rows (and at the end of each ``add``) the buffer becomes an
+Arrow table (:class:`RowConverter`): type conversion, per-row column errors, ``__time``
+truncated to the query granularity. With rollup the table is grouped right away (when
+that pays off) and in-memory tables are merged from time to time. When the rows or bytes
+in memory reach ``maxRowsInMemory`` / ``maxBytesInMemory`` everything in memory is
+spilled to ``work_dir`` (:meth:`persist`). :meth:`finish` merges spills and memory one
+segment interval at a time and writes the segments.
+
+Not thread-safe: one caller drives a pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from middlemanager.ingest.models import (
+    ErrorType,
+    ParseExceptionReport,
+    RejectedRecord,
+    RowStats,
+    SegmentFile,
+    format_interval_ms,
+    raw_input_text,
+)
+from middlemanager.ingest.schema import ColumnPlan, RowConverter
+from middlemanager.ingest.segments import (
+    RunPart,
+    bucket_starts,
+    rollup,
+    split_by_segment,
+    write_run_part,
+    write_segment,
+)
+from middlemanager.ingest.timestamps import TimestampError, make_timestamp_parser
+from supervisor.errors import IllegalStateTransition, TooManyParseExceptions
+from supervisor.records import Record
+from supervisor.spec import SupervisorSpec
+
+__all__ = ["BUFFER_ROWS", "MAX_RECORD_BYTES", "IngestPipeline"]
+
+log = logging.getLogger(__name__)
+
+# Record values larger than this are unparseable (a JSON event is rarely above a few KiB).
+MAX_RECORD_BYTES = 1024 * 1024
+# Parsed rows held as Python objects before they become an Arrow table.
+BUFFER_ROWS = 4096
+# Rough memory cost of a parsed row kept as Python objects, per byte of JSON.
+_PY_BYTES_PER_JSON_BYTE = 6
+# How much of the text of a bad event goes into an error message.
+_EVENT_TEXT = 256
+# In-memory tables merged into one (rollup) or concatenated once there are this many.
+_MAX_CHUNKS = 16
+# Rollup of a buffer is worth doing when it keeps at most this share of the rows.
+_USEFUL_ROLLUP = 0.9
+
+
+def _event_text(value: bytes) -> str:
+    text = value[:_EVENT_TEXT].decode("utf-8", errors="replace")
+    return text + "..." if len(value) > _EVENT_TEXT else text
+
+
+class IngestPipeline:
+    """Parses, filters, rolls up and persists records of one task; :meth:`finish` writes its segments."""
+
+    def __init__(
+        self,
+        spec: SupervisorSpec,
+        work_dir: Path,
+        min_message_time: int | None = None,
+        max_message_time: int | None = None,
+    ) -> None:
+        schema = spec.data_schema
+        tuning = spec.tuning_config
+        self.spec = spec
+        self.work_dir = Path(work_dir)
+        self.min_message_time = min_message_time
+        self.max_message_time = max_message_time
+
+        self._ts_column = schema.timestamp_spec.column
+        self._ts_parse = make_timestamp_parser(schema.timestamp_spec.format)
+        self._ts_missing = schema.timestamp_spec.missing_value_ms
+        self._filter = schema.transform_spec.filter
+        self._rollup = schema.granularity_spec.rollup
+        self._segment_granularity = schema.granularity_spec.segment_granularity
+        self._query_granularity = schema.granularity_spec.query_granularity
+        self.plan = ColumnPlan(schema)
+        self._converter = RowConverter(self.plan)
+
+        self._max_rows_in_memory = tuning.max_rows_in_memory
+        self._max_bytes_in_memory = tuning.effective_max_bytes_in_memory()
+        self._max_rows_per_segment = tuning.max_rows_per_segment
+        self._max_parse_exceptions = tuning.max_parse_exceptions
+        self._log_parse_exceptions = tuning.log_parse_exceptions
+        self._saved: deque[ParseExceptionReport] = deque(maxlen=tuning.max_saved_parse_exceptions)
+        self._collect_rejected = tuning.dead_letter_topic is not None
+        self._rejected: list[RejectedRecord] = []
+
+        self._stats = RowStats()
+        self._flush_rows = min(BUFFER_ROWS, self._max_rows_in_memory)
+        self._flush_bytes = max(1, self._max_bytes_in_memory // (4 * _PY_BYTES_PER_JSON_BYTE))
+        # Python-level buffer of accepted rows.
+        self._rows: list[dict[str, Any]] = []
+        self._times: list[int] = []
+        self._records: list[Record] = []
+        self._buffer_bytes = 0
+        # Arrow tables in memory, with whether each one is already rolled up.
+        self._chunks: list[tuple[pa.Table, bool]] = []
+        self._chunk_rows = 0
+        self._chunk_bytes = 0
+        self._rollup_useful = True
+        self._merge_useful = True
+        self._flushes = 0
+        # Spilled runs: segment start -> parts in persist order.
+        self._runs: dict[int, list[RunPart]] = {}
+        self._persists = 0
+        self._finished = False
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def stats(self) -> RowStats:
+        """A snapshot of the row counters."""
+        return self._stats.copy()
+
+    @property
+    def parse_exceptions(self) -> list[ParseExceptionReport]:
+        """The last ``maxSavedParseExceptions`` parse exceptions, oldest first."""
+        return list(self._saved)
+
+    @property
+    def rejected(self) -> list[RejectedRecord]:
+        """Records not ingested since the last :meth:`drain_rejected` (only with a dead-letter topic)."""
+        return list(self._rejected)
+
+    def drain_rejected(self) -> list[RejectedRecord]:
+        out, self._rejected = self._rejected, []
+        return out
+
+    @property
+    def rows_in_memory(self) -> int:
+        return len(self._rows) + self._chunk_rows
+
+    @property
+    def bytes_in_memory(self) -> int:
+        return self._buffer_bytes * _PY_BYTES_PER_JSON_BYTE + self._chunk_bytes
+
+    @property
+    def persist_count(self) -> int:
+        return self._persists
+
+    # ------------------------------------------------------------------ ingest
+
+    def add(self, records: Sequence[Record]) -> None:
+        """Parse and buffer records; may persist. Raises ``TooManyParseExceptions``."""
+        if self._finished:
+            raise IllegalStateTransition("ingest pipeline already finished")
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        ts_column = self._ts_column
+        ts_parse = self._ts_parse
+        ts_missing = self._ts_missing
+        min_time = self.min_message_time
+        max_time = self.max_message_time
+        row_filter = self._filter
+        rows = self._rows
+        times = self._times
+        kept = self._records
+        flush_rows = self._flush_rows
+        flush_bytes = self._flush_bytes
+        max_bytes = MAX_RECORD_BYTES
+        seen_bytes = 0
+        try:
+            for record in records:
+                value = record.value
+                if not value:
+                    self._unparseable(record, "Unable to parse row []: the record has no value (tombstone)")
+                    continue
+                size = len(value)
+                seen_bytes += size
+                if size > max_bytes:
+                    self._unparseable(
+                        record, f"Unable to parse row of {size} bytes: larger than the {max_bytes}-byte limit"
+                    )
+                    continue
+                try:
+                    row = loads(value)
+                except decode_error as exc:
+                    self._unparseable(record, f"Unable to parse row [{_event_text(value)}]: {exc}")
+                    continue
+                if type(row) is not dict:
+                    self._unparseable(
+                        record, f"Unable to parse row [{_event_text(value)}]: the JSON value is not an object"
+                    )
+                    continue
+                raw_time = row.get(ts_column)
+                if raw_time is None:
+                    if ts_missing is None:
+                        self._unparseable(
+                            record, f"Timestamp[null] is unparseable! Event: {_event_text(value)}"
+                        )
+                        continue
+                    ms = ts_missing
+                else:
+                    try:
+                        ms = ts_parse(raw_time)
+                    except TimestampError:
+                        self._unparseable(
+                            record, f"Timestamp[{raw_time}] is unparseable! Event: {_event_text(value)}"
+                        )
+                        continue
+                if min_time is not None and ms < min_time:
+                    self._thrown_away(
+                        record,
+                        f"Row timestamp [{format_interval_ms(ms)}] is before the minimum message time "
+                        f"[{format_interval_ms(min_time)}]",
+                    )
+                    continue
+                if max_time is not None and ms >= max_time:
+                    self._thrown_away(
+                        record,
+                        f"Row timestamp [{format_interval_ms(ms)}] is not before the maximum message time "
+                        f"[{format_interval_ms(max_time)}]",
+                    )
+                    continue
+                if row_filter is not None and not row_filter.matches(row):
+                    self._thrown_away(record, "Row does not match the transformSpec filter")
+                    continue
+                rows.append(row)
+                times.append(ms)
+                kept.append(record)
+                self._buffer_bytes += size
+                if len(rows) >= flush_rows or self._buffer_bytes >= flush_bytes:
+                    self._stats.processed_bytes += seen_bytes
+                    seen_bytes = 0
+                    self._flush()
+                    self._check_parse_exceptions()
+                    self._maybe_persist()
+        finally:
+            self._stats.processed_bytes += seen_bytes
+        self._flush()
+        self._check_parse_exceptions()
+        self._maybe_persist()
+
+    def _report(
+        self, record: Record, error_type: ErrorType, message: str, details: tuple[str, ...] = ()
+    ) -> None:
+        if self._log_parse_exceptions:
+            log.warning(
+                "%s record at partition %d offset %d: %s",
+                "Unparseable" if error_type == "unparseable" else "Partially parsed",
+                record.partition,
+                record.offset,
+                message,
+            )
+        if self._saved.maxlen:
+            self._saved.append(
+                ParseExceptionReport(
+                    partition=record.partition,
+                    offset=record.offset,
+                    error_type=error_type,
+                    message=message,
+                    detected_at_ms=int(time.time() * 1000),
+                    input=raw_input_text(record.value),
+                    details=details,
+                )
+            )
+
+    def _unparseable(self, record: Record, message: str) -> None:
+        self._stats.unparseable += 1
+        self._report(record, "unparseable", message)
+        if self._collect_rejected:
+            self._rejected.append(
+                RejectedRecord(
+                    record.partition, record.offset, record.value, record.timestamp_ms, "unparseable", message
+                )
+            )
+        self._check_parse_exceptions()
+
+    def _thrown_away(self, record: Record, reason: str) -> None:
+        self._stats.thrown_away += 1
+        if self._collect_rejected:
+            self._rejected.append(
+                RejectedRecord(
+                    record.partition, record.offset, record.value, record.timestamp_ms, "thrownAway", reason
+                )
+            )
+
+    def _check_parse_exceptions(self) -> None:
+        stats = self._stats
+        if stats.unparseable + stats.processed_with_error > self._max_parse_exceptions:
+            raise TooManyParseExceptions(f"Max parse exceptions[{self._max_parse_exceptions}] exceeded")
+
+    # ------------------------------------------------------------------ memory
+
+    def _flush(self) -> None:
+        """Turn the Python row buffer into an Arrow table in memory."""
+        rows = self._rows
+        if not rows:
+            return
+        n = len(rows)
+        raw = pa.array(self._times, type=pa.int64())
+        segment_starts = bucket_starts(self._segment_granularity, raw)
+        truncated = bucket_starts(self._query_granularity, raw)
+        if self._query_granularity is not self._segment_granularity:
+            # Druid: a row's time is never before the start of its segment.
+            truncated = pc.max_element_wise(truncated, segment_starts)
+        table, errors = self._converter.convert(rows, truncated)
+        records = self._records
+        self._stats.processed += n - len(errors)
+        self._stats.processed_with_error += len(errors)
+        for index in sorted(errors):
+            messages = errors[index]
+            record = records[index]
+            value = record.value or b""
+            self._report(
+                record,
+                "processedWithError",
+                f"Found unparseable columns in row: [{_event_text(value)}], "
+                f"exceptions: [{', '.join(messages)}]",
+                tuple(messages),
+            )
+        # Cleared in place: add() holds references to these lists.
+        rows.clear()
+        self._times.clear()
+        records.clear()
+        self._buffer_bytes = 0
+        self._flushes += 1
+
+        grouped = False
+        if self._rollup and (self._rollup_useful or self._flushes % 8 == 0):
+            before = table.num_rows
+            table = rollup(table, self.plan)
+            grouped = True
+            self._rollup_useful = table.num_rows <= before * _USEFUL_ROLLUP
+        self._add_chunk(table, grouped)
+        if len(self._chunks) >= _MAX_CHUNKS:
+            self._merge_chunks()
+
+    def _add_chunk(self, table: pa.Table, grouped: bool) -> None:
+        self._chunks.append((table, grouped))
+        self._chunk_rows += table.num_rows
+        self._chunk_bytes += table.nbytes
+
+    def _merge_chunks(self) -> None:
+        tables = [t for t, _ in self._chunks]
+        merged = pa.concat_tables(tables, promote_options="default")
+        grouped = False
+        if self._rollup and self._merge_useful:
+            before = merged.num_rows
+            merged = rollup(merged, self.plan)
+            grouped = True
+            self._merge_useful = merged.num_rows <= before * _USEFUL_ROLLUP
+        else:
+            merged = merged.combine_chunks()
+        self._chunks = []
+        self._chunk_rows = 0
+        self._chunk_bytes = 0
+        self._add_chunk(merged, grouped)
+
+    def _maybe_persist(self) -> None:
+        if (
+            self.rows_in_memory >= self._max_rows_in_memory
+            or self.bytes_in_memory >= self._max_bytes_in_memory
+        ):
+            self.persist()
+
+    def _memory_table(self) -> pa.Table | None:
+        """Everything in memory as one table (rolled up when rollup is on); clears memory."""
+        self._flush()
+        if not self._chunks:
+            return None
+        tables = [t for t, _ in self._chunks]
+        table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        if self._rollup and (len(self._chunks) > 1 or not self._chunks[0][1]):
+            table = rollup(table, self.plan)
+        self._chunks = []
+        self._chunk_rows = 0
+        self._chunk_bytes = 0
+        self._merge_useful = True
+        return table
+
+    def persist(self) -> None:
+        """Spill everything in memory to ``work_dir`` (one Arrow file per segment interval)."""
+        if self._finished:
+            raise IllegalStateTransition("ingest pipeline already finished")
+        table = self._memory_table()
+        if table is None or table.num_rows == 0:
+            return
+        directory = self.work_dir / f"persist-{self._persists:05d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        for start, piece in split_by_segment(table, self._segment_granularity):
+            path = directory / f"{start}.arrow"
+            write_run_part(path, piece)
+            self._runs.setdefault(start, []).append(RunPart(start, piece.num_rows, path=path))
+        self._persists += 1
+        log.debug("persisted %d rows to %s", table.num_rows, directory)
+
+    # ------------------------------------------------------------------ output
+
+    def finish(self, out_dir: Path) -> list[SegmentFile]:
+        """Write every segment (one Parquet file per interval and shard) into ``out_dir``."""
+        if self._finished:
+            raise IllegalStateTransition("ingest pipeline already finished")
+        self._flush()
+        self._check_parse_exceptions()
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        runs = {start: list(parts) for start, parts in self._runs.items()}
+        table = self._memory_table()
+        if table is not None:
+            for start, piece in split_by_segment(table, self._segment_granularity):
+                runs.setdefault(start, []).append(RunPart(start, piece.num_rows, table=piece))
+        files: list[SegmentFile] = []
+        for start in sorted(runs):
+            parts = runs.pop(start)
+            files.extend(
+                write_segment(
+                    [part.open() for part in parts],
+                    self.plan,
+                    rollup_enabled=self._rollup,
+                    start_ms=start,
+                    end_ms=self._segment_granularity.bucket_end(start),
+                    out_dir=out_dir,
+                    max_rows_per_segment=self._max_rows_per_segment,
+                )
+            )
+        self._finished = True
+        self.close()
+        return files
+
+    def close(self) -> None:
+        """Drop everything in memory and delete spill files."""
+        self._rows.clear()
+        self._times.clear()
+        self._records.clear()
+        self._chunks = []
+        self._chunk_rows = self._chunk_bytes = self._buffer_bytes = 0
+        for index in range(self._persists):
+            shutil.rmtree(self.work_dir / f"persist-{index:05d}", ignore_errors=True)
+        self._runs = {}
+
+    @property
+    def dimensions(self) -> list[str]:
+        return [d.name for d in self.plan.dimensions]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [m.name for m in self.plan.metrics]

@@ -1,0 +1,315 @@
+"""Reusable helpers for tests that need the real test bed (Kafka broker, PostgreSQL).
+
+The services are provisioned by ``scripts/local-kafka`` and ``scripts/local-postgres``; the session
+fixtures in ``tests/conftest.py`` use :class:`ServiceLease` so that several pytest processes (or xdist
+workers) on one machine can share one broker / one database server, and the service is stopped by the
+last session that leaves, and only if a test session started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka.admin import AdminClient
+
+# confluent_kafka.admin re-exports NewTopic without __all__, which mypy --strict rejects; same class.
+from confluent_kafka.cimpl import NewTopic
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS_DIR = REPO_ROOT / "scripts"
+LOCAL_KAFKA = SCRIPTS_DIR / "local-kafka"
+LOCAL_POSTGRES = SCRIPTS_DIR / "local-postgres"
+
+KAFKA_START_TIMEOUT_S = 900.0  # the first start downloads the broker jars from Maven Central
+POSTGRES_START_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 120.0
+
+
+class ScriptError(RuntimeError):
+    """A test-bed script failed; the message carries its exit code and output."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kafka-pull-indexer"
+
+
+def run_script(
+    script: Path,
+    command: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``script command`` with ``env`` added to the current environment."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    try:
+        proc = subprocess.run(
+            [str(script), command],
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ScriptError(f"{script.name} {command} did not finish within {timeout:.0f}s") from exc
+    if check and proc.returncode != 0:
+        raise ScriptError(
+            f"{script.name} {command} exited with {proc.returncode}\n"
+            f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+        )
+    return proc
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ScriptError("the script printed nothing on stdout")
+    return lines[-1]
+
+
+def pid_alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return not Path("/proc/self/stat").exists()  # gone meanwhile, or no procfs: trust kill(0)
+    except OSError:
+        return True
+    # The state follows the parenthesised command name, which may itself contain spaces.
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class ServiceLease:
+    """A shared, reference-counted hold on a service run by one of the test-bed scripts.
+
+    ``acquire`` starts the service unless it is already running and records this process as a user;
+    ``release`` removes that record and stops the service if a test session started it and no other
+    live process still uses it. A service started by hand (``make kafka-start``) is never stopped.
+    """
+
+    script: Path
+    key: str
+    env: dict[str, str] = field(default_factory=dict)
+    start_timeout: float = 120.0
+    _acquired: bool = False
+
+    @property
+    def lease_dir(self) -> Path:
+        return cache_root() / "leases" / self.key
+
+    @property
+    def _owned_marker(self) -> Path:
+        return self.lease_dir / "started-by-test-session"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.lease_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lease_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _live_leases(self) -> list[int]:
+        live: list[int] = []
+        for entry in self.lease_dir.iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if pid != os.getpid() and pid_alive(pid):
+                live.append(pid)
+            elif pid != os.getpid():
+                entry.unlink(missing_ok=True)
+        return live
+
+    def running(self) -> bool:
+        return run_script(self.script, "status", env=self.env, check=False).returncode == 0
+
+    def acquire(self) -> str:
+        """Returns the last stdout line of ``script start`` (the address/URL of the service)."""
+        with self._locked():
+            was_running = self.running()
+            (self.lease_dir / str(os.getpid())).touch()
+            self._acquired = True
+            if not was_running:
+                self._owned_marker.touch()
+            try:
+                proc = run_script(self.script, "start", env=self.env, timeout=self.start_timeout)
+            except ScriptError:
+                if not was_running:
+                    run_script(self.script, "stop", env=self.env, timeout=STOP_TIMEOUT_S, check=False)
+                    self._owned_marker.unlink(missing_ok=True)
+                (self.lease_dir / str(os.getpid())).unlink(missing_ok=True)
+                self._acquired = False
+                raise
+            return last_line(proc.stdout)
+
+    def release(self) -> None:
+        if not self._acquired:
+            return
+        with self._locked():
+            (self.lease_dir / str(os.getpid())).unlink(missing_ok=True)
+            self._acquired = False
+            if self._owned_marker.exists() and not self._live_leases():
+                run_script(self.script, "stop", env=self.env, timeout=STOP_TIMEOUT_S)
+                self._owned_marker.unlink(missing_ok=True)
+
+
+def kafka_lease() -> ServiceLease:
+    port = os.environ.get("KAFKA_PORT", "9092")
+    return ServiceLease(LOCAL_KAFKA, f"kafka-{port}", start_timeout=KAFKA_START_TIMEOUT_S)
+
+
+def postgres_lease() -> ServiceLease:
+    port = os.environ.get("PG_PORT", "55432")
+    return ServiceLease(LOCAL_POSTGRES, f"postgres-{port}", start_timeout=POSTGRES_START_TIMEOUT_S)
+
+
+# ------------------------------------------------------------------------------------------ Kafka
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def kafka_answers(bootstrap: str, timeout: float = 10.0) -> bool:
+    """True when the cluster answers a metadata request with at least one broker."""
+    try:
+        md = admin_client(bootstrap).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return bool(md.brokers)
+
+
+def create_topic(
+    bootstrap: str,
+    name: str,
+    partitions: int = 1,
+    *,
+    config: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Creates a topic (replication factor 1) and waits until every partition has a leader."""
+    admin = admin_client(bootstrap)
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    try:
+        futures[name].result(timeout=timeout)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
+    wait_for_topic(bootstrap, name, partitions, timeout=timeout, admin=admin)
+
+
+def wait_for_topic(
+    bootstrap: str,
+    name: str,
+    partitions: int,
+    *,
+    timeout: float = 30.0,
+    admin: AdminClient | None = None,
+) -> None:
+    """Waits until the metadata shows ``partitions`` partitions of ``name``, each with a leader."""
+    admin = admin or admin_client(bootstrap)
+    deadline = time.monotonic() + timeout
+    last_problem = "no metadata yet"
+    while time.monotonic() < deadline:
+        try:
+            md = admin.list_topics(topic=name, timeout=5)
+        except KafkaException as exc:
+            last_problem = str(exc)
+        else:
+            topic = md.topics.get(name)
+            if topic is None:
+                last_problem = "topic missing from metadata"
+            elif topic.error is not None:
+                last_problem = str(topic.error)
+            elif len(topic.partitions) != partitions:
+                last_problem = f"{len(topic.partitions)} of {partitions} partitions in metadata"
+            elif any(p.leader < 0 or p.error is not None for p in topic.partitions.values()):
+                last_problem = "a partition has no leader yet"
+            else:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"topic {name} not ready within {timeout:.0f}s: {last_problem}")
+
+
+def unique_name(prefix: str = "test") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+@dataclass
+class ConsumedUntilEof:
+    messages: list[Message]
+    eof: dict[int, Message]  # partition -> the partition-EOF event
+
+
+def consume_until_eof(
+    consumer: Consumer,
+    partitions: Sequence[int],
+    *,
+    timeout: float = 30.0,
+) -> ConsumedUntilEof:
+    """Polls (the consumer needs ``enable.partition.eof=true``) until every partition reported EOF after
+    its last message. Raises on any other error event and on the deadline."""
+    wanted = set(partitions)
+    pending = set(wanted)
+    messages: list[Message] = []
+    eof: dict[int, Message] = {}
+    deadline = time.monotonic() + timeout
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no EOF from partitions {sorted(pending)} within {timeout:.0f}s")
+        msg = consumer.poll(min(remaining, 1.0))
+        if msg is None:
+            continue
+        err = msg.error()
+        partition = msg.partition()
+        assert partition is not None
+        if err is None:
+            messages.append(msg)
+            if partition in wanted:
+                pending.add(partition)
+                eof.pop(partition, None)
+        elif err.code() == KafkaError._PARTITION_EOF:
+            eof[partition] = msg
+            pending.discard(partition)
+        else:
+            raise KafkaException(err)
+    return ConsumedUntilEof(messages, eof)
