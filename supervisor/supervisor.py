@@ -540,7 +540,11 @@ class Supervisor:
                     if self.spec.io_config.use_earliest_offset
                     else self._stream.latest_offsets
                 )
-                known.update(await asyncio.to_thread(edge, rest))
+                initial = await asyncio.to_thread(edge, rest)
+                known.update(initial)
+                # Record where these partitions start before any task reads them: a
+                # later generation can then never publish ahead of the first one.
+                await self._offsets.reset_partitions(self.datasource, self.topic, initial)
             if from_store:
                 known.update(await self._check_available(from_store))
         for p, o in known.items():

@@ -42,18 +42,18 @@ class Proc:
                 self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=REPO, start_new_session=True
             )
 
-    def signal(self, sig: int) -> None:
+    def send(self, sig: int) -> None:
         if self.popen is not None and self.popen.poll() is None:
             os.kill(self.popen.pid, sig)
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int | None:
         if self.popen is None:
             return None
-        self.signal(sig)
+        self.send(sig)
         try:
             return self.popen.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
+            self.send(signal.SIGKILL)
             return self.popen.wait(10)
 
     def tail(self, lines: int = 60) -> str:

@@ -59,7 +59,7 @@ def make_events(count: int, seed: int = 7, start_ms: int = 1_700_000_000_000, ra
         ms = start_ms + i * 1000 // rate
         event: dict[str, Any] = {"timestamp": _iso(ms)}
         for name, cardinality in zip(DIMENSIONS, _CARDINALITY, strict=True):
-            event[name] = f"{name[:3]}{rng.randrange(cardinality)}"
+            event[name] = f"{name[0]}{rng.randrange(cardinality)}"
         added = rng.randrange(2000)
         deleted = rng.randrange(200)
         event["added"] = added

@@ -40,6 +40,7 @@ from middlemanager.ingest.schema import ColumnPlan, RowConverter
 from middlemanager.ingest.segments import (
     RunPart,
     bucket_starts,
+    finalize_run,
     rollup,
     split_by_segment,
     write_run_part,
@@ -117,6 +118,8 @@ class IngestPipeline:
         self._times: list[int] = []
         self._records: list[Record] = []
         self._buffer_bytes = 0
+        # Whether a buffered row's JSON has a "\u0000" escape (a string might start with NUL).
+        self._nul_seen = False
         # Arrow tables in memory, with whether each one is already rolled up.
         self._chunks: list[tuple[pa.Table, bool]] = []
         self._chunk_rows = 0
@@ -243,6 +246,8 @@ class IngestPipeline:
                 times.append(ms)
                 kept.append(record)
                 self._buffer_bytes += size
+                if not self._nul_seen and b"\\u0000" in value:
+                    self._nul_seen = True
                 if len(rows) >= flush_rows or self._buffer_bytes >= flush_bytes:
                     self._stats.processed_bytes += seen_bytes
                     seen_bytes = 0
@@ -318,7 +323,8 @@ class IngestPipeline:
         if self._query_granularity is not self._segment_granularity:
             # Druid: a row's time is never before the start of its segment.
             truncated = pc.max_element_wise(truncated, segment_starts)
-        table, errors = self._converter.convert(rows, truncated)
+        table, errors = self._converter.convert(rows, truncated, self._nul_seen)
+        self._nul_seen = False
         records = self._records
         self._stats.processed += n - len(errors)
         self._stats.processed_with_error += len(errors)
@@ -379,14 +385,13 @@ class IngestPipeline:
             self.persist()
 
     def _memory_table(self) -> pa.Table | None:
-        """Everything in memory as one table (rolled up when rollup is on); clears memory."""
+        """Everything in memory as one run (sorted, rolled up when rollup is on); clears memory."""
         self._flush()
         if not self._chunks:
             return None
         tables = [t for t, _ in self._chunks]
         table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
-        if self._rollup and (len(self._chunks) > 1 or not self._chunks[0][1]):
-            table = rollup(table, self.plan)
+        table = finalize_run(table, self.plan, self._rollup)
         self._chunks = []
         self._chunk_rows = 0
         self._chunk_bytes = 0

@@ -261,13 +261,17 @@ def convert_values(
     return out, errors
 
 
-def _fast_array(values: list[Any], kind: str) -> pa.Array | None:
+def _starts_with_nul(array: pa.Array) -> bool:
+    return array.null_count < len(array) and bool(pc.any(pc.starts_with(array, "\x00")).as_py())
+
+
+def _fast_array(values: list[Any], kind: str, may_have_nul: bool) -> pa.Array | None:
     """``pa.array`` when every value already has the right Python type; ``None`` if not."""
     try:
         array = pa.array(values, type=_ARROW_TYPES[kind])
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         return None
-    if kind == "string" and array.null_count < len(array) and pc.any(pc.starts_with(array, "\x00")).as_py():
+    if kind == "string" and may_have_nul and _starts_with_nul(array):
         return None
     return array
 
@@ -339,8 +343,13 @@ class RowConverter:
         return dims + self._metric_extractions
 
     def convert(
-        self, rows: Sequence[Mapping[str, Any]], times: pa.Array
+        self, rows: Sequence[Mapping[str, Any]], times: pa.Array, may_have_nul: bool = True
     ) -> tuple[pa.Table, dict[int, list[str]]]:
+        """Build the internal table of ``rows`` (``times``: their ``__time``).
+
+        ``may_have_nul=False`` promises that no string in the rows contains a NUL character
+        (their JSON had no ``\\u0000``), which skips the check for values needing escaping.
+        """
         plan = self.plan
         if plan.discovering:
             seen: set[str] = set()
@@ -367,11 +376,7 @@ class RowConverter:
             if struct is not None:
                 for index, ex in enumerate(struct_fields):
                     child = struct.field(index)
-                    if (
-                        ex.kind == "string"
-                        and child.null_count < n
-                        and pc.any(pc.starts_with(child, "\x00")).as_py()
-                    ):
+                    if ex.kind == "string" and may_have_nul and _starts_with_nul(child):
                         continue  # needs escaping: the slow path below handles it
                     arrays[ex.col] = child
 
@@ -379,7 +384,7 @@ class RowConverter:
             if ex.col in arrays:
                 continue
             values = [row.get(ex.field) for row in rows]
-            array = None if ex.kind == "json" else _fast_array(values, ex.kind)
+            array = None if ex.kind == "json" else _fast_array(values, ex.kind, may_have_nul)
             if array is None:
                 converted, column_errors = convert_values(values, ex.kind, ex.handling, ex.label)
                 array = pa.array(converted, type=_ARROW_TYPES[ex.kind])

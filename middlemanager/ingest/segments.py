@@ -33,6 +33,8 @@ __all__ = [
     "ROW_GROUP_ROWS",
     "RunPart",
     "bucket_starts",
+    "finalize_run",
+    "merge_sorted_duplicates",
     "rollup",
     "segment_file_name",
     "split_by_segment",
@@ -118,6 +120,65 @@ def sort_table(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     return table.take(indices)
 
 
+def sort_keys_of(plan: ColumnPlan, rollup_enabled: bool) -> list[str]:
+    """The total row order of a segment: ``__time``, dimensions, then (rollup off) the metrics."""
+    keys = [TIME, *(d.col for d in plan.dimensions)]
+    if not rollup_enabled:
+        keys += [m.col for m in plan.metrics]
+    return keys
+
+
+def _contiguous(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
+
+
+def merge_sorted_duplicates(table: pa.Table, plan: ColumnPlan, keys: Sequence[str]) -> pa.Table:
+    """Roll up a table sorted by ``keys``: equal neighbours become one row (metrics aggregated).
+
+    Much cheaper than hashing every key: one comparison per key column, and nothing more
+    when no two neighbours are equal.
+    """
+    n = table.num_rows
+    if n < 2:
+        return table
+    differs: pa.Array | None = None
+    for key in keys:
+        column = _contiguous(table.column(key)) if key in table.column_names else None
+        if column is None or column.null_count == n:
+            continue
+        after, before = column.slice(1), column.slice(0, n - 1)
+        changed = pc.not_equal(after, before)
+        if column.null_count:
+            changed = pc.if_else(pc.is_null(changed), pc.xor(pc.is_null(after), pc.is_null(before)), changed)
+        differs = changed if differs is None else pc.or_(differs, changed)
+    if differs is not None and pc.all(differs).as_py():
+        return table
+    starts = pa.concat_arrays(
+        [pa.array([True]), differs if differs is not None else pa.repeat(pa.scalar(False), n - 1)]
+    )
+    first_rows = pc.indices_nonzero(starts)
+    group_ids = pc.subtract(pc.cumulative_sum(pc.cast(starts, pa.int64())), 1)
+    result = table.take(first_rows)
+    if plan.metrics:
+        metrics = pa.table({"g": group_ids, **{m.col: table.column(m.col) for m in plan.metrics}})
+        grouped = metrics.group_by(["g"], use_threads=False).aggregate([(m.col, m.agg) for m in plan.metrics])
+        for m in plan.metrics:
+            index = result.schema.get_field_index(m.col)
+            result = result.set_column(index, m.col, grouped.column(f"{m.col}_{m.agg}"))
+    return result
+
+
+def finalize_run(table: pa.Table, plan: ColumnPlan, rollup_enabled: bool) -> pa.Table:
+    """Sort by the segment order and, with rollup, merge rows with equal keys."""
+    keys = sort_keys_of(plan, rollup_enabled)
+    table = sort_table(table, [k for k in keys if k in table.column_names])
+    if rollup_enabled:
+        table = merge_sorted_duplicates(table, plan, keys)
+    return table
+
+
 # --------------------------------------------------------------------------- spill runs
 
 
@@ -138,10 +199,9 @@ class RunPart:
 
 
 def split_by_segment(table: pa.Table, segment_granularity: Granularity) -> list[tuple[int, pa.Table]]:
-    """Sort by ``__time`` and cut into per-segment-interval pieces, in time order."""
+    """Cut a table sorted by ``__time`` into per-segment-interval pieces, in time order."""
     if table.num_rows == 0:
         return []
-    table = sort_table(table, [TIME])
     starts = bucket_starts(segment_granularity, table.column(TIME))
     counts = pc.value_counts(starts)  # in order of first appearance, which is time order here
     pieces: list[tuple[int, pa.Table]] = []
@@ -328,7 +388,11 @@ def write_segment(
     max_rows_per_segment: int,
     slice_rows: int = MERGE_SLICE_ROWS,
 ) -> list[SegmentFile]:
-    """Merge the runs of one segment interval into sorted, sharded Parquet files."""
+    """Merge the runs of one segment interval into sorted, sharded Parquet files.
+
+    Every part must be a run: sorted by :func:`sort_keys_of` and, with rollup, free of
+    duplicate keys (:func:`finalize_run`).
+    """
     internal = plan.internal_schema()
     dims = plan.dimensions
     parts = [conform(p, internal) for p in parts if p.num_rows]
@@ -342,9 +406,7 @@ def write_segment(
         fields.append(pa.field(d.name, pa.list_(pa.string()) if d.col in multi else d.arrow_type))
     fields += [pa.field(m.name, m.output_type) for m in plan.metrics]
     schema = pa.schema(fields)
-    sort_keys = [TIME, *(d.col for d in dims)]
-    if not rollup_enabled:
-        sort_keys += [m.col for m in plan.metrics]
+    sort_keys = sort_keys_of(plan, rollup_enabled)
 
     writer = _ShardWriter(
         out_dir,
@@ -358,9 +420,10 @@ def write_segment(
     try:
         for pieces in _time_slices(parts, slice_rows):
             table = _concat(pieces, internal)
-            if rollup_enabled and len(pieces) > 1:
-                table = rollup(table, plan)
-            table = sort_table(table, sort_keys)
+            if len(pieces) > 1:  # each part is sorted and rolled up already
+                table = sort_table(table, sort_keys)
+                if rollup_enabled:
+                    table = merge_sorted_duplicates(table, plan, sort_keys)
             writer.write(_to_output(table, plan, multi, schema))
         return writer.close()
     except BaseException:

@@ -166,7 +166,8 @@ class FakeOffsets:
         self.resets += 1
 
     async def reset_partitions(self, datasource: str, stream: str, offsets: PartitionOffsets) -> None:
-        self.stored = StoredOffsets(stream, offsets)
+        base = self.stored.offsets if self.stored is not None else PartitionOffsets()
+        self.stored = StoredOffsets(stream, base.plus(offsets))
 
 
 def make_spec(**io: Any) -> Any:
@@ -215,6 +216,13 @@ def test_groups_by_partition_modulo_task_count_with_replicas(world: Any) -> None
     assert all(len(names) == 1 for names in by_group.values())
     assert by_group[0] != by_group[1]
     assert sup.state.basic is BasicState.RUNNING
+
+
+def test_initial_offsets_are_recorded_before_tasks_start(world: Any) -> None:
+    _, _, tasks, offsets = world
+    offsets.stored = StoredOffsets("events", PartitionOffsets({0: 10}))
+    run(make_supervisor(world).run_once())
+    assert offsets.stored is not None and dict(offsets.stored.offsets) == {0: 10, 1: 0, 2: 0, 3: 0}
 
 
 def test_task_duration_hands_off_and_next_group_starts_at_the_end_offsets(world: Any) -> None:
