@@ -115,6 +115,21 @@ async def unparseable(request: web.Request) -> web.Response:
     return web.json_response({"buildSegments": [e.to_json() for e in runner.pipeline.parse_exceptions]})
 
 
+async def progress(request: web.Request) -> web.Response:
+    """Everything the supervisor polls each run, in one call (our extension)."""
+    runner = _runner(request)
+    return web.json_response(
+        {
+            "status": runner.status.value,
+            "startTime": runner.start_time,
+            "currentOffsets": PartitionOffsets(runner.current).to_json(),
+            "endOffsets": PartitionOffsets(runner.end).to_json() if runner.end is not None else None,
+            "lastRecordTimestamps": {str(p): t for p, t in runner.last_record_ms.items()},
+            "rowStats": runner.pipeline.stats.to_json(),
+        }
+    )
+
+
 async def live_reports(request: web.Request) -> web.Response:
     runner = _runner(request)
     return web.json_response(runner.report(runner.status.value, runner.error))
@@ -137,6 +152,7 @@ def build_app(runner: TaskRunner) -> web.Application:
     r.add_get(f"{base}/rowStats", row_stats)
     r.add_get(f"{base}/unparseableEvents", unparseable)
     r.add_get(f"{base}/liveReports", live_reports)
+    r.add_get(f"{base}/progress", progress)
     return app
 
 

@@ -63,6 +63,8 @@ class TaskRunner:
         self.status = TaskRunStatus.NOT_STARTED
         self.start_time: float | None = None
         self.current = dict(task.start_offsets)
+        # Kafka timestamp of the last record read per partition (for time lag)
+        self.last_record_ms: dict[int, int] = {}
         self.end: dict[int, int] | None = dict(task.end_offsets) if task.end_offsets is not None else None
         self._pause_requested = False
         self._stop_requested = False
@@ -188,6 +190,8 @@ class TaskRunner:
             with self._cond:
                 for r in result.records:
                     p = r.partition
+                    if r.timestamp_ms is not None:
+                        self.last_record_ms[p] = r.timestamp_ms
                     passed = end is not None and r.offset >= end[p]
                     nxt = end[p] if passed and end is not None else r.offset + 1
                     if nxt > current[p]:

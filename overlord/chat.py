@@ -10,7 +10,7 @@ import aiohttp
 
 from supervisor.errors import Unavailable
 from supervisor.offsets import PartitionOffsets
-from supervisor.ports import TaskLocation, TaskRunStatus
+from supervisor.ports import TaskLocation, TaskProgress, TaskRunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,19 @@ class HttpTaskClient:
     async def start_time(self, loc: TaskLocation, task_id: str) -> float | None:
         value = await self._call("GET", loc, task_id, "time/start")
         return float(value["epochSeconds"]) if value and value.get("epochSeconds") is not None else None
+
+    async def progress(self, loc: TaskLocation, task_id: str) -> TaskProgress:
+        v = await self._call("GET", loc, task_id, "progress")
+        try:
+            return TaskProgress(
+                status=TaskRunStatus(v["status"]),
+                start_time=float(v["startTime"]) if v.get("startTime") is not None else None,
+                current_offsets=PartitionOffsets.from_json(v.get("currentOffsets")),
+                last_record_ms={int(k): int(t) for k, t in (v.get("lastRecordTimestamps") or {}).items()},
+                row_stats=dict(v.get("rowStats") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise Unavailable(f"task [{task_id}] progress: unexpected answer {str(v)[:200]}") from e
 
     async def pause(self, loc: TaskLocation, task_id: str) -> PartitionOffsets:
         return PartitionOffsets.from_json(await self._call("POST", loc, task_id, "pause"))

@@ -26,6 +26,7 @@ RUN = "run"
 SHUTDOWN = "shutdown"
 HANDOFF = "handoff"
 RESET = "reset"
+RESET_OFFSETS = "resetOffsets"
 SUSPEND = "suspend"
 
 

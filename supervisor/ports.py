@@ -64,6 +64,17 @@ class TaskInfo:
 
 
 @dataclass(frozen=True)
+class TaskProgress:
+    """One poll of a task: where it stands and what it counted."""
+
+    status: TaskRunStatus
+    start_time: float | None
+    current_offsets: PartitionOffsets
+    last_record_ms: dict[int, int]
+    row_stats: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class StoredOffsets:
     stream: str
     offsets: PartitionOffsets
@@ -91,6 +102,8 @@ class TaskClientPort(Protocol):
     async def status(self, loc: TaskLocation, task_id: str) -> TaskRunStatus: ...
 
     async def start_time(self, loc: TaskLocation, task_id: str) -> float | None: ...
+
+    async def progress(self, loc: TaskLocation, task_id: str) -> TaskProgress: ...
 
     async def pause(self, loc: TaskLocation, task_id: str) -> PartitionOffsets: ...
 
@@ -123,5 +136,12 @@ class StreamPort(Protocol):
     def latest_offsets(self, partitions: list[int]) -> PartitionOffsets: ...
 
     def earliest_offsets(self, partitions: list[int]) -> PartitionOffsets: ...
+
+    def scan_for_records(self, offsets: PartitionOffsets) -> tuple[set[int], PartitionOffsets]:
+        """Read (read_committed) from ``offsets`` until each partition yields a record or
+        reaches the end of its log. Returns the partitions that hold a committed record,
+        and for the others the offset a reader stands at after the end of the log: past
+        transaction markers and aborted records, which are not data."""
+        ...
 
     def close(self) -> None: ...

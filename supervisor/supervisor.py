@@ -27,6 +27,7 @@ from supervisor.ports import (
     StreamPort,
     TaskClientPort,
     TaskInfo,
+    TaskProgress,
     TaskQueuePort,
     TaskRunStatus,
     TaskState,
@@ -87,6 +88,11 @@ class Supervisor:
         self._latest: _Snapshot | None = None
         self._current: dict[str, PartitionOffsets] = {}
         self._task_states: dict[str, TaskState] = {}
+        self._new_partitions: set[int] = set()
+        self._progress: dict[str, TaskProgress] = {}
+        self._idle_since: float | None = None
+        self._last_activity: float = clock()
+        self._last_rows = 0
         self._loop: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -149,6 +155,10 @@ class Supervisor:
     def request_reset(self) -> None:
         self.notices.push(n.Notice(n.RESET))
 
+    def request_reset_offsets(self, offsets: PartitionOffsets) -> None:
+        """Druid's resetOffsets: go on from these offsets on these partitions only."""
+        self.notices.push(n.Notice(n.RESET_OFFSETS, key=repr(sorted(offsets.items())), payload=offsets))
+
     async def _tick(self) -> None:
         await asyncio.sleep(self.spec.io_config.start_delay.total_seconds())
         period = max(0.05, self.spec.io_config.period.total_seconds())
@@ -165,6 +175,8 @@ class Supervisor:
                     return
                 if notice.kind == n.RESET:
                     await self._reset()
+                elif notice.kind == n.RESET_OFFSETS:
+                    await self._reset_offsets(notice.payload)
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
@@ -178,6 +190,8 @@ class Supervisor:
     def _healthy_state(self) -> DetailedState:
         if self.suspended:
             return DetailedState.SUSPENDED
+        if self._idle_since is not None:
+            return DetailedState.IDLE
         if not self._discovered:
             return DetailedState.DISCOVERING_INITIAL_TASKS
         return DetailedState.RUNNING
@@ -187,6 +201,7 @@ class Supervisor:
             ("update_partitions", self.update_partitions),
             ("discover_tasks", self.discover_tasks),
             ("update_task_status", self.update_task_status),
+            ("check_idle", self.check_idle),
             ("check_task_duration", self.check_task_duration),
             ("check_pending_completion_tasks", self.check_pending_completion_tasks),
             ("check_current_task_state", self.check_current_task_state),
@@ -207,6 +222,15 @@ class Supervisor:
 
     async def update_partitions(self) -> None:
         partitions = await asyncio.to_thread(self._stream.partitions)
+        added = [p for p in partitions if p not in self._partitions]
+        if self._partitions and added:
+            # partitions born after the supervisor started are read from their beginning
+            logger.info("supervisor[%s]: new partitions %s", self.id, added)
+            self._new_partitions.update(added)
+            for gid in assign(added, self.spec.io_config.task_count):
+                group = self._reading.get(gid)
+                if group is not None:
+                    group.handoff_early = True
         for p in partitions:
             self._next_offsets.setdefault(p, None)
         self._partitions = partitions
@@ -303,6 +327,7 @@ class Supervisor:
     async def update_task_status(self) -> None:
         running = {i.id: i for i in await self._tasks.tasks_for(self.datasource)}
         self._task_states = {}
+        polls: list[tuple[str, TaskData]] = []
         for group in self._all_groups():
             for tid, td in list(group.tasks.items()):
                 info = running.get(tid) or await self._tasks.get(tid)
@@ -311,27 +336,76 @@ class Supervisor:
                     continue
                 self._task_states[tid] = info.state
                 if info.state.is_complete:
+                    self._progress.pop(tid, None)
                     continue
                 td.location = info.location
-                if td.location is None or group.end_offsets is not None:
-                    continue
-                try:
-                    if td.start_time is None:
-                        td.start_time = await self._chat.start_time(td.location, tid)
-                    self._current[tid] = await self._chat.current_offsets(td.location, tid)
-                    td.chat_failures = 0
-                except Unavailable as e:
-                    td.chat_failures += 1
-                    logger.warning(
-                        "supervisor[%s]: task [%s] did not answer (%d in a row): %s",
-                        self.id,
-                        tid,
-                        td.chat_failures,
-                        e,
-                    )
+                if td.location is not None and group.end_offsets is None:
+                    polls.append((tid, td))
+        results = await asyncio.gather(
+            *(self._chat.progress(td.location, tid) for tid, td in polls if td.location is not None),
+            return_exceptions=True,
+        )
+        for (tid, td), res in zip(polls, results, strict=True):
+            if isinstance(res, BaseException):
+                td.chat_failures += 1
+                logger.warning(
+                    "supervisor[%s]: task [%s] did not answer (%d in a row): %s", self.id, tid, td.chat_failures, res
+                )
+                continue
+            td.chat_failures = 0
+            td.run_status = res.status
+            if td.start_time is None:
+                td.start_time = res.start_time
+            self._current[tid] = res.current_offsets
+            self._progress[tid] = res
 
     def _state_of(self, task_id: str) -> TaskState:
         return self._task_states.get(task_id, TaskState.RUNNING)
+
+    def _rows_read(self) -> int:
+        total = 0
+        for prog in self._progress.values():
+            stats = prog.row_stats
+            total += sum(int(stats.get(k, 0)) for k in ("processed", "processedWithError", "unparseable", "thrownAway"))
+        return total
+
+    async def check_idle(self) -> None:
+        """idleConfig: no records for ``inactiveAfterMillis`` -> publish, stop tasks, go IDLE;
+        wake up when a committed record arrives (transaction markers do not count)."""
+        idle = self.spec.io_config.idle_config
+        now = self._clock()
+        if idle is None or not idle.enabled or self.suspended:
+            self._idle_since = None
+            return
+        if self._idle_since is not None:
+            await self._wake_if_data()
+            return
+        rows = self._rows_read()
+        if rows != self._last_rows or any(self.lag().values()) or not self._reading:
+            self._last_activity = now
+        self._last_rows = rows
+        inactive_s = (idle.inactive_after_millis or 600_000) / 1000.0
+        if now - self._last_activity >= inactive_s:
+            logger.info("supervisor[%s]: no new data for %.0fs: going idle", self.id, now - self._last_activity)
+            self._idle_since = now
+
+    async def _wake_if_data(self) -> None:
+        latest = self._latest.offsets if self._latest else PartitionOffsets()
+        stand = {p: o for p, o in self._next_offsets.items() if o is not None}
+        behind = PartitionOffsets({p: o for p, o in stand.items() if latest.get(p, o) > o})
+        unknown = [p for p in self._partitions if p not in stand]
+        if not behind and not unknown:
+            return
+        with_records, past_markers = await asyncio.to_thread(self._stream.scan_for_records, behind)
+        if with_records or unknown:
+            logger.info("supervisor[%s]: new data on partitions %s: waking up", self.id, sorted(with_records))
+            self._idle_since = None
+            self._last_activity = self._clock()
+            return
+        if past_markers and not any(self._pending.values()):
+            # only transaction markers / aborted records arrived: step over them for good
+            await self._offsets.reset_partitions(self.datasource, self.topic, past_markers)
+            self._next_offsets.update(past_markers)
 
     async def check_task_duration(self) -> None:
         now = self._clock()
@@ -339,13 +413,14 @@ class Supervisor:
         for gid, group in list(self._reading.items()):
             since = group.reading_since()
             due = since is not None and now - since >= duration
-            if not (due or group.handoff_early or self.suspended):
+            stopping = self.suspended or self._idle_since is not None
+            if not (due or group.handoff_early or stopping):
                 continue
             if not any(td.location for td in group.tasks.values()) and not due:
-                if self.suspended:
+                if stopping:
                     # nothing read yet: just drop the group's tasks
                     for tid in list(group.tasks):
-                        await self._kill(tid, "supervisor suspended before the task started")
+                        await self._kill(tid, "supervisor suspended or idle before the task started")
                     del self._reading[gid]
                 continue
             await self._end_group(gid, group)
@@ -442,20 +517,37 @@ class Supervisor:
                     f"task group {gid} failed to publish: {reason}", kind="TaskGroupFailed"
                 )
                 self.state.record_task_result(False)
-                later = groups[groups.index(group) :]
-                for g in later:
-                    for tid in g.tasks:
-                        await self._kill(tid, f"publishing group {gid} failed: {reason}")
-                del groups[groups.index(group) :]
-                reading = self._reading.pop(gid, None)
-                if reading is not None:
-                    for tid in reading.tasks:
-                        await self._kill(tid, f"publishing group {gid} failed: {reason}")
-                for p, o in group.start_offsets.items():
-                    self._next_offsets[p] = o
+                await self._discard(self._read_after(group), f"publishing group {gid} failed: {reason}")
                 break
-            if not groups:
-                self._pending.pop(gid, None)
+        self._pending = {gid: groups for gid, groups in self._pending.items() if groups}
+
+    def _read_after(self, failed: TaskGroup) -> list[TaskGroup]:
+        """The failed group and every group that read its partitions after it."""
+        parts = set(failed.partitions)
+        out = [failed]
+        for groups in self._pending.values():
+            for g in groups:
+                common = parts & set(g.partitions)
+                if g is not failed and any(g.start_offsets[p] >= failed.start_offsets[p] for p in common):
+                    out.append(g)
+        out.extend(g for g in self._reading.values() if parts & set(g.partitions))
+        return out
+
+    async def _discard(self, groups: list[TaskGroup], reason: str) -> None:
+        """Kill these groups' tasks; their partitions are read again from the earliest of their starts."""
+        restart: dict[int, int] = {}
+        for g in groups:
+            for tid in g.tasks:
+                if self._state_of(tid) is TaskState.RUNNING:
+                    await self._kill(tid, reason)
+            for p, o in g.start_offsets.items():
+                restart[p] = min(restart.get(p, o), o)
+            if self._reading.get(g.group_id) is g:
+                del self._reading[g.group_id]
+            pending = self._pending.get(g.group_id, [])
+            if g in pending:
+                pending.remove(g)
+        self._next_offsets.update(restart)
 
     async def check_current_task_state(self) -> None:
         for gid, group in list(self._reading.items()):
@@ -481,7 +573,7 @@ class Supervisor:
                     self.state.record_task_result(False)
 
     async def create_new_tasks(self) -> None:
-        if self.suspended or not self._partitions:
+        if self.suspended or self._idle_since is not None or not self._partitions:
             return
         io = self.spec.io_config
         for gid, parts in assign(self._partitions, io.task_count).items():
@@ -535,12 +627,15 @@ class Supervisor:
             known.update(from_store)
             rest = [p for p in missing if p not in from_store]
             if rest:
-                edge = (
-                    self._stream.earliest_offsets
-                    if self.spec.io_config.use_earliest_offset
-                    else self._stream.latest_offsets
-                )
-                initial = await asyncio.to_thread(edge, rest)
+                earliest = [
+                    p for p in rest if self.spec.io_config.use_earliest_offset or p in self._new_partitions
+                ]
+                latest = [p for p in rest if p not in earliest]
+                initial = PartitionOffsets()
+                if earliest:
+                    initial = initial.plus(await asyncio.to_thread(self._stream.earliest_offsets, earliest))
+                if latest:
+                    initial = initial.plus(await asyncio.to_thread(self._stream.latest_offsets, latest))
                 known.update(initial)
                 # Record where these partitions start before any task reads them: a
                 # later generation can then never publish ahead of the first one.
@@ -595,6 +690,7 @@ class Supervisor:
     async def _kill(self, task_id: str, reason: str) -> None:
         logger.info("supervisor[%s]: killing task [%s]: %s", self.id, task_id, reason)
         self._current.pop(task_id, None)
+        self._progress.pop(task_id, None)
         await self._tasks.kill(task_id, reason)
 
     # ------------------------------------------------------------------ commands
@@ -611,6 +707,19 @@ class Supervisor:
                 await self._end_group(gid, group)
             except IndexerError as e:
                 logger.warning("supervisor[%s]: ending group %d: %s", self.id, gid, e)
+
+    async def _reset_offsets(self, offsets: PartitionOffsets) -> None:
+        parts = set(offsets)
+        affected = [g for g in self._all_groups() if parts & set(g.partitions)]
+        await self._discard(affected, "supervisor offsets reset")
+        await self._offsets.reset_partitions(self.datasource, self.topic, offsets)
+        self._next_offsets.update(offsets)
+        logger.info(
+            "supervisor[%s]: offsets reset to %s; %d task groups restarted",
+            self.id,
+            offsets.to_json(),
+            len(affected),
+        )
 
     async def _reset(self) -> None:
         """Druid's hard reset: kill every task, forget the stored offsets."""
@@ -641,6 +750,42 @@ class Supervisor:
             p: max(0, self._latest.offsets[p] - o) for p, o in current.items() if p in self._latest.offsets
         }
 
+    def lag_millis(self) -> dict[int, int]:
+        """Time lag per partition: how old the newest record read is, where records wait;
+        0 where nothing waits."""
+        lag = self.lag()
+        now_ms = int(self._clock() * 1000)
+        newest: dict[int, int] = {}
+        for prog in self._progress.values():
+            for p, t in prog.last_record_ms.items():
+                newest[p] = max(newest.get(p, t), t)
+        out: dict[int, int] = {}
+        for p, records in lag.items():
+            if records <= 0:
+                out[p] = 0
+            elif p in newest:
+                out[p] = max(0, now_ms - newest[p])
+        return out
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Druid's ``/stats``: row stats per task group and task."""
+        out: dict[str, dict[str, Any]] = {}
+        for gid, group in self._reading.items():
+            entry = out.setdefault(str(gid), {})
+            for tid in group.tasks:
+                prog = self._progress.get(tid)
+                if prog is not None:
+                    entry[tid] = {"movingAverages": {}, "totals": {"buildSegments": prog.row_stats}}
+        return out
+
+    def row_totals(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for prog in self._progress.values():
+            for k, v in prog.row_stats.items():
+                if isinstance(v, int):
+                    totals[k] = totals.get(k, 0) + v
+        return totals
+
     def task_groups(self) -> tuple[dict[int, TaskGroup], dict[int, list[TaskGroup]]]:
         return dict(self._reading), {k: list(v) for k, v in self._pending.items()}
 
@@ -648,6 +793,7 @@ class Supervisor:
         io = self.spec.io_config
         now = self._clock()
         lag = self.lag()
+        lag_ms = self.lag_millis()
 
         def task_entry(group: TaskGroup, tid: str, td: TaskData, kind: str) -> dict[str, Any]:
             since = td.start_time
@@ -687,6 +833,9 @@ class Supervisor:
             "latestOffsets": self._latest.offsets.to_json() if self._latest else None,
             "minimumLag": {str(p): v for p, v in lag.items()},
             "aggregateLag": sum(lag.values()),
+            "minimumLagMillis": {str(p): v for p, v in lag_ms.items()},
+            "lagMillis": {str(p): v for p, v in lag_ms.items()},
+            "aggregateLagMillis": max(lag_ms.values(), default=0),
             "offsetsLastUpdated": _iso(self._latest.at) if self._latest else None,
             "suspended": self.suspended,
             "healthy": self.state.healthy,

@@ -15,6 +15,7 @@ Not thread-safe: one caller drives a pipeline.
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import time
@@ -61,6 +62,8 @@ MAX_RECORD_BYTES = 1024 * 1024
 BUFFER_ROWS = 4096
 # Rough memory cost of a parsed row kept as Python objects, per byte of JSON.
 _PY_BYTES_PER_JSON_BYTE = 6
+# Parsed timestamp strings remembered (events often share a timestamp).
+_TS_CACHE_SIZE = 65536
 # How much of the text of a bad event goes into an error message.
 _EVENT_TEXT = 256
 # In-memory tables merged into one (rollup) or concatenated once there are this many.
@@ -94,6 +97,7 @@ class IngestPipeline:
         self._ts_column = schema.timestamp_spec.column
         self._ts_parse = make_timestamp_parser(schema.timestamp_spec.format)
         self._ts_missing = schema.timestamp_spec.missing_value_ms
+        self._ts_cache: dict[str, int] = {}
         self._filter = schema.transform_spec.filter
         self._rollup = schema.granularity_spec.rollup
         self._segment_granularity = schema.granularity_spec.segment_granularity
@@ -171,6 +175,19 @@ class IngestPipeline:
         """Parse and buffer records; may persist. Raises ``TooManyParseExceptions``."""
         if self._finished:
             raise IllegalStateTransition("ingest pipeline already finished")
+        # Parsing allocates a dict per record and keeps thousands alive until they become
+        # Arrow columns: the cyclic GC would scan them over and over for nothing (no cycles
+        # are made here), costing about a quarter of the time. Pause it for the batch.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            self._add(records)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _add(self, records: Sequence[Record]) -> None:
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
         ts_column = self._ts_column
@@ -184,8 +201,11 @@ class IngestPipeline:
         kept = self._records
         flush_rows = self._flush_rows
         flush_bytes = self._flush_bytes
+        ts_cache = self._ts_cache
         max_bytes = MAX_RECORD_BYTES
         seen_bytes = 0
+        buffered = self._buffer_bytes
+        nul_seen = self._nul_seen
         try:
             for record in records:
                 value = record.value
@@ -210,7 +230,9 @@ class IngestPipeline:
                     )
                     continue
                 raw_time = row.get(ts_column)
-                if raw_time is None:
+                if type(raw_time) is str and raw_time in ts_cache:
+                    ms = ts_cache[raw_time]
+                elif raw_time is None:
                     if ts_missing is None:
                         self._unparseable(
                             record, f"Timestamp[null] is unparseable! Event: {_event_text(value)}"
@@ -225,19 +247,12 @@ class IngestPipeline:
                             record, f"Timestamp[{raw_time}] is unparseable! Event: {_event_text(value)}"
                         )
                         continue
-                if min_time is not None and ms < min_time:
-                    self._thrown_away(
-                        record,
-                        f"Row timestamp [{format_interval_ms(ms)}] is before the minimum message time "
-                        f"[{format_interval_ms(min_time)}]",
-                    )
-                    continue
-                if max_time is not None and ms >= max_time:
-                    self._thrown_away(
-                        record,
-                        f"Row timestamp [{format_interval_ms(ms)}] is not before the maximum message time "
-                        f"[{format_interval_ms(max_time)}]",
-                    )
+                    if type(raw_time) is str:
+                        if len(ts_cache) >= _TS_CACHE_SIZE:
+                            ts_cache.clear()
+                        ts_cache[raw_time] = ms
+                if (min_time is not None and ms < min_time) or (max_time is not None and ms >= max_time):
+                    self._thrown_away(record, self._window_reason(ms))
                     continue
                 if row_filter is not None and not row_filter.matches(row):
                     self._thrown_away(record, "Row does not match the transformSpec filter")
@@ -245,20 +260,37 @@ class IngestPipeline:
                 rows.append(row)
                 times.append(ms)
                 kept.append(record)
-                self._buffer_bytes += size
-                if not self._nul_seen and b"\\u0000" in value:
-                    self._nul_seen = True
-                if len(rows) >= flush_rows or self._buffer_bytes >= flush_bytes:
+                buffered += size
+                if not nul_seen and b"\\u0000" in value:
+                    nul_seen = True
+                if len(rows) >= flush_rows or buffered >= flush_bytes:
                     self._stats.processed_bytes += seen_bytes
                     seen_bytes = 0
+                    self._buffer_bytes = buffered
+                    self._nul_seen = nul_seen
                     self._flush()
+                    buffered = 0
+                    nul_seen = False
                     self._check_parse_exceptions()
                     self._maybe_persist()
         finally:
             self._stats.processed_bytes += seen_bytes
+            self._buffer_bytes = buffered
+            self._nul_seen = nul_seen
         self._flush()
         self._check_parse_exceptions()
         self._maybe_persist()
+
+    def _window_reason(self, ms: int) -> str:
+        if self.min_message_time is not None and ms < self.min_message_time:
+            return (
+                f"Row timestamp [{format_interval_ms(ms)}] is before the minimum message time "
+                f"[{format_interval_ms(self.min_message_time)}]"
+            )
+        return (
+            f"Row timestamp [{format_interval_ms(ms)}] is not before the maximum message time "
+            f"[{format_interval_ms(self.max_message_time or 0)}]"
+        )
 
     def _report(
         self, record: Record, error_type: ErrorType, message: str, details: tuple[str, ...] = ()

@@ -386,7 +386,7 @@ def write_segment(
     end_ms: int,
     out_dir: Path,
     max_rows_per_segment: int,
-    slice_rows: int = MERGE_SLICE_ROWS,
+    slice_rows: int | None = None,
 ) -> list[SegmentFile]:
     """Merge the runs of one segment interval into sorted, sharded Parquet files.
 
@@ -418,7 +418,7 @@ def write_segment(
         [m.name for m in plan.metrics],
     )
     try:
-        for pieces in _time_slices(parts, slice_rows):
+        for pieces in _time_slices(parts, slice_rows or MERGE_SLICE_ROWS):
             table = _concat(pieces, internal)
             if len(pieces) > 1:  # each part is sorted and rolled up already
                 table = sort_table(table, sort_keys)

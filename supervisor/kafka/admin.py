@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from supervisor.errors import StreamError
 from supervisor.kafka.config import consumer_config
@@ -73,6 +73,38 @@ class KafkaStreamAdmin:
 
     def offset_ranges(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         return self._watermarks(partitions)
+
+    def scan_for_records(
+        self, offsets: PartitionOffsets, timeout_s: float = 5.0
+    ) -> tuple[set[int], PartitionOffsets]:
+        with_records: set[int] = set()
+        ends: dict[int, int] = {}
+        if not offsets:
+            return with_records, PartitionOffsets()
+        conf = consumer_config(self._props, client_id="supervisor-idle-scan")
+        scanner = Consumer(conf)
+        try:
+            scanner.assign([TopicPartition(self.topic, p, o) for p, o in offsets.items()])
+            deadline = time.monotonic() + timeout_s
+            waiting = set(offsets)
+            while waiting and time.monotonic() < deadline:
+                for msg in scanner.consume(num_messages=100, timeout=0.2):
+                    p = int(msg.partition() or 0)
+                    err = msg.error()
+                    if err is None:
+                        with_records.add(p)
+                        waiting.discard(p)
+                    elif err.code() == KafkaError._PARTITION_EOF and msg.offset() is not None:
+                        if p not in with_records:
+                            ends[p] = int(msg.offset())
+                        waiting.discard(p)
+            # partitions that did not answer in time count as holding data: never skip blindly
+            with_records.update(waiting)
+        except KafkaException as e:
+            raise wrap(e, f"scanning [{self.topic}]") from e
+        finally:
+            scanner.close()
+        return with_records, PartitionOffsets({p: o for p, o in ends.items() if p not in with_records})
 
     def close(self) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from supervisor.ports import (
     StoredOffsets,
     TaskInfo,
     TaskLocation,
+    TaskProgress,
     TaskRunStatus,
     TaskState,
 )
@@ -38,6 +39,8 @@ class FakeStream:
     latest: dict[int, int]
     earliest: dict[int, int] = field(default_factory=dict)
     down: bool = False
+    # partition -> offset just past the last real record (markers lie beyond it)
+    data: dict[int, int] = field(default_factory=dict)
 
     def partitions(self) -> list[int]:
         if self.down:
@@ -51,6 +54,11 @@ class FakeStream:
 
     def earliest_offsets(self, partitions: list[int]) -> PartitionOffsets:
         return PartitionOffsets({p: self.earliest.get(p, 0) for p in partitions})
+
+    def scan_for_records(self, offsets: PartitionOffsets) -> tuple[set[int], PartitionOffsets]:
+        with_records = {p for p, o in offsets.items() if self.data.get(p, 0) > o}
+        ends = {p: self.latest[p] for p in offsets if p not in with_records}
+        return with_records, PartitionOffsets(ends)
 
     def close(self) -> None:
         pass
@@ -66,6 +74,7 @@ class FakeTask:
     paused: bool = False
     responsive: bool = True
     started: float | None = None
+    rows: int = 0
 
 
 class FakeTasks:
@@ -116,6 +125,11 @@ class FakeTasks:
 
     async def start_time(self, loc: TaskLocation, task_id: str) -> float | None:
         return self._live(task_id).started
+
+    async def progress(self, loc: TaskLocation, task_id: str) -> TaskProgress:
+        t = self._live(task_id)
+        status = TaskRunStatus.PUBLISHING if t.end is not None else TaskRunStatus.READING
+        return TaskProgress(status, t.started, PartitionOffsets(t.current), {}, {"processed": t.rows})
 
     async def pause(self, loc: TaskLocation, task_id: str) -> PartitionOffsets:
         t = self._live(task_id)
@@ -454,3 +468,80 @@ def test_state_thresholds() -> None:
     sm.stop()
     with pytest.raises(Exception, match="cannot go"):
         sm.transition(DetailedState.RUNNING)
+
+
+def idle_spec() -> Any:
+    base = make_spec().to_json()
+    base["spec"]["ioConfig"]["idleConfig"] = {"enabled": True, "inactiveAfterMillis": 10_000}
+    return parse_supervisor_spec(base)
+
+
+def test_idle_after_inactivity_and_wake_on_records_not_on_markers(world: Any) -> None:
+    clock, stream, tasks, offsets = world
+    sup = make_supervisor(world, idle_spec())
+    run(sup.run_once())
+    for t in tasks.running():  # caught up
+        t.current = {p: stream.latest[p] for p in t.current}
+    run(sup.run_once())
+    clock.now += 11
+    run(sup.run_once())
+    assert sup.state.basic is BasicState.IDLE
+    assert not tasks.reading() and len(tasks.publishing()) == 4
+    for t in tasks.publishing():
+        t.state = TaskState.SUCCESS
+    run(sup.run_once())
+    # a transaction marker moves the latest offset of partition 0 by one: still idle
+    stream.latest[0] += 1
+    stream.data = {p: o for p, o in stream.latest.items()}
+    stream.data[0] -= 1
+    run(sup.run_once())
+    assert sup.state.basic is BasicState.IDLE and not tasks.reading()
+    assert offsets.stored is not None and offsets.stored.offsets[0] == stream.latest[0]
+    # a real record wakes it, and the next tasks start past the marker
+    stream.latest[1] += 1
+    stream.data[1] = stream.latest[1]
+    run(sup.run_once())
+    run(sup.run_once())
+    assert sup.state.basic is BasicState.RUNNING
+    starts = {p: o for t in tasks.reading() for p, o in t.spec.start_offsets.items()}
+    assert starts[0] == stream.latest[0]
+
+
+def test_new_partition_is_read_from_earliest_and_ends_its_group_early(world: Any) -> None:
+    clock, stream, tasks, _ = world
+    sup = make_supervisor(world, make_spec(useEarliestOffset=False))
+    run(sup.run_once())
+    first = {t.spec.id for t in tasks.running()}
+    stream.latest[4] = 50
+    stream.earliest[4] = 7
+    run(sup.run_once())
+    run(sup.run_once())
+    group0 = [t for t in tasks.reading() if t.spec.group_id == 0]
+    assert group0 and all(t.spec.start_offsets[4] == 7 for t in group0)
+    assert all(t.spec.id in first for t in tasks.reading() if t.spec.group_id == 1)
+
+
+def test_reset_offsets_restarts_only_affected_groups(world: Any) -> None:
+    _, _, tasks, offsets = world
+    sup = make_supervisor(world)
+    run(sup.run_once())
+    g1 = {t.spec.id for t in tasks.running() if t.spec.group_id == 1}
+    g0 = {t.spec.id for t in tasks.running() if t.spec.group_id == 0}
+    run(sup._reset_offsets(PartitionOffsets({2: 123})))
+    run(sup.run_once())
+    assert g0 <= set(tasks.killed) and not (g1 & set(tasks.killed))
+    new0 = [t for t in tasks.running() if t.spec.group_id == 0]
+    assert all(t.spec.start_offsets == {0: 0, 2: 123} for t in new0)
+    assert offsets.stored is not None and offsets.stored.offsets[2] == 123
+
+
+def test_time_lag_and_stats(world: Any) -> None:
+    clock, stream, tasks, _ = world
+    sup = make_supervisor(world)
+    run(sup.run_once())
+    for t in tasks.running():
+        t.rows = 42
+    run(sup.run_once())
+    stats = sup.stats()
+    assert set(stats) == {"0", "1"}
+    assert all(v["totals"]["buildSegments"]["processed"] == 42 for g in stats.values() for v in g.values())
