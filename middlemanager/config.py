@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +21,8 @@ class MiddleManagerSettings(BaseSettings):
     shutdown_timeout_s: float = Field(default=60.0, ge=0)
     log_level: str = "INFO"
     log_format: str = "text"
+    # presented to the Overlord and required by this worker's tasks' control paths
+    cluster_token: SecretStr = SecretStr("")
 
     @field_validator("log_format")
     @classmethod

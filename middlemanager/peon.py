@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import json
 import logging
 import os
@@ -29,6 +30,8 @@ from supervisor.task_spec import KafkaIndexTaskSpec
 logger = logging.getLogger(__name__)
 
 RUNNER: web.AppKey[TaskRunner] = web.AppKey("runner", TaskRunner)
+# the cluster's own credential, handed down by the MiddleManager
+CLUSTER_TOKEN_ENV = "INDEXER_CLUSTER_TOKEN"
 
 
 @web.middleware
@@ -47,6 +50,9 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def _runner(request: web.Request) -> TaskRunner:
     runner = request.app[RUNNER]
+    token = os.environ.get(CLUSTER_TOKEN_ENV, "")
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        raise web.HTTPUnauthorized(reason="task control paths need the cluster's credentials")
     if request.match_info["task"] != runner.task.id:
         raise web.HTTPNotFound(reason=f"no task [{request.match_info['task']}] here")
     return runner
@@ -130,6 +136,13 @@ async def progress(request: web.Request) -> web.Response:
     )
 
 
+async def log(request: web.Request) -> web.Response:
+    runner = _runner(request)
+    path = runner.task_dir / "log"
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    return web.Response(text=text, content_type="text/plain")
+
+
 async def live_reports(request: web.Request) -> web.Response:
     runner = _runner(request)
     return web.json_response(runner.report(runner.status.value, runner.error))
@@ -153,6 +166,7 @@ def build_app(runner: TaskRunner) -> web.Application:
     r.add_get(f"{base}/unparseableEvents", unparseable)
     r.add_get(f"{base}/liveReports", live_reports)
     r.add_get(f"{base}/progress", progress)
+    r.add_get(f"{base}/log", log)
     return app
 
 

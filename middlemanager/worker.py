@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from middlemanager.config import MiddleManagerSettings
+from middlemanager.peon import CLUSTER_TOKEN_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,11 @@ class MiddleManager:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.task_root.mkdir(parents=True, exist_ok=True)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        token = self.settings.cluster_token.get_secret_value()
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=10),
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+        )
         try:
             while not stop.is_set():
                 self._reap()
@@ -121,8 +127,15 @@ class MiddleManager:
             "--log-format",
             self.settings.log_format,
         ]
+        env = dict(os.environ)
+        env[CLUSTER_TOKEN_ENV] = self.settings.cluster_token.get_secret_value()
         process = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            env=env,
         )
         log.close()
         self._tasks[task_id] = RunningTask(task_id, process, task_dir)
@@ -189,7 +202,15 @@ class MiddleManager:
                 [{"taskId": t.task_id, "pid": t.process.pid, "port": t.port} for t in self._tasks.values()]
             )
 
+        async def task_log(request: web.Request) -> web.Response:
+            task_id = request.match_info["task"]
+            path = self.task_root / task_id / "log"
+            if "/" in task_id or task_id.startswith(".") or not path.is_file():
+                raise web.HTTPNotFound(reason=f"no log for task [{task_id}]")
+            return web.Response(text=path.read_text(errors="replace"), content_type="text/plain")
+
         app.router.add_get("/status/health", health)
+        app.router.add_get("/druid/worker/v1/task/{task}/log", task_log)
         app.router.add_get("/druid/worker/v1/tasks", tasks)
         return app
 

@@ -9,13 +9,17 @@ import time
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from overlord import metrics
 from overlord.chat import HttpTaskClient
 from overlord.metadata.store import MetadataStore, SegmentToPublish, TaskRow
 from overlord.supervisors import SupervisorManager
 from overlord.task_queue import TaskQueue
 from supervisor.errors import IndexerError, InvalidInput, NotFound, PayloadTooLarge
+from supervisor.offsets import PartitionOffsets
 from supervisor.ports import TaskLocation, TaskState
+from supervisor.secrets import mask
 from supervisor.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -41,7 +45,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             return web.json_response({"error": e.reason}, status=e.status)
         raise
     except IndexerError as e:
-        return web.json_response({"error": e.message}, status=e.status)
+        headers = {"WWW-Authenticate": 'Basic realm="druid"'} if e.status == 401 else None
+        return web.json_response({"error": e.message}, status=e.status, headers=headers)
     except Exception as e:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"error": f"{type(e).__name__}: {e}"}, status=500)
@@ -105,7 +110,7 @@ async def list_supervisors(request: web.Request) -> web.Response:
         out = []
         for sup in manager.all():
             entry = _state_entry(sup)
-            entry["spec"] = sup.spec.to_json()
+            entry["spec"] = mask(sup.spec.to_json())
             out.append(entry)
         return web.json_response(out)
     if _flag(request, "state"):
@@ -115,7 +120,7 @@ async def list_supervisors(request: web.Request) -> web.Response:
 
 async def get_supervisor(request: web.Request) -> web.Response:
     sup = request.app[MANAGER].get(request.match_info["id"])
-    return web.json_response(sup.spec.to_json())
+    return web.json_response(mask(sup.spec.to_json()))
 
 
 async def supervisor_status(request: web.Request) -> web.Response:
@@ -130,12 +135,12 @@ async def supervisor_health(request: web.Request) -> web.Response:
 
 async def suspend(request: web.Request) -> web.Response:
     spec = await request.app[MANAGER].set_suspended(request.match_info["id"], True)
-    return web.json_response(spec.to_json())
+    return web.json_response(mask(spec.to_json()))
 
 
 async def resume(request: web.Request) -> web.Response:
     spec = await request.app[MANAGER].set_suspended(request.match_info["id"], False)
-    return web.json_response(spec.to_json())
+    return web.json_response(mask(spec.to_json()))
 
 
 async def suspend_all(request: web.Request) -> web.Response:
@@ -175,12 +180,44 @@ async def handoff(request: web.Request) -> web.Response:
     return web.json_response({}, status=202)
 
 
+async def reset_offsets(request: web.Request) -> web.Response:
+    """Druid's resetOffsets: merge the given offsets into the stored ones; only the
+    task groups reading those partitions restart."""
+    sup = request.app[MANAGER].get(request.match_info["id"])
+    body = await read_json(request)
+    partitions = body.get("partitions") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or body.get("type") != "kafka":
+        raise InvalidInput("type: must be 'kafka'")
+    if not isinstance(partitions, dict) or partitions.get("type") != "end":
+        raise InvalidInput("partitions.type: must be 'end'")
+    if partitions.get("stream") != sup.topic:
+        raise InvalidInput(f"partitions.stream: must be the supervisor's topic [{sup.topic}]")
+    offsets = partitions.get("partitionOffsetMap")
+    if not isinstance(offsets, dict) or not offsets:
+        raise InvalidInput("partitions.partitionOffsetMap: must be a non-empty object of partition to offset")
+    try:
+        parsed = {int(p): int(o) for p, o in offsets.items()}
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(
+            f"partitions.partitionOffsetMap: partitions and offsets must be integers: {e}"
+        ) from e
+    if any(p < 0 or o < 0 for p, o in parsed.items()):
+        raise InvalidInput("partitions.partitionOffsetMap: partitions and offsets must not be negative")
+    sup.request_reset_offsets(PartitionOffsets(parsed))
+    return web.json_response({"id": sup.id})
+
+
+async def supervisor_stats(request: web.Request) -> web.Response:
+    sup = request.app[MANAGER].get(request.match_info["id"])
+    return web.json_response(sup.stats())
+
+
 async def history(request: web.Request) -> web.Response:
     spec_id = request.match_info.get("id")
     result = await request.app[MANAGER].history(spec_id, _int_param(request, "count"))
     if spec_id is not None and not result:
         raise NotFound(f"No history for [{spec_id}].")
-    return web.json_response(result)
+    return web.json_response(mask(result))
 
 
 # ---------------------------------------------------------------- tasks
@@ -234,7 +271,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 async def get_task(request: web.Request) -> web.Response:
     row = await request.app[QUEUE].require_row(request.match_info["id"])
-    return web.json_response({"task": row.id, "payload": row.payload})
+    return web.json_response({"task": row.id, "payload": mask(row.payload)})
 
 
 async def task_status(request: web.Request) -> web.Response:
@@ -256,6 +293,44 @@ async def task_reports(request: web.Request) -> web.Response:
     if report is None:
         raise NotFound(f"No reports for task [{row.id}]")
     return web.json_response(report)
+
+
+async def task_log(request: web.Request) -> web.Response:
+    """The task's log: from the task itself while it runs, else from its MiddleManager."""
+    row = await request.app[QUEUE].require_row(request.match_info["id"])
+    offset = _int_param(request, "offset")
+    chat = request.app[CHAT]
+    text: str | None = None
+    if row.status == TaskState.RUNNING.value and row.host and row.port:
+        try:
+            text = await chat.get_text(f"http://{row.host}:{row.port}/druid/worker/v1/chat/{row.id}/log")
+        except IndexerError:
+            text = None
+    if text is None and row.worker:
+        try:
+            text = await chat.get_text(f"http://{row.worker}/druid/worker/v1/task/{row.id}/log")
+        except IndexerError:
+            text = None
+    if text is None:
+        raise NotFound(
+            "No log was found for this task. The task may not exist, or it may not have begun running yet."
+        )
+    if offset:
+        text = text[offset:]
+    return web.Response(text=text, content_type="text/plain")
+
+
+async def task_statuses(request: web.Request) -> web.Response:
+    """Druid's ``POST /taskStatus``: statuses of the listed task ids."""
+    body = await read_json(request)
+    if not isinstance(body, list) or not all(isinstance(i, str) for i in body):
+        raise InvalidInput("body: must be a JSON array of task ids")
+    out: dict[str, Any] = {}
+    for task_id in body[:1000]:
+        row = await request.app[QUEUE].get_row(task_id)
+        if row is not None:
+            out[task_id] = _task_status(row)
+    return web.json_response(out)
 
 
 async def task_shutdown(request: web.Request) -> web.Response:
@@ -326,6 +401,10 @@ async def task_action(request: web.Request) -> web.Response:
     result = await asyncio.to_thread(
         request.app[STORE].publish_segments, datasource, stream, sequence, start, end, segments
     )
+    metrics.PUBLISH_SECONDS.labels(datasource).observe(time.monotonic() - started)
+    metrics.PUBLISHES.labels(datasource, result.kind).inc()
+    if result.kind == "ok" and not result.reason.startswith("already published"):
+        metrics.PUBLISHED_ROWS.labels(datasource).inc(sum(s.num_rows for s in segments))
     logger.info(
         "task [%s] publish %s in %.3fs: %s",
         task_id,
@@ -353,6 +432,11 @@ async def datasources(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(request.app[STORE].list_datasources))
 
 
+async def prometheus(request: web.Request) -> web.Response:
+    body = generate_latest(metrics.REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response(True)
 
@@ -374,12 +458,16 @@ def add_routes(app: web.Application) -> None:
     r.add_post(SUPERVISOR + "/{id}/terminate", terminate)
     r.add_post(SUPERVISOR + "/{id}/shutdown", terminate)
     r.add_post(SUPERVISOR + "/{id}/reset", reset)
+    r.add_post(SUPERVISOR + "/{id}/resetOffsets", reset_offsets)
+    r.add_get(SUPERVISOR + "/{id}/stats", supervisor_stats)
     r.add_post(SUPERVISOR + "/{id}/taskGroups/handoff", handoff)
     r.add_get(f"{INDEXER}/tasks", list_tasks)
     r.add_get(INDEXER + "/task/{id}", get_task)
     r.add_get(INDEXER + "/task/{id}/status", task_status)
     r.add_get(INDEXER + "/task/{id}/reports", task_reports)
     r.add_post(INDEXER + "/task/{id}/shutdown", task_shutdown)
+    r.add_get(INDEXER + "/task/{id}/log", task_log)
+    r.add_post(f"{INDEXER}/taskStatus", task_statuses)
     r.add_post(INDEXER + "/datasources/{ds}/shutdownAllTasks", shutdown_datasource_tasks)
     r.add_post(f"{INDEXER}/workers/register", worker_register)
     r.add_post(f"{INDEXER}/workers/heartbeat", worker_heartbeat)
@@ -388,3 +476,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/druid/coordinator/v1/metadata/datasources", datasources)
     r.add_get("/druid/coordinator/v1/metadata/datasources/{ds}/segments", datasource_segments)
     r.add_get("/status/health", health)
+    r.add_get("/metrics", prometheus)

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from overlord import api
+from overlord import api, auth, metrics
+from overlord.auth import AuthConfig
 from overlord.chat import HttpTaskClient
 from overlord.config import OverlordSettings
 from overlord.metadata.engine import make_engine
@@ -21,14 +22,22 @@ logger = logging.getLogger(__name__)
 
 
 def build_app(settings: OverlordSettings) -> web.Application:
-    app = web.Application(middlewares=[api.error_middleware], client_max_size=settings.max_request_bytes)
+    auth_config = AuthConfig.parse(
+        settings.auth_users.get_secret_value(),
+        settings.auth_tokens.get_secret_value(),
+        settings.cluster_token.get_secret_value(),
+    )
+    app = web.Application(
+        middlewares=[api.error_middleware, auth.middleware(auth_config)],
+        client_max_size=settings.max_request_bytes,
+    )
     app[api.MAX_BYTES] = settings.max_request_bytes
     api.add_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = MetadataStore(make_engine(settings.metadata_url))
         settings.deep_storage.mkdir(parents=True, exist_ok=True)
-        chat = HttpTaskClient(settings.task_chat_timeout_s)
+        chat = HttpTaskClient(settings.task_chat_timeout_s, settings.cluster_token.get_secret_value())
         manager_ref: list[SupervisorManager] = []
         queue = TaskQueue(
             store,
@@ -43,6 +52,7 @@ def build_app(settings: OverlordSettings) -> web.Application:
         app[api.QUEUE] = queue
         app[api.MANAGER] = manager
         app[api.CHAT] = chat
+        metrics.REGISTRY.register(metrics.SupervisorCollector(manager.all, queue.task_counts))
         await manager.start()
         watchdog = asyncio.create_task(_watch_workers(queue), name="worker-watchdog")
         try:

@@ -18,14 +18,24 @@ logger = logging.getLogger(__name__)
 class HttpTaskClient:
     """Implements the supervisor's ``TaskClientPort``."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, cluster_token: str = "") -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._headers = {"Authorization": f"Bearer {cluster_token}"} if cluster_token else {}
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         return self._session
+
+    async def get_text(self, url: str) -> str:
+        try:
+            async with self._http().get(url) as resp:
+                if resp.status >= 400:
+                    raise Unavailable(f"GET {url}: HTTP {resp.status}")
+                return await resp.text()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise Unavailable(f"GET {url}: {type(e).__name__}: {e}") from e
 
     async def close(self) -> None:
         if self._session is not None:

@@ -46,7 +46,8 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, interva
             last = e
         else:
             if last:
-                return last
+                result: T = last
+                return result
         time.sleep(interval_s)
     raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
 
@@ -86,7 +87,8 @@ class OverlordClient:
         return list(self._call("GET", f"/druid/indexer/v1/tasks?{params}"))
 
     def segments(self, datasource: str) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"/druid/coordinator/v1/metadata/datasources/{datasource}/segments?full"))
+        path = f"/druid/coordinator/v1/metadata/datasources/{datasource}/segments?full"
+        return list(self._call("GET", path))
 
     def published_rows(self, datasource: str) -> int:
         return sum(int(s.get("numRows", 0)) for s in self.segments(datasource))

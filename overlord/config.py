@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,12 @@ class OverlordSettings(BaseSettings):
     max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     log_level: str = "INFO"
     log_format: str = "text"
+    # Access control (off when all three are empty). Users: "name:password:role,...";
+    # tokens: "token:role,..."; roles: read (GET only) or admin. The cluster token is what
+    # MiddleManagers and tasks present; only it opens the worker and task-action paths.
+    auth_users: SecretStr = SecretStr("")
+    auth_tokens: SecretStr = SecretStr("")
+    cluster_token: SecretStr = SecretStr("")
 
     @field_validator("log_format")
     @classmethod

@@ -12,6 +12,7 @@ from supervisor.errors import InvalidSpec, NotFound
 from supervisor.kafka.admin import KafkaStreamAdmin
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import StoredOffsets, StreamPort, TaskClientPort, TaskQueuePort
+from supervisor.secrets import MASK, restore_masked
 from supervisor.spec import SupervisorSpec, parse_supervisor_spec
 from supervisor.supervisor import Supervisor
 
@@ -110,15 +111,36 @@ class SupervisorManager:
         spec = parse_supervisor_spec(payload)
         async with self._lock:
             old = self._running.get(spec.id)
+            spec = self._restore_secrets(spec, old)
             if old is not None and old.spec.io_config.topic != spec.io_config.topic:
                 raise InvalidSpec(
                     "spec.ioConfig.topic",
                     f"cannot change the topic of supervisor [{spec.id}] from [{old.topic}] to "
-                    f"[{spec.io_config.topic}]; terminate it and reset its offsets first",
+                    f"[{spec.io_config.topic}]: stored offsets belong to the old topic. The safe way: "
+                    f"suspend the supervisor (its tasks publish), reset it "
+                    f"(POST /druid/indexer/v1/supervisor/{spec.id}/reset), terminate it, then submit "
+                    "the spec with the new topic",
                 )
             await asyncio.to_thread(self._store.insert_supervisor, spec.id, spec.to_json())
             await self._replace(old, spec)
         return spec
+
+    @staticmethod
+    def _restore_secrets(spec: SupervisorSpec, old: Supervisor | None) -> SupervisorSpec:
+        props = spec.io_config.consumer_properties
+        masked = [k for k, v in props.items() if v == MASK]
+        if not masked:
+            return spec
+        old_props = old.spec.io_config.consumer_properties if old is not None else {}
+        missing = [k for k in masked if k not in old_props]
+        if missing:
+            raise InvalidSpec(
+                f'spec.ioConfig.consumerProperties["{missing[0]}"]',
+                f"is the mask {MASK!r} but no secret is stored for it: send the real value",
+            )
+        doc = spec.to_json()
+        doc["spec"]["ioConfig"]["consumerProperties"] = restore_masked(props, old_props)
+        return parse_supervisor_spec(doc)
 
     async def _replace(self, old: Supervisor | None, spec: SupervisorSpec) -> None:
         if old is not None:

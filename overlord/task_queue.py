@@ -158,6 +158,12 @@ class TaskQueue:
     def active_rows(self) -> list[TaskRow]:
         return list(self._active.values())
 
+    def task_counts(self) -> dict[str, int]:
+        counts = {state.value: 0 for state in RunnerState if state is not RunnerState.NONE}
+        for row in self._active.values():
+            counts[row.runner_status] = counts.get(row.runner_status, 0) + 1
+        return counts
+
     def workers(self) -> list[Worker]:
         return list(self._workers.values())
 

@@ -39,7 +39,13 @@ from supervisor.task_spec import KafkaIndexTaskSpec
 
 logger = logging.getLogger(__name__)
 
-UNRESPONSIVE_AFTER = 3  # consecutive failed chats before a reading task is replaced
+UNRESPONSIVE_AFTER = 3
+_ROW_KINDS = (
+    "processed",
+    "processedWithError",
+    "unparseable",
+    "thrownAway",
+)  # consecutive failed chats before a reading task is replaced
 
 
 def _iso(ts: float) -> str:
@@ -131,10 +137,8 @@ class Supervisor:
         for t in (self._ticker, self._loop):
             if t is not None and not t.done():
                 t.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
-                except (asyncio.CancelledError, Exception):
-                    pass
         self._stream.close()
         self._stopped.set()
 
@@ -349,7 +353,11 @@ class Supervisor:
             if isinstance(res, BaseException):
                 td.chat_failures += 1
                 logger.warning(
-                    "supervisor[%s]: task [%s] did not answer (%d in a row): %s", self.id, tid, td.chat_failures, res
+                    "supervisor[%s]: task [%s] did not answer (%d in a row): %s",
+                    self.id,
+                    tid,
+                    td.chat_failures,
+                    res,
                 )
                 continue
             td.chat_failures = 0
@@ -366,7 +374,9 @@ class Supervisor:
         total = 0
         for prog in self._progress.values():
             stats = prog.row_stats
-            total += sum(int(stats.get(k, 0)) for k in ("processed", "processedWithError", "unparseable", "thrownAway"))
+            total += sum(
+                int(stats.get(k, 0)) for k in ("processed", "processedWithError", "unparseable", "thrownAway")
+            )
         return total
 
     async def check_idle(self) -> None:
@@ -386,7 +396,9 @@ class Supervisor:
         self._last_rows = rows
         inactive_s = (idle.inactive_after_millis or 600_000) / 1000.0
         if now - self._last_activity >= inactive_s:
-            logger.info("supervisor[%s]: no new data for %.0fs: going idle", self.id, now - self._last_activity)
+            logger.info(
+                "supervisor[%s]: no new data for %.0fs: going idle", self.id, now - self._last_activity
+            )
             self._idle_since = now
 
     async def _wake_if_data(self) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +139,11 @@ class Cluster:
         )
         proc.start()
         self.procs[name] = proc
-        wait_for(f"{name} health", lambda: http("GET", f"http://127.0.0.1:{port}/status/health", timeout=2)[0] == 200, 30)
+        wait_for(
+            f"{name} health",
+            lambda: http("GET", f"http://127.0.0.1:{port}/status/health", timeout=2)[0] == 200,
+            30,
+        )
         return proc
 
     def stop(self) -> None:

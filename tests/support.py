@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 # confluent_kafka.admin re-exports NewTopic without __all__, which mypy --strict rejects; same class.
@@ -267,6 +267,27 @@ def wait_for_topic(
                 return
         time.sleep(0.2)
     raise TimeoutError(f"topic {name} not ready within {timeout:.0f}s: {last_problem}")
+
+
+def wait_for_end_offset(
+    consumer: Consumer, topic: str, partition: int, expected: int, *, timeout: float = 30.0
+) -> None:
+    """Waits until ``get_watermark_offsets(cached=False)`` reports ``expected`` as the end offset.
+
+    Under ``read_committed`` that end offset is the last stable offset (LSO), and it lags: the broker
+    writes the COMMIT/ABORT markers asynchronously, so right after ``commit_transaction()`` returns the
+    LSO often still stops before the committed records. Wait with this before reading them.
+    """
+    deadline = time.monotonic() + timeout
+    last: tuple[int, int] | None = None
+    while time.monotonic() < deadline:
+        result = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5, cached=False)
+        if result is not None:
+            last = (int(result[0]), int(result[1]))
+            if last[1] == expected:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{topic}[{partition}] end offset is {last}, not {expected}, after {timeout:.0f}s")
 
 
 def unique_name(prefix: str = "test") -> str:

@@ -129,7 +129,7 @@ class IngestPipeline:
         self._chunk_rows = 0
         self._chunk_bytes = 0
         self._rollup_useful = True
-        self._merge_useful = True
+        self._next_rollup_merge = 0
         self._flushes = 0
         # Spilled runs: segment start -> parts in persist order.
         self._runs: dict[int, list[RunPart]] = {}
@@ -397,11 +397,14 @@ class IngestPipeline:
         tables = [t for t, _ in self._chunks]
         merged = pa.concat_tables(tables, promote_options="default")
         grouped = False
-        if self._rollup and self._merge_useful:
-            before = merged.num_rows
+        before = merged.num_rows
+        if self._rollup and before >= self._next_rollup_merge:
             merged = rollup(merged, self.plan)
             grouped = True
-            self._merge_useful = merged.num_rows <= before * _USEFUL_ROLLUP
+            # Grouping everything in memory again is only worth it while it shrinks the data;
+            # when it did not, wait until memory holds twice as many rows before trying again.
+            useful = merged.num_rows <= before * _USEFUL_ROLLUP
+            self._next_rollup_merge = 0 if useful else 2 * before
         else:
             merged = merged.combine_chunks()
         self._chunks = []
@@ -427,7 +430,7 @@ class IngestPipeline:
         self._chunks = []
         self._chunk_rows = 0
         self._chunk_bytes = 0
-        self._merge_useful = True
+        self._next_rollup_merge = 0
         return table
 
     def persist(self) -> None:

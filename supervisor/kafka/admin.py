@@ -94,9 +94,10 @@ class KafkaStreamAdmin:
                     if err is None:
                         with_records.add(p)
                         waiting.discard(p)
-                    elif err.code() == KafkaError._PARTITION_EOF and msg.offset() is not None:
-                        if p not in with_records:
-                            ends[p] = int(msg.offset())
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        eof = msg.offset()
+                        if p not in with_records and eof is not None:
+                            ends[p] = int(eof)
                         waiting.discard(p)
             # partitions that did not answer in time count as holding data: never skip blindly
             with_records.update(waiting)

@@ -97,8 +97,15 @@ def test_druid_wikipedia_tutorial(cluster: Cluster, kafka_bootstrap: str) -> Non
     assert len(lines) == 39244
     _produce(kafka_bootstrap, "wikipedia", lines)
 
-    wait_for("lag 0", lambda: cluster.api.status(sup)["aggregateLag"] == 0 and
-             cluster.api.status(sup)["latestOffsets"] == {"0": 39244}, 120, 1.0)
+    wait_for(
+        "lag 0",
+        lambda: (
+            cluster.api.status(sup)["aggregateLag"] == 0
+            and cluster.api.status(sup)["latestOffsets"] == {"0": 39244}
+        ),
+        120,
+        1.0,
+    )
     cluster.api.suspend(sup)
     cluster.api.wait_published("wikipedia", 39244, 120)
     cluster.api.wait_quiet("wikipedia", 60)
@@ -129,7 +136,11 @@ def _rollup_spec(datasource: str, topic: str, bootstrap: str) -> dict[str, Any]:
                     {"type": "count", "name": "count"},
                     {"type": "longSum", "name": "value_sum", "fieldName": "value"},
                 ],
-                "granularitySpec": {"segmentGranularity": "hour", "queryGranularity": "minute", "rollup": True},
+                "granularitySpec": {
+                    "segmentGranularity": "hour",
+                    "queryGranularity": "minute",
+                    "rollup": True,
+                },
             },
             "ioConfig": {
                 "topic": topic,
@@ -206,9 +217,7 @@ def test_replicas_generations_and_transactions_exactly_once(cluster: Cluster, ka
     assert sum(r["count"] for r in rows) == len(expected)
     duplicated = {k: v for k, v in ids.items() if v > 1}
     assert not duplicated, f"duplicated ids: {list(duplicated)[:10]}"
-    assert set(ids) == expected, (
-        f"missing {len(expected - set(ids))}, unexpected {len(set(ids) - expected)}"
-    )
+    assert set(ids) == expected, f"missing {len(expected - set(ids))}, unexpected {len(set(ids) - expected)}"
     assert not (set(ids) & aborted)
     assert sum(r["value_sum"] for r in rows) == sum(int(i.split("-")[1]) for i in expected)
     assert len({s["version"] + s["interval"] for s in segments}) >= 1

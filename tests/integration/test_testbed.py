@@ -30,6 +30,7 @@ from tests.support import (
     port_open,
     run_script,
     unique_name,
+    wait_for_end_offset,
 )
 
 ReadIsolation = Literal["read_committed", "read_uncommitted"]
@@ -146,17 +147,21 @@ def test_transactions_committed_and_aborted_batches(
         produce_checked(producer, topic_name, p, aborted[p])
     producer.abort_transaction(30)
 
-    # read_committed from explicit offsets: exactly the committed records, in order, once.
+    # Each partition: n_committed records, a COMMIT marker, n_aborted records, an ABORT marker.
+    expected_high = n_committed + 1 + n_aborted + 1
     rc = make_consumer(kafka_bootstrap, "read_committed")
     consumers.append(rc)
+    # The markers are written after abort_transaction() returns: wait for the LSO to pass them.
+    for p in partitions:
+        wait_for_end_offset(rc, topic_name, p, expected_high)
+
+    # read_committed from explicit offsets: exactly the committed records, in order, once.
     rc.assign([TopicPartition(topic_name, p, 0) for p in partitions])
     got = consume_until_eof(rc, partitions, timeout=60)
     for p in partitions:
         assert values_of(got.messages, p) == committed[p]
         assert [m.offset() for m in got.messages if m.partition() == p] == list(range(n_committed))
 
-    # Each partition: n_committed records, a COMMIT marker, n_aborted records, an ABORT marker.
-    expected_high = n_committed + 1 + n_aborted + 1
     for p in partitions:
         assert watermarks(rc, topic_name, p) == (0, expected_high)
         # The log ends with a control record: EOF and position are past it, at the high watermark.
@@ -207,6 +212,8 @@ def test_read_committed_eof_position_and_watermarks_around_control_records(
 
     rc = make_consumer(kafka_bootstrap, "read_committed")
     consumers.append(rc)
+    # commit_transaction() returns before the COMMIT marker is written; until it is, the LSO is 0.
+    wait_for_end_offset(rc, topic_name, 0, 6)
     rc.assign([TopicPartition(topic_name, 0, 0)])
     seen: list[Message] = []
     eof: Message | None = None
@@ -254,6 +261,7 @@ def test_read_committed_eof_position_and_watermarks_around_control_records(
     finally:
         producer.commit_transaction(30)
 
+    wait_for_end_offset(rc, topic_name, 0, 10)
     got = consume_until_eof(rc, [0], timeout=60)
     assert [m.offset() for m in got.messages] == [6, 7, 8]
     assert values_of(got.messages) == [f"second-{i}" for i in range(3)]

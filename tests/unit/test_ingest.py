@@ -63,7 +63,10 @@ def make_spec(
         "dataSource": "events",
         "timestampSpec": timestamp or {"column": "ts", "format": "auto"},
         "dimensionsSpec": dimensions_spec,
-        "metricsSpec": [{"type": "count", "name": "count"}, {"type": "longSum", "name": "added", "fieldName": "added"}]
+        "metricsSpec": [
+            {"type": "count", "name": "count"},
+            {"type": "longSum", "name": "added", "fieldName": "added"},
+        ]
         if metrics is None
         else metrics,
         "granularitySpec": {"segmentGranularity": segment, "queryGranularity": query, "rollup": rollup},
@@ -154,18 +157,27 @@ def test_every_kind_of_bad_record_is_unparseable(tmp_path: Path) -> None:
     messages = [r.message for r in reports]
     assert messages[0].startswith("Unable to parse row [not json]")
     assert "UTF-8" in messages[1]
-    assert "not an object" in messages[2] and "not an object" in messages[3] and "not an object" in messages[4]
+    assert (
+        "not an object" in messages[2] and "not an object" in messages[3] and "not an object" in messages[4]
+    )
     assert "tombstone" in messages[5] and "tombstone" in messages[6]
     assert messages[7].startswith("Timestamp[null] is unparseable! Event: ")
     assert messages[8].startswith("Timestamp[not a time] is unparseable!")
     assert messages[9].startswith("Timestamp[True] is unparseable!")
     assert "larger than the 1048576-byte limit" in messages[10]
     assert len(reports[10].input.encode()) <= 1024  # raw input kept, truncated
-    assert read_rows(files) == [{"__time": ms("2024-01-01T00:00:00Z"), "page": "a", "user": None, "count": 1, "added": 1}]
+    assert read_rows(files) == [
+        {"__time": ms("2024-01-01T00:00:00Z"), "page": "a", "user": None, "count": 1, "added": 1}
+    ]
 
 
 def test_processed_bytes_counts_every_record_value(tmp_path: Path) -> None:
-    values: list[Any] = [b"garbage", None, event("2024-01-01T00:00:00Z", page="a"), event("1999-01-01", page="x")]
+    values: list[Any] = [
+        b"garbage",
+        None,
+        event("2024-01-01T00:00:00Z", page="a"),
+        event("1999-01-01", page="x"),
+    ]
     pipeline, _ = ingest(make_spec(), tmp_path, values, min_time=ms("2020-01-01T00:00:00Z"))
     expected = sum(len(r.value) for r in records(values) if r.value)
     assert pipeline.stats.processed_bytes == expected
@@ -192,7 +204,8 @@ def test_wrong_types_are_processed_with_error_and_the_row_is_kept(tmp_path: Path
     values = [
         event("2024-01-01T00:00:01Z", page="a", n="abc", f=1.5, added=1, x=1),  # bad long dim
         event("2024-01-01T00:00:02Z", page="b", n=2, f="1.5x", added="many", x=2),  # bad double dim + metric
-        event("2024-01-01T00:00:03Z", page="c", n="7", f="2.5", added="3", x=[1]),  # numeric strings ok, list not
+        # numeric strings are fine, a list is not
+        event("2024-01-01T00:00:03Z", page="c", n="7", f="2.5", added="3", x=[1]),
         event("2024-01-01T00:00:04Z", page="d", n=4.9, f=True, added=-2.7, x="4.5"),  # truncation, bool
     ]
     pipeline, files = ingest(spec, tmp_path, values)
@@ -233,7 +246,9 @@ def test_stats_always_add_up_to_the_records_seen(tmp_path: Path) -> None:
             values.append(event("2024-01-01T00:00:00Z", page="drop"))  # filtered out
         else:
             values.append(event(T0 + i, page=f"p{i % 7}", added=i))
-    spec = make_spec(filter={"type": "not", "field": {"type": "selector", "dimension": "page", "value": "drop"}})
+    spec = make_spec(
+        filter={"type": "not", "field": {"type": "selector", "dimension": "page", "value": "drop"}}
+    )
     pipeline, files = ingest(spec, tmp_path, values, batch=333, min_time=ms("2023-12-01T00:00:00Z"))
     stats = pipeline.stats
     assert stats.records == len(values)
@@ -367,7 +382,12 @@ def test_rejected_records_are_kept_for_the_dead_letter_topic(tmp_path: Path) -> 
     spec = make_spec(
         filter={"type": "selector", "dimension": "page", "value": "keep"}, deadLetterTopic="events-dlq"
     )
-    values: list[Any] = [b"oops", event(T0, page="keep"), event(T0, page="other"), event(T0 - DAY, page="keep")]
+    values: list[Any] = [
+        b"oops",
+        event(T0, page="keep"),
+        event(T0, page="other"),
+        event(T0 - DAY, page="keep"),
+    ]
     pipeline = IngestPipeline(spec, tmp_path / "work", min_message_time=T0)
     pipeline.add(records(values, partition=3))
     rejected = pipeline.rejected
@@ -525,9 +545,15 @@ def test_rollup_matches_a_naive_computation(tmp_path: Path) -> None:
 
 def test_rollup_across_many_persists_equals_rollup_in_memory(tmp_path: Path) -> None:
     events = random_events(4000, seed=2)
-    in_memory, files_a = ingest(make_spec(["page", "user"], METRICS, query="HOUR"), tmp_path, events, name="a")
+    in_memory, files_a = ingest(
+        make_spec(["page", "user"], METRICS, query="HOUR"), tmp_path, events, name="a"
+    )
     spilled, files_b = ingest(
-        make_spec(["page", "user"], METRICS, query="HOUR", maxRowsInMemory=7), tmp_path, events, name="b", batch=97
+        make_spec(["page", "user"], METRICS, query="HOUR", maxRowsInMemory=7),
+        tmp_path,
+        events,
+        name="b",
+        batch=97,
     )
     assert in_memory.persist_count == 0
     assert spilled.persist_count > 50
@@ -599,7 +625,10 @@ def test_rollup_off_keeps_every_row_with_truncated_time(tmp_path: Path) -> None:
 
 
 def test_rollup_with_all_granularities(tmp_path: Path) -> None:
-    values = [event("2024-01-03T10:15:00Z", page="a", added=1), event("2024-01-05T23:00:00Z", page="a", added=2)]
+    values = [
+        event("2024-01-03T10:15:00Z", page="a", added=1),
+        event("2024-01-05T23:00:00Z", page="a", added=2),
+    ]
     _, files = ingest(make_spec(segment="MONTH", query="WEEK"), tmp_path, values, name="week")
     # ISO weeks start on Monday: 2024-01-01 was one.
     assert [(r["__time"], r["added"]) for r in read_rows(files)] == [(T0, 3)]
@@ -613,8 +642,12 @@ def test_rollup_with_all_granularities(tmp_path: Path) -> None:
 
 
 def test_schemaless_dimensions_are_sorted_and_exclude_special_fields(tmp_path: Path) -> None:
-    spec = make_spec([], [{"type": "count", "name": "rows"}, {"type": "longSum", "name": "total", "fieldName": "n"}],
-                     exclusions=["secret"], rollup=False)
+    spec = make_spec(
+        [],
+        [{"type": "count", "name": "rows"}, {"type": "longSum", "name": "total", "fieldName": "n"}],
+        exclusions=["secret"],
+        rollup=False,
+    )
     values = [
         {"ts": T0, "zeta": "z", "alpha": 1, "n": 5, "secret": "s"},
         {"ts": T0 + 1, "mid": True, "alpha": "x", "rows": "not a metric input", "nested": {"a": [1, 2]}},
@@ -661,7 +694,9 @@ def test_multi_value_dimensions(tmp_path: Path) -> None:
     schema = pq.read_schema(files[0].path)
     assert schema.field("tags").type == pa.list_(pa.string())
     rows = read_rows(files)
-    assert {(tuple(r["tags"] or ()), tuple(r["set"] or ()), tuple(r["raw"] or ()), r["count"]) for r in rows} == {
+    assert {
+        (tuple(r["tags"] or ()), tuple(r["set"] or ()), tuple(r["raw"] or ()), r["count"]) for r in rows
+    } == {
         (("a", "b", "b"), ("a", "b"), ("b", "a"), 2),
         (("x",), (), ("\x00tricky",), 1),
         ((None, "1", "true"), ("plain",), (), 1),
@@ -697,7 +732,10 @@ def test_typed_dimensions_and_json(tmp_path: Path) -> None:
 def test_metric_on_a_dimension_field(tmp_path: Path) -> None:
     spec = make_spec(
         ["page", {"name": "n", "type": "long"}],
-        [{"type": "longSum", "name": "total", "fieldName": "n"}, {"type": "doubleMax", "name": "mx", "fieldName": "page"}],
+        [
+            {"type": "longSum", "name": "total", "fieldName": "n"},
+            {"type": "doubleMax", "name": "mx", "fieldName": "page"},
+        ],
     )
     _, files = ingest(spec, tmp_path, [event(T0, page="3.5", n=2), event(T0, page="3.5", n=2)])
     assert read_rows(files) == [{"__time": T0, "page": "3.5", "n": 2, "total": 4, "mx": 3.5}]
@@ -733,9 +771,11 @@ def test_segments_are_bucketed_by_day(tmp_path: Path) -> None:
 
 def test_max_rows_per_segment_splits_into_shards(tmp_path: Path) -> None:
     values = [event(T0 + i, page=f"p{i % 13}", added=i) for i in range(2500)]
-    pipeline, files = ingest(make_spec(rollup=False, maxRowsPerSegment=1000, maxRowsInMemory=333), tmp_path, values)
+    _, files = ingest(make_spec(rollup=False, maxRowsPerSegment=1000, maxRowsInMemory=333), tmp_path, values)
     assert [(f.shard, f.num_rows) for f in files] == [(0, 1000), (1, 1000), (2, 500)]
-    assert [f.path.name for f in files] == [f"20240101T000000Z_20240102T000000Z_{i}.parquet" for i in range(3)]
+    assert [f.path.name for f in files] == [
+        f"20240101T000000Z_20240102T000000Z_{i}.parquet" for i in range(3)
+    ]
     assert [pq.read_metadata(f.path).num_rows for f in files] == [1000, 1000, 500]
     rows = read_rows(files)
     # Shards continue each other in the segment's sort order.
@@ -747,8 +787,13 @@ def test_max_rows_per_segment_splits_into_shards(tmp_path: Path) -> None:
 
 def test_parquet_schema_and_sort_order(tmp_path: Path) -> None:
     spec = make_spec(
-        ["page", {"name": "n", "type": "long"}, {"name": "f", "type": "float"}, {"name": "d", "type": "double"},
-         {"name": "j", "type": "json"}],
+        [
+            "page",
+            {"name": "n", "type": "long"},
+            {"name": "f", "type": "float"},
+            {"name": "d", "type": "double"},
+            {"name": "j", "type": "json"},
+        ],
         METRICS,
         query="MINUTE",
     )
@@ -844,3 +889,68 @@ def test_stats_is_a_snapshot(tmp_path: Path) -> None:
     before = pipeline.stats
     pipeline.add(records([event(T0, page="a")]))
     assert before.processed == 0 and pipeline.stats.processed == 1
+
+
+def test_conversion_paths_and_batching_agree(tmp_path: Path) -> None:
+    """Rows convert the same whether their batch takes the fast (typed) path or the per-value one."""
+    rng = random.Random(21)
+    events: list[dict[str, Any]] = []
+    for i in range(1500):
+        row: dict[str, Any] = {
+            "ts": T0 + rng.randrange(3 * HOUR),
+            "page": f"p{rng.randrange(20)}",
+            "n": i % 5,
+        }
+        roll = rng.random()
+        if roll < 0.01:
+            row["page"] = rng.choice([17, 2.5, True, ["m", "k"], {"o": 1}, "\x00nul"])
+        elif roll < 0.02:
+            row["n"] = rng.choice(["12", "x", 3.9, None, False])
+        elif roll < 0.03:
+            row["added"] = rng.choice(["5", "five", 2.5, True])
+        else:
+            row["added"] = rng.randrange(100)
+        events.append(row)
+    events[10]["page"] = "\x00nul"
+    events[11]["page"] = ["\x00a", "b"]
+    for rollup in (True, False):
+        spec = make_spec(["page", {"name": "n", "type": "long"}], query="MINUTE", rollup=rollup)
+        results = []
+        for batch in (1, 7, 100, 5000):
+            pipeline, files = ingest(spec, tmp_path, events, batch=batch, name=f"{rollup}-{batch}")
+            results.append((pipeline.stats.to_json(), digest(files)))
+        assert all(result == results[0] for result in results[1:])
+    pages = [r["page"] for r in read_rows(files)]
+    assert ["\x00nul"] in pages and ["\x00a", "b"] in pages
+
+
+def test_many_tiny_batches_are_merged_in_memory(tmp_path: Path) -> None:
+    events = random_events(1200, seed=8)
+    spec = make_spec(["page", "user"], METRICS, query="HOUR")
+    pipeline = IngestPipeline(spec, tmp_path / "work")
+    recs = records(events)
+    for index in range(0, len(recs), 3):
+        pipeline.add(recs[index : index + 3])
+        # Merged and rolled up in memory, not one table per batch: about 2 days * 24 hours
+        # * 4 pages * 2 users grouped rows at most, and a few batches not merged yet.
+        assert pipeline.rows_in_memory <= 2 * (2 * 24 * 4 * 2 + 16 * 3)
+    files = pipeline.finish(tmp_path / "out")
+    assert pipeline.persist_count == 0
+    assert by_key(read_rows(files)) == naive_rollup(events, HOUR)
+
+
+def test_query_granularity_coarser_than_segment_granularity(tmp_path: Path) -> None:
+    values = [event("2024-01-01T10:15:00Z", page="a"), event("2024-01-01T11:45:00Z", page="a")]
+    _, files = ingest(make_spec(segment="HOUR", query="DAY"), tmp_path, values)
+    # Druid never puts a row before the start of its segment.
+    assert [(f.interval_start_ms, read_rows([f])[0]["__time"]) for f in files] == [
+        (T0 + 10 * HOUR, T0 + 10 * HOUR),
+        (T0 + 11 * HOUR, T0 + 11 * HOUR),
+    ]
+
+
+def test_segment_granularity_all(tmp_path: Path) -> None:
+    values = [event("1999-01-01T00:00:00Z", page="a"), event("2024-01-01T11:45:00Z", page="a")]
+    _, files = ingest(make_spec(segment="ALL", query="NONE"), tmp_path, values)
+    assert [(f.interval_start_ms, f.interval_end_ms, f.num_rows) for f in files] == [(-(2**62), 2**62 - 1, 2)]
+    assert files[0].path.name == f"{-(2**62)}_{2**62 - 1}_0.parquet"

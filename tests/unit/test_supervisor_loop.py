@@ -90,7 +90,9 @@ class FakeTasks:
     async def submit(self, spec: KafkaIndexTaskSpec) -> None:
         self._port += 1
         self.tasks[spec.id] = FakeTask(
-            spec, location=TaskLocation("127.0.0.1", self._port), current=dict(spec.start_offsets),
+            spec,
+            location=TaskLocation("127.0.0.1", self._port),
+            current=dict(spec.start_offsets),
             started=self.clock(),
         )
 
@@ -146,7 +148,9 @@ class FakeTasks:
         t = self._live(task_id)
         return PartitionOffsets(t.end) if t.end is not None else None
 
-    async def set_end_offsets(self, loc: TaskLocation, task_id: str, offsets: PartitionOffsets, finish: bool) -> None:
+    async def set_end_offsets(
+        self, loc: TaskLocation, task_id: str, offsets: PartitionOffsets, finish: bool
+    ) -> None:
         t = self._live(task_id)
         assert t.paused, "end offsets are only set on a paused task"
         assert all(offsets[p] >= t.current[p] for p in t.current)
@@ -209,7 +213,9 @@ def world() -> tuple[FakeClock, FakeStream, FakeTasks, FakeOffsets]:
 
 def make_supervisor(world: Any, spec: Any = None) -> Supervisor:
     clock, stream, tasks, offsets = world
-    return Supervisor(spec or make_spec(), stream=stream, tasks=tasks, chat=tasks, offsets=offsets, clock=clock)
+    return Supervisor(
+        spec or make_spec(), stream=stream, tasks=tasks, chat=tasks, offsets=offsets, clock=clock
+    )
 
 
 def run(coro: Any) -> Any:
@@ -233,7 +239,7 @@ def test_groups_by_partition_modulo_task_count_with_replicas(world: Any) -> None
 
 
 def test_initial_offsets_are_recorded_before_tasks_start(world: Any) -> None:
-    _, _, tasks, offsets = world
+    _, _, _tasks, offsets = world
     offsets.stored = StoredOffsets("events", PartitionOffsets({0: 10}))
     run(make_supervisor(world).run_once())
     assert offsets.stored is not None and dict(offsets.stored.offsets) == {0: 10, 1: 0, 2: 0, 3: 0}
@@ -245,14 +251,17 @@ def test_task_duration_hands_off_and_next_group_starts_at_the_end_offsets(world:
     run(sup.run_once())
     first = {t.spec.id: t for t in tasks.running()}
     for t in first.values():  # replicas progress unevenly
-        t.current = {p: o + (5 if t.spec.id.endswith(("0", "2", "4", "6", "8")) else 7) for p, o in t.current.items()}
+        t.current = {
+            p: o + (5 if t.spec.id.endswith(("0", "2", "4", "6", "8")) else 7) for p, o in t.current.items()
+        }
     clock.now += 61
     run(sup.run_once())
     publishing = tasks.publishing()
     assert {t.spec.id for t in publishing} == set(first)
     for t in publishing:
         group_max = {
-            p: max(o.current[p] for o in first.values() if o.spec.group_id == t.spec.group_id) for p in t.current
+            p: max(o.current[p] for o in first.values() if o.spec.group_id == t.spec.group_id)
+            for p in t.current
         }
         assert t.end == group_max
     new = tasks.reading()
@@ -351,7 +360,7 @@ def test_a_task_that_cannot_pause_is_killed_and_its_replica_decides(world: Any) 
 
 
 def test_adopts_running_tasks_after_a_restart(world: Any) -> None:
-    clock, stream, tasks, offsets = world
+    clock, _stream, tasks, _offsets = world
     first = make_supervisor(world)
     run(first.run_once())
     clock.now += 61
@@ -372,7 +381,9 @@ def test_spec_change_kills_reading_tasks_that_no_longer_fit(world: Any) -> None:
     changed = make_spec(taskCount=1)
     run(make_supervisor(world, changed).run_once())
     assert old <= set(tasks.killed)
-    assert len(tasks.running()) == 2 and all(set(t.spec.start_offsets) == {0, 1, 2, 3} for t in tasks.running())
+    assert len(tasks.running()) == 2 and all(
+        set(t.spec.start_offsets) == {0, 1, 2, 3} for t in tasks.running()
+    )
 
 
 def test_suspended_supervisor_hands_off_and_creates_nothing(world: Any) -> None:
@@ -407,8 +418,13 @@ def test_lost_offsets_make_it_unhealthy_unless_reset_automatically(world: Any) -
     assert not [t for t in tasks.running() if t.spec.group_id == 0]
 
     auto = parse_supervisor_spec(
-        {**make_spec().to_json(), "spec": {**make_spec().to_json()["spec"],
-         "tuningConfig": {"type": "kafka", "resetOffsetAutomatically": True}}}
+        {
+            **make_spec().to_json(),
+            "spec": {
+                **make_spec().to_json()["spec"],
+                "tuningConfig": {"type": "kafka", "resetOffsetAutomatically": True},
+            },
+        }
     )
     sup2 = make_supervisor(world, auto)
     run(sup2.run_once())
@@ -417,7 +433,7 @@ def test_lost_offsets_make_it_unhealthy_unless_reset_automatically(world: Any) -
 
 
 def test_stream_down_turns_unable_to_connect(world: Any) -> None:
-    _, stream, tasks, _ = world
+    _, stream, _tasks, _ = world
     stream.down = True
     sup = make_supervisor(world)
     for _ in range(3):
@@ -508,7 +524,7 @@ def test_idle_after_inactivity_and_wake_on_records_not_on_markers(world: Any) ->
 
 
 def test_new_partition_is_read_from_earliest_and_ends_its_group_early(world: Any) -> None:
-    clock, stream, tasks, _ = world
+    _clock, stream, tasks, _ = world
     sup = make_supervisor(world, make_spec(useEarliestOffset=False))
     run(sup.run_once())
     first = {t.spec.id for t in tasks.running()}
@@ -536,7 +552,7 @@ def test_reset_offsets_restarts_only_affected_groups(world: Any) -> None:
 
 
 def test_time_lag_and_stats(world: Any) -> None:
-    clock, stream, tasks, _ = world
+    _clock, _stream, tasks, _ = world
     sup = make_supervisor(world)
     run(sup.run_once())
     for t in tasks.running():
