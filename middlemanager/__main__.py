@@ -1,39 +1,60 @@
-"""``python -m middlemanager --overlord http://127.0.0.1:8090``."""
+"""``python -m middlemanager [serve|healthcheck] [--config FILE] [--SETTING VALUE ...]``.
+
+Every setting of :class:`middlemanager.config.MiddleManagerSettings` is a flag (``--capacity``),
+an environment variable (``MIDDLEMANAGER_CAPACITY``) and a line of the optional ``--config``
+file (dotenv syntax, the environment variable names); see :mod:`supervisor.cli`.
+
+``serve`` runs the worker until SIGTERM or SIGINT: it then takes no new task, asks its running
+tasks to stop and hand their work back to their supervisors (which start replacements from the
+same offsets on other workers), waits for them up to ``shutdown_timeout_s``, kills what is left
+and exits 0. A second signal cuts the wait short. ``healthcheck`` asks a local worker's
+``/status/health`` (exit 0 when healthy), for a container HEALTHCHECK.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from pydantic import ValidationError
-
+from middlemanager.config import MiddleManagerSettings
+from supervisor import cli
 from supervisor.logs import configure
+
+logger = logging.getLogger(__name__)
+
+COMMANDS = ("serve", "healthcheck")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="middlemanager", description="Kafka indexing worker", epilog=cli.CONFIG_HELP
+    )
+    p.add_argument("command", nargs="?", default="serve", choices=COMMANDS)
+    cli.add_arguments(p, MiddleManagerSettings)
+    return p
+
+
+def load_settings(argv: Sequence[str] | None = None) -> tuple[str, MiddleManagerSettings]:
+    """The command and the settings; raises :class:`supervisor.cli.ConfigError`."""
+    args = _parser().parse_args(argv)
+    settings = cli.load(MiddleManagerSettings, cli.flag_values(args, MiddleManagerSettings), args.config)
+    return str(args.command), settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="middlemanager", description="Kafka indexing worker")
-    p.add_argument("--overlord", help="Overlord URL (env MIDDLEMANAGER_OVERLORD)")
-    p.add_argument("--host", help="address this worker and its tasks listen on and advertise")
-    p.add_argument("--port", type=int, help="worker port (env MIDDLEMANAGER_PORT, default 8091)")
-    p.add_argument("--capacity", type=int, help="task slots (env MIDDLEMANAGER_CAPACITY, default 2)")
-    p.add_argument("--task-dir", help="where tasks keep their files (env MIDDLEMANAGER_TASK_DIR)")
-    p.add_argument("--heartbeat-s", type=float, help="seconds between heartbeats")
-    p.add_argument("--shutdown-timeout-s", type=float, help="grace for tasks on SIGTERM")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING")
-    p.add_argument("--log-format", choices=["text", "json"])
-    args = p.parse_args(argv)
-    from middlemanager.config import MiddleManagerSettings
-
-    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if v is not None}
     try:
-        settings = MiddleManagerSettings(**overrides)
-    except ValidationError as e:
+        command, settings = load_settings(argv)
+    except cli.ConfigError as e:
         print(f"middlemanager: invalid configuration:\n{e}", file=sys.stderr)
         return 2
+    if command == "healthcheck":
+        return cli.probe_health(settings.host, settings.port)
     configure(settings.log_level, settings.log_format, "middlemanager")
+    for name in cli.unknown_environment(MiddleManagerSettings):
+        logger.warning("environment variable %s is not a setting of the MiddleManager; ignored", name)
     from middlemanager.worker import serve
 
     asyncio.run(serve(settings))

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+WILDCARDS = ("0.0.0.0", "::", "")
+
 
 class MiddleManagerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MIDDLEMANAGER_", extra="forbid", frozen=True)
 
-    overlord: str = "http://127.0.0.1:8090"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8091, ge=1, le=65535)
-    capacity: int = Field(default=2, ge=1)
-    task_dir: Path = Path("var/tasks")
-    heartbeat_s: float = Field(default=1.0, gt=0)
+    overlord: str = Field(default="http://127.0.0.1:8090", description="URL of the Overlord")
+    host: str = Field(
+        default="127.0.0.1",
+        description="address this worker and its tasks listen on (0.0.0.0 in a container)",
+    )
+    advertised_host: str | None = Field(
+        default=None,
+        description="address the Overlord uses to reach this worker's tasks; default: host, or this "
+        "machine's IP address when host is 0.0.0.0",
+    )
+    port: int = Field(default=8091, ge=1, le=65535, description="worker port")
+    capacity: int = Field(default=2, ge=1, description="task slots")
+    task_dir: Path = Field(default=Path("var/tasks"), description="where tasks keep their files")
+    heartbeat_s: float = Field(default=1.0, gt=0, description="seconds between heartbeats")
     # on SIGTERM: how long running tasks get to hand off before they are killed
-    shutdown_timeout_s: float = Field(default=60.0, ge=0)
-    log_level: str = "INFO"
-    log_format: str = "text"
+    shutdown_timeout_s: float = Field(
+        default=60.0, ge=0, description="on SIGTERM, seconds the running tasks get to hand back"
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: str = Field(default="text", description="text or json (one JSON object per line)")
     # presented to the Overlord and required by this worker's tasks' control paths
     cluster_token: SecretStr = SecretStr("")
 
@@ -31,9 +44,27 @@ class MiddleManagerSettings(BaseSettings):
             raise ValueError("must be 'text' or 'json'")
         return v
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return v.upper()
+
     @field_validator("overlord")
     @classmethod
     def _overlord(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as http://127.0.0.1:8090")
         return v.rstrip("/")
+
+    def advertised(self) -> str:
+        """The host the Overlord reaches this worker's tasks at."""
+        if self.advertised_host:
+            return self.advertised_host
+        if self.host in WILDCARDS:
+            try:
+                return socket.gethostbyname(socket.gethostname())
+            except OSError:
+                return socket.gethostname()
+        return self.host

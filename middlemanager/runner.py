@@ -23,6 +23,7 @@ from typing import Any
 
 from middlemanager.ingest import IngestPipeline, SegmentFile
 from supervisor.errors import IndexerError, InvalidInput, TaskFailed
+from supervisor.kafka.producer import DeadLetterProducer
 from supervisor.kafka.supplier import KafkaRecordSupplier
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import TaskRunStatus
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 POLL_RECORDS = 5000
 POLL_TIMEOUT_S = 0.1
 PAUSE_WAIT_S = 10.0
+DEAD_LETTER_FLUSH_S = 30.0
 
 
 @dataclass
@@ -51,6 +53,7 @@ class TaskRunner:
         deep_storage: Path,
         overlord_url: str,
         supplier_factory: Callable[[KafkaIndexTaskSpec], KafkaRecordSupplier] | None = None,
+        dead_letter_factory: Callable[[KafkaIndexTaskSpec, str], DeadLetterProducer] | None = None,
     ) -> None:
         self.task = task
         self.spec: SupervisorSpec = parse_supervisor_spec(task.supervisor_spec)
@@ -60,6 +63,12 @@ class TaskRunner:
         self._supplier_factory = supplier_factory or (
             lambda t: KafkaRecordSupplier(t.topic, t.consumer_properties, client_id=t.id)
         )
+        self._dead_letter_factory = dead_letter_factory or (
+            lambda t, topic: DeadLetterProducer(
+                topic, t.consumer_properties, source_topic=t.topic, task_id=t.id
+            )
+        )
+        self._dead_letters: DeadLetterProducer | None = None
         self._cond = threading.Condition()
         self.status = TaskRunStatus.NOT_STARTED
         self.start_time: float | None = None
@@ -135,6 +144,9 @@ class TaskRunner:
         try:
             self._set_status(TaskRunStatus.STARTING)
             supplier = self._supplier_factory(self.task)
+            dead_letter_topic = self.spec.tuning_config.dead_letter_topic
+            if dead_letter_topic is not None:
+                self._dead_letters = self._dead_letter_factory(self.task, dead_letter_topic)
             try:
                 self.start_time = time.time()
                 if not self._read(supplier, log_prefix):
@@ -149,6 +161,9 @@ class TaskRunner:
         except Exception as e:
             logger.exception("%s failed", log_prefix)
             return self._outcome("FAILED", f"{type(e).__name__}: {e}")
+        finally:
+            if self._dead_letters is not None:
+                self._dead_letters.close()
 
     def _done(self) -> bool:
         return self.end is not None and all(self.current[p] >= o for p, o in self.end.items())
@@ -187,7 +202,10 @@ class TaskRunner:
             current = self.current
             batch = [r for r in batch if r.offset >= current[r.partition]]
             if batch:
-                self.pipeline.add(batch)
+                try:
+                    self.pipeline.add(batch)
+                finally:
+                    self._send_dead_letters()
             with self._cond:
                 for r in result.records:
                     p = r.partition
@@ -212,6 +230,8 @@ class TaskRunner:
         out_dir = self.deep_storage / self.task.data_source / self.task.sequence_name / self.task.id
         out_dir.mkdir(parents=True, exist_ok=True)
         segments = self.pipeline.finish(out_dir)
+        if not self._flush_dead_letters(log_prefix):
+            return self._outcome("FAILED", "stopped while writing to the dead-letter topic")
         action = {
             "task": self.task.id,
             "action": {
@@ -260,6 +280,25 @@ class TaskRunner:
                 continue
             shutil.rmtree(out_dir, ignore_errors=True)
             return self._outcome("FAILED", f"publish refused: {result.get('reason')}")
+
+    def _send_dead_letters(self) -> None:
+        if self._dead_letters is not None:
+            self._dead_letters.send(self.pipeline.drain_rejected())
+
+    def _flush_dead_letters(self, log_prefix: str) -> bool:
+        """Every rejected record is in the dead-letter topic before the offsets are committed."""
+        if self._dead_letters is None:
+            return True
+        self._send_dead_letters()
+        while True:
+            try:
+                self._dead_letters.flush(DEAD_LETTER_FLUSH_S)
+                return True
+            except IndexerError as e:
+                logger.warning("%s dead-letter topic: %s; retrying", log_prefix, e)
+            with self._cond:
+                if self._stop_requested:
+                    return False
 
     def _outcome(self, status: str, error: str | None) -> Outcome:
         self.error = error

@@ -50,11 +50,18 @@ class MiddleManager:
         self._tasks: dict[str, RunningTask] = {}
         self._completed: dict[str, dict[str, Any]] = {}
         self._draining = False
+        self._hurry = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
+        # where the Overlord reaches this worker's tasks (the listen address may be 0.0.0.0)
+        self.advertised_host = settings.advertised()
 
     @property
     def name(self) -> str:
-        return f"{self.settings.host}:{self.settings.port}"
+        return f"{self.advertised_host}:{self.settings.port}"
+
+    def hurry(self) -> None:
+        """A second stop signal: stop waiting for the tasks to hand back."""
+        self._hurry.set()
 
     # ------------------------------------------------------------ heartbeat loop
 
@@ -81,7 +88,7 @@ class MiddleManager:
     async def _heartbeat(self) -> None:
         assert self._session is not None
         report = {
-            "host": self.settings.host,
+            "host": self.advertised_host,
             "port": self.settings.port,
             "capacity": 0 if self._draining else self.settings.capacity,
             "version": "1",
@@ -171,23 +178,57 @@ class MiddleManager:
             logger.info("task [%s] exited (%s) with %s", task_id, code, entry["status"])
 
     async def _drain(self) -> None:
-        """Graceful stop: take no new tasks, let the running ones finish or hand back."""
+        """Graceful stop: take no new task, hand the running ones back, then go.
+
+        The Overlord hears at once that this worker has no free slot (capacity 0), so it
+        assigns nothing more here. Each task is asked to stop (SIGTERM): it stops reading
+        without publishing and exits FAILED, which the next heartbeat reports; its
+        supervisor then starts a replacement from the same start offsets on another
+        worker, so nothing is lost, and nothing is duplicated because nothing of the
+        stopped task was published. What has not exited by ``shutdown_timeout_s`` (or by
+        a second stop signal) is killed.
+        """
         self._draining = True
-        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        n = len(self._tasks)
+        logger.info(
+            "middlemanager %s stopping: handing back %d task(s) within %.0fs",
+            self.name,
+            n,
+            self.settings.shutdown_timeout_s,
+        )
+        await self._heartbeat_quietly()  # capacity 0 from now on
         for task in self._tasks.values():
             with contextlib.suppress(ProcessLookupError):
                 task.process.send_signal(signal.SIGTERM)
-        while self._tasks and time.monotonic() < deadline:
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        last_beat = time.monotonic()
+        while self._tasks and time.monotonic() < deadline and not self._hurry.is_set():
+            before = len(self._completed)
             self._reap()
-            await asyncio.sleep(0.2)
+            if len(self._completed) != before or time.monotonic() - last_beat >= self.settings.heartbeat_s:
+                await self._heartbeat_quietly()  # report each hand-back as soon as it happens
+                last_beat = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), 0.1)
         for task_id in list(self._tasks):
             self.kill(task_id, "shutdown deadline")
         for task in list(self._tasks.values()):
             with contextlib.suppress(subprocess.TimeoutExpired):
-                task.process.wait(5)
+                await asyncio.to_thread(task.process.wait, 5)
         self._reap()
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+        for _ in range(3):  # the Overlord must hear how the tasks ended
+            if not self._completed or await self._heartbeat_quietly():
+                break
+            await asyncio.sleep(0.5)
+        logger.info("middlemanager %s stopped; %d task(s) handed back", self.name, n)
+
+    async def _heartbeat_quietly(self) -> bool:
+        try:
             await self._heartbeat()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            logger.warning("heartbeat to %s failed: %s", self.settings.overlord, e)
+            return False
+        return True
 
     # ------------------------------------------------------------ HTTP
 
@@ -225,8 +266,17 @@ async def serve(settings: MiddleManagerSettings) -> None:
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            logger.warning("%s again: killing the remaining tasks now", sig.name)
+            mm.hurry()
+        else:
+            logger.info("%s: stopping", sig.name)
+            stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         await mm.run(stop)
     finally:

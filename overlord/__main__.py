@@ -1,4 +1,14 @@
-"""``python -m overlord [serve|migrate]``."""
+"""``python -m overlord [serve|migrate|healthcheck] [--config FILE] [--SETTING VALUE ...]``.
+
+Every setting of :class:`overlord.config.OverlordSettings` is a flag (``--metadata-url``), an
+environment variable (``OVERLORD_METADATA_URL``) and a line of the optional ``--config`` file
+(dotenv syntax, the environment variable names); see :mod:`supervisor.cli`.
+
+``serve`` runs the Overlord until SIGTERM or SIGINT: it stops taking requests, stops its
+supervisors without touching their tasks (a restarted Overlord adopts them) and exits 0.
+``migrate`` brings the metadata store's schema up to date and exits. ``healthcheck`` asks a
+local Overlord's ``/status/health`` (exit 0 when healthy), for a container HEALTHCHECK.
+"""
 
 from __future__ import annotations
 
@@ -6,52 +16,74 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
+from overlord.config import OverlordSettings
+from supervisor import cli
 from supervisor.logs import configure
 
 logger = logging.getLogger(__name__)
 
+COMMANDS = ("serve", "migrate", "healthcheck")
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="overlord", description="Kafka indexing Overlord")
-    p.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
-    p.add_argument("--metadata-url", help="SQLAlchemy URL of the metadata store (env OVERLORD_METADATA_URL)")
-    p.add_argument("--deep-storage", help="deep storage directory (env OVERLORD_DEEP_STORAGE)")
-    p.add_argument("--host", help="listen address (env OVERLORD_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="listen port (env OVERLORD_PORT, default 8090)")
-    p.add_argument("--advertised-url", help="URL workers and tasks use (env OVERLORD_ADVERTISED_URL)")
-    p.add_argument("--worker-timeout-s", type=float, help="seconds before a silent worker is lost")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (env OVERLORD_LOG_LEVEL)")
-    p.add_argument("--log-format", choices=["text", "json"], help="env OVERLORD_LOG_FORMAT")
+    p = argparse.ArgumentParser(
+        prog="overlord", description="Kafka indexing Overlord", epilog=cli.CONFIG_HELP
+    )
+    p.add_argument("command", nargs="?", default="serve", choices=COMMANDS)
+    cli.add_arguments(p, OverlordSettings)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def load_settings(argv: Sequence[str] | None = None) -> tuple[str, OverlordSettings]:
+    """The command and the settings; raises :class:`supervisor.cli.ConfigError`."""
     args = _parser().parse_args(argv)
-    from overlord.config import OverlordSettings
+    settings = cli.load(OverlordSettings, cli.flag_values(args, OverlordSettings), args.config)
+    return str(args.command), settings
 
-    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+
+def main(argv: Sequence[str] | None = None) -> int:
     try:
-        settings = OverlordSettings(**overrides)
-    except ValidationError as e:
+        command, settings = load_settings(argv)
+        app = _build_app(settings) if command == "serve" else None
+    except (cli.ConfigError, ValueError) as e:
         print(f"overlord: invalid configuration:\n{e}", file=sys.stderr)
         return 2
+    if command == "healthcheck":
+        return cli.probe_health(settings.host, settings.port)
     configure(settings.log_level, settings.log_format, "overlord")
-    if args.command == "migrate":
-        from overlord.metadata.engine import migrate
-
-        migrate(settings.metadata_url)
-        logger.info("metadata store at %s migrated", settings.metadata_url.split("@")[-1])
-        return 0
-    from overlord.app import build_app
-
-    app = build_app(settings)
+    for name in cli.unknown_environment(OverlordSettings):
+        logger.warning("environment variable %s is not a setting of the Overlord; ignored", name)
+    if command == "migrate":
+        return _migrate(settings)
+    assert app is not None
     logger.info("overlord listening on %s:%d", settings.host, settings.port)
     web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=5.0)
+    logger.info("overlord stopped")
+    return 0
+
+
+def _build_app(settings: OverlordSettings) -> web.Application:
+    from overlord.app import build_app
+
+    return build_app(settings)  # checks the access-control settings too
+
+
+def _migrate(settings: OverlordSettings) -> int:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from overlord.metadata.engine import migrate
+
+    where = make_url(settings.metadata_url).render_as_string(hide_password=True)
+    try:
+        migrate(settings.metadata_url)
+    except SQLAlchemyError as e:
+        logger.error("migrating the metadata store at %s failed: %s", where, e)
+        return 1
+    logger.info("metadata store at %s migrated", where)
     return 0
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from overlord import api, auth, metrics
+from overlord import api, auth, fault_injection, metrics
 from overlord.auth import AuthConfig
 from overlord.chat import HttpTaskClient
 from overlord.config import OverlordSettings
@@ -33,6 +33,10 @@ def build_app(settings: OverlordSettings) -> web.Application:
     )
     app[api.MAX_BYTES] = settings.max_request_bytes
     api.add_routes(app)
+    from overlord.openapi import add_openapi_route
+
+    add_openapi_route(app)
+    fault_injection.install(app)  # test-only hooks, off unless an OVERLORD_FAULT_* variable is set
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = MetadataStore(make_engine(settings.metadata_url))

@@ -26,7 +26,11 @@ def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tupl
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
+            if not raw:
+                return resp.status, None
+            if resp.headers.get_content_type() != "application/json":
+                return resp.status, raw.decode(errors="replace")
+            return resp.status, json.loads(raw)
     except urllib.error.HTTPError as e:
         raw = e.read()
         try:

@@ -15,17 +15,27 @@ def default_metadata_url() -> str:
 class OverlordSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OVERLORD_", extra="forbid", frozen=True)
 
-    metadata_url: str = Field(default_factory=default_metadata_url)
-    deep_storage: Path = Path("var/deep-storage")
-    host: str = "127.0.0.1"
-    port: int = Field(default=8090, ge=0, le=65535)
+    metadata_url: str = Field(
+        default_factory=default_metadata_url,
+        description="SQLAlchemy URL of the metadata store (sqlite:///... or postgresql+psycopg2://...)",
+    )
+    deep_storage: Path = Field(
+        default=Path("var/deep-storage"),
+        description="deep storage directory, the same path on every MiddleManager",
+    )
+    host: str = Field(default="127.0.0.1", description="listen address (0.0.0.0 in a container)")
+    port: int = Field(default=8090, ge=0, le=65535, description="listen port")
     # the address tasks and workers use to reach this Overlord (defaults to host:port)
-    advertised_url: str | None = None
-    worker_timeout_s: float = Field(default=15.0, gt=0)
-    task_chat_timeout_s: float = Field(default=10.0, gt=0)
-    max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    log_level: str = "INFO"
-    log_format: str = "text"
+    advertised_url: str | None = Field(
+        default=None, description="URL workers and tasks use to reach this Overlord"
+    )
+    worker_timeout_s: float = Field(
+        default=15.0, gt=0, description="seconds without a heartbeat before a worker is lost"
+    )
+    task_chat_timeout_s: float = Field(default=10.0, gt=0, description="timeout of one call to a task")
+    max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="largest request body")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: str = Field(default="text", description="text or json (one JSON object per line)")
     # Access control (off when all three are empty). Users: "name:password:role,...";
     # tokens: "token:role,..."; roles: read (GET only) or admin. The cluster token is what
     # MiddleManagers and tasks present; only it opens the worker and task-action paths.
@@ -38,6 +48,25 @@ class OverlordSettings(BaseSettings):
     def _log_format(cls, v: str) -> str:
         if v not in ("text", "json"):
             raise ValueError("must be 'text' or 'json'")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return v.upper()
+
+    @field_validator("metadata_url")
+    @classmethod
+    def _metadata_url(cls, v: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(v)
+        except ArgumentError as e:
+            raise ValueError(f"not a SQLAlchemy URL (postgresql+psycopg2://user:pw@host/db): {e}") from e
         return v
 
     def url(self) -> str:

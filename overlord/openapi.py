@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
+from overlord import auth
 from overlord.api import INDEXER, SUPERVISOR
 
 __all__ = [
@@ -451,7 +452,7 @@ _OTHER_SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "type": {"type": "string", "const": "end"},
                     "stream": {"type": "string", "description": "The supervisor's topic."},
-                    "partitionOffsetMap": _ref("PartitionOffsetMap"),
+                    "partitionOffsetMap": {**_ref("PartitionOffsetMap"), "minProperties": 1},
                 },
             },
         },
@@ -579,15 +580,11 @@ _OTHER_SCHEMAS: dict[str, Any] = {
             "ack": {"type": "array", "items": {"type": "string"}},
         },
     },
-    "TaskStatusReport": {
-        "type": "object",
-        "required": ["taskId", "status"],
-        "properties": {
-            "taskId": {"type": "string"},
-            "status": {"type": "string", "enum": ["SUCCESS", "FAILED"]},
-            "error": {"type": ["string", "null"]},
-            "report": {"type": ["object", "null"]},
-        },
+    "TaskIdList": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Task ids; at most the first 1000 are looked up.",
+        "examples": [["index_kafka_wikipedia_0_abc", "index_kafka_wikipedia_1_def"]],
     },
     "SegmentToPublish": {
         "type": "object",
@@ -666,7 +663,8 @@ class Operation:
 
     ``responses`` maps status codes to a schema (a dict, put under ``application/json`` unless
     ``media_type`` says otherwise) and a description. ``errors`` are extra error statuses
-    answered with the Error schema. Secured operations also get 401/403 and every operation 500.
+    answered with the Error schema. Every operation also gets 500, and 401/403 unless
+    ``overlord.auth`` leaves its path open. ``internal`` operations are for MiddleManagers and tasks.
     """
 
     summary: str
@@ -679,7 +677,6 @@ class Operation:
     media_type: str = JSON
     errors: tuple[int, ...] = ()
     internal: bool = False
-    secured: bool = True
 
 
 def _query(name: str, description: str, schema: dict[str, Any], *, flag: bool = False) -> dict[str, Any]:
@@ -739,8 +736,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", f"{SUPERVISOR}/history"): Operation(
         "All supervisors' spec history",
-        "Every stored version of every supervisor's spec, newest first (Druid answers an object keyed "
-        "by supervisor id).",
+        "Every stored version of every supervisor's spec, newest first: Druid answers an object keyed "
+        "by supervisor id; this Overlord currently answers a flat list of entries.",
         _SUP,
         parameters=(_COUNT,),
         responses={
@@ -911,8 +908,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         parameters=(
             _query(
                 "offset",
-                "Byte offset to start at; a negative value means that many bytes from the end.",
-                {"type": "integer"},
+                "Skip this many characters from the start of the log.",
+                {"type": "integer", "minimum": 0},
             ),
         ),
         responses={200: ("The log text.", {"type": "string"})},
@@ -966,13 +963,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         internal=True,
     ),
     ("POST", f"{INDEXER}/taskStatus"): Operation(
-        "Report a task's completion",
-        "A task reports that it finished, with its status and completion report.",
-        ("tasks", "internal"),
-        body="TaskStatusReport",
-        responses={200: ("Recorded.", {"type": "object"})},
-        errors=(400, 404, 413),
-        internal=True,
+        "Get the statuses of several tasks",
+        "Statuses of the listed tasks, keyed by task id; unknown ids are left out.",
+        _TASKS,
+        body="TaskIdList",
+        responses={
+            200: ("Statuses by task id.", {"type": "object", "additionalProperties": _ref("TaskStatus")})
+        },
+        errors=(400, 413),
     ),
     # -------------------------------------------------------------- segments, health, metrics
     ("GET", f"{COORDINATOR}/metadata/datasources"): Operation(
@@ -997,21 +995,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "`true` while the Overlord is up.",
         _STATUS,
         responses={200: ("Up.", {"type": "boolean", "const": True})},
-        secured=False,
     ),
     ("GET", "/metrics"): Operation(
         "Prometheus metrics",
         tags=_STATUS,
         responses={200: ("Metrics in the Prometheus text format.", {"type": "string"})},
-        media_type="text/plain",
-        secured=False,
+        media_type="text/plain; version=0.0.4",
     ),
     **{
         ("GET", path): Operation(
             "This OpenAPI document",
             tags=_STATUS,
             responses={200: ("The OpenAPI 3.1 document.", {"type": "object"})},
-            secured=False,
         )
         for path in OPENAPI_PATHS
     },
@@ -1067,7 +1062,7 @@ def _error_response(status: int) -> dict[str, Any]:
     return {"$ref": f"#/components/responses/Error{status}"}
 
 
-def _responses(op: Operation) -> dict[str, Any]:
+def _responses(op: Operation, secured: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for status, (description, schema) in sorted(op.responses.items()):
         response: dict[str, Any] = {"description": description}
@@ -1075,11 +1070,11 @@ def _responses(op: Operation) -> dict[str, Any]:
             response["content"] = {op.media_type if status < 400 else JSON: {"schema": schema}}
         out[str(status)] = response
     extra = set(op.errors) | {500}
-    if op.secured:
+    if secured:
         extra |= {401, 403}
     for status in sorted(extra):
         out.setdefault(str(status), _error_response(status))
-    return out
+    return dict(sorted(out.items()))
 
 
 def _generic(method: str, path: str) -> Operation:
@@ -1104,16 +1099,22 @@ def _tags_for(path: str) -> tuple[str, ...]:
 
 
 def _render(method: str, path: str, op: Operation, documented: bool) -> dict[str, Any]:
+    secured = path not in auth.OPEN_PATHS
+    cluster_only = path.startswith(auth.INTERNAL_PREFIXES)
+    internal = op.internal or cluster_only
     tags = list(op.tags or _tags_for(path))
-    if op.internal and "internal" not in tags:
+    if internal and "internal" not in tags:
         tags.append("internal")
+    description = op.description
+    if cluster_only:
+        description = f"{description}\n\nWith authentication on, only the cluster token is accepted.".strip()
     out: dict[str, Any] = {
         "operationId": _operation_id(method, path),
         "summary": op.summary,
         "tags": tags,
     }
-    if op.description:
-        out["description"] = op.description
+    if description:
+        out["description"] = description
     names = [m.group(1) for m in _PARAM.finditer(path)]
     parameters = [_path_parameter(n, path) for n in names] + list(op.parameters)
     if parameters:
@@ -1124,10 +1125,12 @@ def _render(method: str, path: str, op: Operation, documented: bool) -> dict[str
             "description": op.body_description or f"A `{op.body}` JSON document.",
             "content": {JSON: {"schema": _ref(op.body)}},
         }
-    out["responses"] = _responses(op)
-    if not op.secured:
+    out["responses"] = _responses(op, secured)
+    if not secured:
         out["security"] = [{}]
-    if op.internal:
+    elif cluster_only:
+        out["security"] = [{}, {"bearerAuth": []}]
+    if internal:
         out["x-internal"] = True
     if not documented:
         out["x-undocumented"] = True
@@ -1185,9 +1188,10 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
             "version": "v1",
             "summary": "Apache Druid's Overlord API for Kafka supervisors, tasks and workers.",
             "description": (
-                'Errors are answered as `{"error": "..."}`. Authentication is optional: when it is '
-                "configured, requests carry HTTP basic credentials or a bearer token, and secured "
-                "endpoints answer 401/403."
+                'Errors are answered as `{"error": "..."}`. Authentication is optional: when users or '
+                "tokens are configured, every endpoint but `/status/health` needs HTTP basic credentials "
+                "or a bearer token (401 without, 403 when the role may not do it: `read` may only GET), "
+                "and the internal worker and task-action endpoints take only the cluster token."
             ),
         },
         "tags": _TAGS,

@@ -244,6 +244,14 @@ class TaskQueue:
                     changed.add(row.datasource)
             worker.running = running
             worker.assigned -= running
+            for row in [r for r in self._active.values() if r.worker == name]:
+                if row.id not in running and row.id not in acks:
+                    # the worker no longer runs it (it restarted): no end will ever be reported
+                    gone = f"worker [{name}] no longer runs the task"
+                    await self._complete(row, TaskState.FAILED, gone, None)
+                    changed.add(row.datasource)
+            if worker.capacity <= 0:
+                worker.assigned.clear()  # a stopping worker: its not yet started tasks go elsewhere
             self._assign_pending()
             assign = [
                 {"task": self._active[t].payload, "deepStorage": self._deep_storage}

@@ -546,7 +546,8 @@ class Supervisor:
         return out
 
     async def _discard(self, groups: list[TaskGroup], reason: str) -> None:
-        """Kill these groups' tasks; their partitions are read again from the earliest of their starts."""
+        """Kill these groups' tasks; their partitions are read again from the earliest of their
+        starts (from the stored offsets when no earlier group of theirs is still publishing)."""
         restart: dict[int, int] = {}
         for g in groups:
             for tid in g.tasks:
@@ -559,7 +560,13 @@ class Supervisor:
             pending = self._pending.get(g.group_id, [])
             if g in pending:
                 pending.remove(g)
-        self._next_offsets.update(restart)
+        still_publishing = {p for gs in self._pending.values() for g in gs for p in g.partitions}
+        for p, o in restart.items():
+            # With an earlier group still publishing, the discarded data begins exactly where that
+            # group ends. Without one, ask the stored offsets: a discarded group may have committed
+            # before its tasks died (a lost worker), and re-reading from its start would then
+            # repeat a sequence that can never publish again.
+            self._next_offsets[p] = o if p in still_publishing else None
 
     async def check_current_task_state(self) -> None:
         for gid, group in list(self._reading.items()):

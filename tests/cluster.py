@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -67,6 +68,8 @@ class Cluster:
     metadata_url: str
     overlord_port: int = field(default_factory=free_port)
     procs: dict[str, Proc] = field(default_factory=dict)
+    # extra environment for every process (e.g. OVERLORD_AUTH_USERS)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -79,6 +82,7 @@ class Cluster:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
         return env
 
     def migrate(self) -> None:
@@ -163,3 +167,57 @@ def read_segments(segments: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     for seg in segments:
         table = pq.read_table(seg["loadSpec"]["path"])
         yield from table.to_pylist()
+
+
+def event(event_id: str, ts_ms: int, **extra: Any) -> bytes:
+    return json.dumps({"ts": ts_ms, "id": event_id, **extra}).encode()
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], partitions: int) -> None:
+    """Plain idempotent producer; record i goes to partition i % partitions."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True})
+    for i, value in enumerate(values):
+        producer.produce(topic, value, partition=i % partitions)
+        if i % 5000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def id_spec(datasource: str, topic: str, bootstrap: str, **io: Any) -> dict[str, Any]:
+    """A rollup-off spec over events made by ``event``: one row per record, keyed by ``id``."""
+    io_config: dict[str, Any] = {
+        "topic": topic,
+        "inputFormat": {"type": "json"},
+        "consumerProperties": {"bootstrap.servers": bootstrap},
+        "taskCount": 1,
+        "replicas": 1,
+        "taskDuration": "PT30S",
+        "startDelay": "PT0.5S",
+        "period": "PT1S",
+        "useEarliestOffset": True,
+        "completionTimeout": "PT2M",
+    }
+    io_config.update(io)
+    return {
+        "type": "kafka",
+        "spec": {
+            "dataSchema": {
+                "dataSource": datasource,
+                "timestampSpec": {"column": "ts", "format": "millis"},
+                "dimensionsSpec": {"dimensions": ["id"]},
+                "granularitySpec": {
+                    "segmentGranularity": "hour",
+                    "queryGranularity": "none",
+                    "rollup": False,
+                },
+            },
+            "ioConfig": io_config,
+            "tuningConfig": {"type": "kafka"},
+        },
+    }
+
+
+def published_ids(api: OverlordClient, datasource: str) -> list[str]:
+    return [str(r["id"]) for r in read_segments(api.segments(datasource))]

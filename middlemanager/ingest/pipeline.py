@@ -28,6 +28,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from middlemanager.ingest.fastjson import FastJsonPath
 from middlemanager.ingest.models import (
     ErrorType,
     ParseExceptionReport,
@@ -60,6 +61,10 @@ log = logging.getLogger(__name__)
 MAX_RECORD_BYTES = 1024 * 1024
 # Parsed rows held as Python objects before they become an Arrow table.
 BUFFER_ROWS = 4096
+# Raw records parsed together by the fast path (more rows: better use of Arrow's threads).
+FAST_BATCH_ROWS = 16384
+# At most this many batches go straight to the reference path after the fast path refused one.
+_FAST_MAX_BACKOFF = 64
 # Rough memory cost of a parsed row kept as Python objects, per byte of JSON.
 _PY_BYTES_PER_JSON_BYTE = 6
 # Parsed timestamp strings remembered (events often share a timestamp).
@@ -118,6 +123,19 @@ class IngestPipeline:
         self._flush_rows = min(BUFFER_ROWS, self._max_rows_in_memory)
         self._flush_bytes = max(1, self._max_bytes_in_memory // (4 * _PY_BYTES_PER_JSON_BYTE))
         # Python-level buffer of accepted rows.
+        # Raw records waiting for the fast path (see fastjson.py), when the datasource allows it.
+        self._fast = (
+            FastJsonPath(self.plan, self._ts_column, schema.timestamp_spec.format, MAX_RECORD_BYTES)
+            if FastJsonPath.supports(
+                self.plan, self._ts_column, schema.timestamp_spec.format, self._filter is not None
+            )
+            else None
+        )
+        self._fast_rows = min(FAST_BATCH_ROWS, self._max_rows_in_memory)
+        self._pending: list[Record] = []
+        self._pending_bytes = 0
+        self._fast_backoff = 0
+        self._fast_skip = 0
         self._rows: list[dict[str, Any]] = []
         self._times: list[int] = []
         self._records: list[Record] = []
@@ -188,6 +206,106 @@ class IngestPipeline:
                 gc.enable()
 
     def _add(self, records: Sequence[Record]) -> None:
+        if self._fast is None:
+            self._parse_records(records)
+            self._flush()
+            self._check_parse_exceptions()
+            self._maybe_persist()
+            return
+        pending = self._pending
+        limit_rows = self._fast_rows
+        limit_bytes = self._flush_bytes
+        pending_bytes = self._pending_bytes
+        for record in records:
+            pending.append(record)
+            value = record.value
+            if value:
+                pending_bytes += len(value)
+            if len(pending) >= limit_rows or pending_bytes >= limit_bytes:
+                self._pending_bytes = 0
+                self._drain_pending()
+                pending = self._pending
+                pending_bytes = 0
+        self._pending_bytes = 0
+        self._drain_pending()
+
+    def _drain_pending(self) -> None:
+        """Ingest the raw records waiting for the fast path (or the reference path if it refuses them)."""
+        batch = self._pending
+        if not batch:
+            return
+        self._pending = []
+        assert self._fast is not None
+        parsed = None
+        if self._fast_skip > 0:
+            self._fast_skip -= 1
+        else:
+            parsed = self._fast.parse([record.value for record in batch])
+            if parsed is None:
+                # Batches like this one will likely be refused too: back off for a while.
+                self._fast_backoff = min(2 * self._fast_backoff + 1, _FAST_MAX_BACKOFF)
+                self._fast_skip = self._fast_backoff
+            else:
+                self._fast_backoff = 0
+        if parsed is None:
+            self._parse_records(batch)
+            self._flush()
+        else:
+            self._ingest_parsed(batch, *parsed)
+        self._check_parse_exceptions()
+        self._maybe_persist()
+
+    def _ingest_parsed(self, batch: list[Record], parsed: pa.Table, may_have_nul: bool) -> None:
+        """Timestamps, message-time window and stats for a batch the fast path parsed."""
+        assert self._fast is not None
+        self._stats.processed_bytes += sum(len(record.value or b"") for record in batch)
+        ts_parse = self._ts_parse
+        ts_missing = self._ts_missing
+        ts_cache = self._ts_cache
+        min_time = self.min_message_time
+        max_time = self.max_message_time
+        keep: list[int] = []
+        times: list[int] = []
+        for index, raw_time in enumerate(parsed.column(self._ts_column).to_pylist()):
+            if type(raw_time) is str and raw_time in ts_cache:
+                ms = ts_cache[raw_time]
+            elif raw_time is None:
+                if ts_missing is None:
+                    record = batch[index]
+                    self._unparseable(
+                        record, f"Timestamp[null] is unparseable! Event: {_event_text(record.value or b'')}"
+                    )
+                    continue
+                ms = ts_missing
+            else:
+                try:
+                    ms = ts_parse(raw_time)
+                except TimestampError:
+                    record = batch[index]
+                    self._unparseable(
+                        record,
+                        f"Timestamp[{raw_time}] is unparseable! Event: {_event_text(record.value or b'')}",
+                    )
+                    continue
+                if type(raw_time) is str:
+                    if len(ts_cache) >= _TS_CACHE_SIZE:
+                        ts_cache.clear()
+                    ts_cache[raw_time] = ms
+            if (min_time is not None and ms < min_time) or (max_time is not None and ms >= max_time):
+                self._thrown_away(batch[index], self._window_reason(ms))
+                continue
+            keep.append(index)
+            times.append(ms)
+        if not keep:
+            return
+        if len(keep) < parsed.num_rows:
+            parsed = parsed.take(pa.array(keep, type=pa.int64()))
+        table = self._fast.build(parsed, self._row_times(times), may_have_nul)
+        self._stats.processed += table.num_rows
+        self._keep_table(table)
+
+    def _parse_records(self, records: Sequence[Record]) -> None:
+        """Reference path: parse each record with orjson into the row buffer (flushed when full)."""
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
         ts_column = self._ts_column
@@ -277,9 +395,6 @@ class IngestPipeline:
             self._stats.processed_bytes += seen_bytes
             self._buffer_bytes = buffered
             self._nul_seen = nul_seen
-        self._flush()
-        self._check_parse_exceptions()
-        self._maybe_persist()
 
     def _window_reason(self, ms: int) -> str:
         if self.min_message_time is not None and ms < self.min_message_time:
@@ -343,19 +458,21 @@ class IngestPipeline:
 
     # ------------------------------------------------------------------ memory
 
+    def _row_times(self, times: list[int]) -> pa.Array:
+        """``__time`` of rows: truncated to the query granularity, never before their segment's start."""
+        raw = pa.array(times, type=pa.int64())
+        truncated = bucket_starts(self._query_granularity, raw)
+        if self._query_granularity is not self._segment_granularity:
+            truncated = pc.max_element_wise(truncated, bucket_starts(self._segment_granularity, raw))
+        return truncated
+
     def _flush(self) -> None:
         """Turn the Python row buffer into an Arrow table in memory."""
         rows = self._rows
         if not rows:
             return
         n = len(rows)
-        raw = pa.array(self._times, type=pa.int64())
-        segment_starts = bucket_starts(self._segment_granularity, raw)
-        truncated = bucket_starts(self._query_granularity, raw)
-        if self._query_granularity is not self._segment_granularity:
-            # Druid: a row's time is never before the start of its segment.
-            truncated = pc.max_element_wise(truncated, segment_starts)
-        table, errors = self._converter.convert(rows, truncated, self._nul_seen)
+        table, errors = self._converter.convert(rows, self._row_times(self._times), self._nul_seen)
         self._nul_seen = False
         records = self._records
         self._stats.processed += n - len(errors)
@@ -371,13 +488,16 @@ class IngestPipeline:
                 f"exceptions: [{', '.join(messages)}]",
                 tuple(messages),
             )
-        # Cleared in place: add() holds references to these lists.
+        # Cleared in place: _parse_records() holds references to these lists.
         rows.clear()
         self._times.clear()
         records.clear()
         self._buffer_bytes = 0
-        self._flushes += 1
+        self._keep_table(table)
 
+    def _keep_table(self, table: pa.Table) -> None:
+        """Hold a converted batch in memory (rolled up when that pays off)."""
+        self._flushes += 1
         grouped = False
         if self._rollup and (self._rollup_useful or self._flushes % 8 == 0):
             before = table.num_rows
@@ -398,13 +518,13 @@ class IngestPipeline:
         merged = pa.concat_tables(tables, promote_options="default")
         grouped = False
         before = merged.num_rows
-        if self._rollup and before >= self._next_rollup_merge:
-            merged = rollup(merged, self.plan)
+        if self._rollup and (self._rollup_useful or before >= self._next_rollup_merge):
+            merged = finalize_run(merged, self.plan, rollup_enabled=True)
             grouped = True
             # Grouping everything in memory again is only worth it while it shrinks the data;
-            # when it did not, wait until memory holds twice as many rows before trying again.
+            # when it did not, wait until memory holds four times as many rows before trying again.
             useful = merged.num_rows <= before * _USEFUL_ROLLUP
-            self._next_rollup_merge = 0 if useful else 2 * before
+            self._next_rollup_merge = 0 if useful else 4 * before
         else:
             merged = merged.combine_chunks()
         self._chunks = []

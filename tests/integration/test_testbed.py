@@ -201,7 +201,8 @@ def test_read_committed_eof_position_and_watermarks_around_control_records(
     * a transaction then stays open with 3 records (6..8), high watermark 9, LSO 6:
       get_watermark_offsets(cached=False) under read_committed == (0, 6) (the LSO) while
       read_uncommitted reports (0, 9); the consumer already at the end gets nothing; a new read_committed
-      consumer from 0 reads 0..4 and gets EOF at offset 6 (the LSO), position 6.
+      consumer from 0 reads 0..4 and gets EOF at offset 6 (the LSO), position 6, and its cached=True
+      watermarks say (0, 9) (the high watermark from the fetch responses, not the LSO).
     * after the commit (marker at 9, high watermark 10): records 6..8 arrive, then EOF at 10, position 10.
     """
     create_topic(kafka_bootstrap, topic_name, 1)
@@ -258,6 +259,9 @@ def test_read_committed_eof_position_and_watermarks_around_control_records(
         assert [m.offset() for m in got.messages] == [0, 1, 2, 3, 4]
         assert got.eof[0].offset() == 6  # EOF at the LSO: the open transaction's first offset
         assert position(fresh, topic_name, 0) == 6
+        # Beware: the *cached* watermarks (from fetch responses) hold the high watermark, not the LSO.
+        assert watermarks(fresh, topic_name, 0, cached=True) == (0, 9)
+        assert watermarks(fresh, topic_name, 0) == (0, 6)
     finally:
         producer.commit_transaction(30)
 

@@ -14,7 +14,7 @@ from aiohttp import hdrs, web
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
-from overlord import api
+from overlord import api, auth
 from overlord.openapi import OPENAPI_PATHS, SCHEMAS, add_openapi_route, build_openapi
 from supervisor.spec import parse_supervisor_spec
 
@@ -68,7 +68,7 @@ def is_valid(name: str, instance: Any) -> bool:
     validator = jsonschema.Draft202012Validator(
         schema_for(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
-    return validator.is_valid(instance)
+    return bool(validator.is_valid(instance))
 
 
 def assert_valid(name: str, instance: Any) -> None:
@@ -184,6 +184,33 @@ def test_internal_operations_tagged(doc: dict[str, Any]) -> None:
     assert "internal" in {t["name"] for t in doc["tags"]}
 
 
+def test_security_follows_the_auth_middleware(doc: dict[str, Any]) -> None:
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if path in auth.OPEN_PATHS:
+                assert op["security"] == [{}], (method, path)
+                assert "401" not in op["responses"], (method, path)
+            else:
+                assert {"401", "403"} <= op["responses"].keys(), (method, path)
+            if path.startswith(auth.INTERNAL_PREFIXES):
+                assert op["security"] == [{}, {"bearerAuth": []}], (method, path)
+                assert "internal" in op["tags"], (method, path)
+
+
+def test_build_app_serves_the_document(tmp_path: Path) -> None:
+    from overlord.app import build_app
+    from overlord.config import OverlordSettings
+
+    settings = OverlordSettings(
+        metadata_url=f"sqlite:///{tmp_path / 'metadata.db'}", deep_storage=tmp_path / "deep"
+    )
+    app = build_app(settings)
+    doc = build_openapi(app)
+    validate(doc)
+    assert set(OPENAPI_PATHS) <= doc["paths"].keys()
+    assert registered(app) <= documented(doc)
+
+
 def test_all_tags_declared(doc: dict[str, Any]) -> None:
     declared = {t["name"] for t in doc["tags"]}
     used = {t for item in doc["paths"].values() for op in item.values() for t in op["tags"]}
@@ -264,7 +291,7 @@ def test_spec_schema_accepts_the_legacy_unwrapped_form() -> None:
 
 
 def test_other_request_schemas() -> None:
-    reset = {
+    reset: dict[str, Any] = {
         "type": "kafka",
         "partitions": {"type": "end", "stream": "wikipedia", "partitionOffsetMap": {"0": 100, "3": 7}},
     }

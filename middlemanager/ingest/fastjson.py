@@ -1,0 +1,189 @@
+"""Fast path: a whole batch of JSON records parsed by Arrow's JSON reader, straight into columns.
+
+The reference path parses each record with orjson into a dict and converts the dicts
+to Arrow (``RowConverter``). This path gives the same result for the batches it accepts,
+three to five times cheaper (no Python object per value, and parsing uses every core).
+
+It accepts a batch only when it can prove the reference path would produce exactly the
+same rows, stats and reports; otherwise :meth:`FastJsonPath.parse` returns ``None`` and
+the caller uses the reference path for that batch. Arrow's parser (RapidJSON) and orjson
+(strict RFC 8259) agree on valid JSON; where RapidJSON is more lenient or differs, a
+check here sends the batch to the reference path:
+
+* ``NaN``/``Infinity`` literals (accepted by RapidJSON): looked for in value position;
+* invalid UTF-8 and UTF-8-encoded surrogates (not validated by RapidJSON): the batch
+  must decode as strict UTF-8;
+* nesting deeper than orjson's limit: batches with many brackets are checked per record;
+* a record that is not exactly one object on one line: every value must start with ``{``
+  and end with ``}``, hold no line break, and the reader must return one row per record;
+* ``-0`` as an integer literal (orjson reads the integer 0, Arrow a double -0.0): no
+  negative zero may reach a double column.
+
+Every column is read with the exact type the reference path would accept without a
+conversion error (string, int64, double), so a value of any other JSON type makes the
+reader fail and the batch goes to the reference path, which then reports the errors.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from middlemanager.ingest.schema import TIME, ColumnPlan, convert_values
+
+__all__ = ["FastJsonPath"]
+
+_OPEN = ord("{")
+_CLOSE = ord("}")
+# orjson refuses JSON nested deeper than 1024; stay well below before checking records one by one.
+_BRACKETS_PER_BATCH = 1000
+_NEGATIVE_ZERO_BITS = -(2**63)
+_JSON_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "long": pa.int64(),
+    "float": pa.float64(),
+    "double": pa.float64(),
+}
+_TIMESTAMP_TYPES: dict[str, pa.DataType] = {
+    "auto": pa.string(),
+    "iso": pa.string(),
+    "millis": pa.int64(),
+    "posix": pa.int64(),
+    "micro": pa.int64(),
+    "nano": pa.int64(),
+}
+
+
+class FastJsonPath:
+    """Parses batches of record values for one datasource's column plan."""
+
+    def __init__(self, plan: ColumnPlan, timestamp_column: str, timestamp_format: str, max_record_bytes: int):
+        self.plan = plan
+        self.timestamp_column = timestamp_column
+        self.max_record_bytes = max_record_bytes
+        fields: dict[str, pa.DataType] = {timestamp_column: _TIMESTAMP_TYPES[timestamp_format]}
+        for d in plan.dimensions:
+            fields[d.name] = _JSON_TYPES[d.kind]
+        for m in plan.metrics:
+            if m.field is not None:
+                fields[m.field] = _JSON_TYPES[m.value_kind]
+        self.schema = pa.schema([pa.field(name, kind) for name, kind in fields.items()])
+        self._parse_options = pj.ParseOptions(
+            explicit_schema=self.schema, unexpected_field_behavior="ignore", newlines_in_values=False
+        )
+
+    @staticmethod
+    def supports(plan: ColumnPlan, timestamp_column: str, timestamp_format: str, has_filter: bool) -> bool:
+        """Whether batches of this datasource can take the fast path at all."""
+        if has_filter or plan.discovering or timestamp_format not in _TIMESTAMP_TYPES:
+            return False
+        types: dict[str, pa.DataType] = {}
+        for d in plan.dimensions:
+            if d.kind not in _JSON_TYPES or d.name == timestamp_column:
+                return False
+            types[d.name] = _JSON_TYPES[d.kind]
+        for m in plan.metrics:
+            if m.field is None:
+                continue
+            if m.field == timestamp_column:
+                return False
+            kind = _JSON_TYPES[m.value_kind]
+            if types.setdefault(m.field, kind) != kind:
+                return False
+        return True
+
+    def parse(self, values: list[bytes | None]) -> tuple[pa.Table, bool] | None:
+        """The batch as a table with one column per schema field, and whether a string may hold NUL.
+
+        ``None`` when the batch must take the reference path.
+        """
+        limit = self.max_record_bytes
+        for value in values:
+            if not value or len(value) > limit or value[0] != _OPEN or value[-1] != _CLOSE:
+                return None
+        data = b"\n".join(values)  # type: ignore[arg-type]  # None was refused above
+        n = len(values)
+        if data.count(b"\n") != n - 1 or b"\r" in data:
+            return None
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        if _has_nan_or_infinity(data):
+            return None
+        if data.count(b"[") + data.count(b"{") >= _BRACKETS_PER_BATCH and any(
+            value.count(b"[") + value.count(b"{") >= _BRACKETS_PER_BATCH  # type: ignore[union-attr]
+            for value in values
+        ):
+            return None
+        try:
+            table = pj.read_json(
+                io.BytesIO(data),
+                read_options=pj.ReadOptions(use_threads=True, block_size=max(2 * limit, len(data) // 4 + 1)),
+                parse_options=self._parse_options,
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+        if table.num_rows != n:
+            return None
+        for field in self.schema:
+            if field.type == pa.float64() and field.name != self.timestamp_column:
+                column = table.column(field.name)
+                if column.null_count < n and _has_negative_zero(_contiguous(column)):
+                    return None
+        return table, b"\\u0000" in data
+
+    def build(self, parsed: pa.Table, times: pa.Array, may_have_nul: bool) -> pa.Table:
+        """The internal table (see ``schema.RowConverter``) of the parsed rows that were kept."""
+        n = parsed.num_rows
+        columns: list[Any] = [times]
+        names = [TIME]
+        for d in self.plan.dimensions:
+            column = _contiguous(parsed.column(d.name))
+            if d.kind == "string":
+                if may_have_nul and column.null_count < n and pc.any(pc.starts_with(column, "\x00")).as_py():
+                    converted, _ = convert_values(column.to_pylist(), "string", d.multi_value_handling, "")
+                    column = pa.array(converted, type=pa.string())
+            elif d.kind == "float":
+                column = pc.cast(column, pa.float32())
+            columns.append(column)
+            names.append(d.col)
+        for m in self.plan.metrics:
+            if m.field is None:
+                columns.append(pa.repeat(pa.scalar(1, pa.int64()), n))
+            else:
+                columns.append(_contiguous(parsed.column(m.field)))
+            names.append(m.col)
+        return pa.Table.from_arrays(columns, names=names)
+
+
+def _contiguous(column: pa.ChunkedArray) -> pa.Array:
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _has_negative_zero(column: pa.Array) -> bool:
+    bits = column.view(pa.int64())
+    return bool(pc.any(pc.equal(bits, _NEGATIVE_ZERO_BITS)).as_py())
+
+
+def _has_nan_or_infinity(data: bytes) -> bool:
+    """Whether a ``NaN``/``Inf...`` literal may stand where a JSON value goes (false alarms are fine)."""
+    for word in (b"NaN", b"Inf"):
+        start = data.find(word)
+        seen = 0
+        while start >= 0:
+            seen += 1
+            if seen > 64:
+                return True
+            index = start - 1
+            while index >= 0 and data[index] in b" \t-":
+                index -= 1
+            if index < 0 or data[index] in b":[,":
+                return True
+            start = data.find(word, start + 1)
+    return False
