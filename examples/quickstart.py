@@ -27,9 +27,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sample_stream import edits  # noqa: E402
+from sample_stream import edits
 
-from overlord.client import OverlordClient, wait_for  # noqa: E402
+from overlord.client import OverlordClient, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = REPO / "var" / "quickstart"
@@ -47,7 +47,11 @@ def _spawn(name: str, args: list[str]) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", *args], stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+            [sys.executable, "-m", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
         )
     (VAR / f"{name}.pid").write_text(str(proc.pid))
 
@@ -90,11 +94,21 @@ def start(bootstrap: str, count: int) -> None:
     shutil.rmtree(VAR, ignore_errors=True)
     VAR.mkdir(parents=True)
     metadata_url = f"sqlite:///{VAR / 'metadata.db'}"
-    subprocess.run([sys.executable, "-m", "overlord", "migrate", "--metadata-url", metadata_url], check=True, cwd=REPO)
+    subprocess.run(
+        [sys.executable, "-m", "overlord", "migrate", "--metadata-url", metadata_url], check=True, cwd=REPO
+    )
     _spawn(
         "overlord",
-        ["overlord", "serve", "--metadata-url", metadata_url, "--deep-storage", str(VAR / "deep-storage"),
-         "--port", str(OVERLORD_PORT)],
+        [
+            "overlord",
+            "serve",
+            "--metadata-url",
+            metadata_url,
+            "--deep-storage",
+            str(VAR / "deep-storage"),
+            "--port",
+            str(OVERLORD_PORT),
+        ],
     )
     api = OverlordClient(f"http://127.0.0.1:{OVERLORD_PORT}")
     wait_for("the Overlord", api.healthy, 30)
@@ -111,10 +125,12 @@ def start(bootstrap: str, count: int) -> None:
         producer.produce(TOPIC, value)
         producer.poll(0)
     producer.flush(60)
-    good = [json.loads(e) for e in events if e.startswith(b"{\"")]
+    good = [json.loads(e) for e in events if e.startswith(b'{"')]
     expected = sum(1 for e in good if e["channel"] != "#test")
-    _say(f"produced {len(events)} events to topic '{TOPIC}' "
-         f"({len(events) - len(good)} unparseable, {len(good) - expected} filtered out by the spec)")
+    _say(
+        f"produced {len(events)} events to topic '{TOPIC}' "
+        f"({len(events) - len(good)} unparseable, {len(good) - expected} filtered out by the spec)"
+    )
 
     spec = json.loads((REPO / "examples" / "edits-supervisor.json").read_text())
     spec["spec"]["ioConfig"]["consumerProperties"]["bootstrap.servers"] = bootstrap
@@ -125,8 +141,10 @@ def start(bootstrap: str, count: int) -> None:
     while time.monotonic() < deadline:
         st = api.status(sup)
         published = api.published_rows(sup)
-        _say(f"state {st['state']:<8} lag {st['aggregateLag']!s:>6}  active tasks {len(st['activeTasks'])}  "
-             f"publishing {len(st['publishingTasks'])}  published rows {published}/{expected}")
+        _say(
+            f"state {st['state']:<8} lag {st['aggregateLag']!s:>6}  active tasks {len(st['activeTasks'])}  "
+            f"publishing {len(st['publishingTasks'])}  published rows {published}/{expected}"
+        )
         if st["aggregateLag"] == 0 and st["latestOffsets"] and st["activeTasks"]:
             break
         time.sleep(2)

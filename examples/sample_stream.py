@@ -9,8 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 CHANNELS = ["#en.wikipedia", "#de.wikipedia", "#fr.wikipedia", "#ja.wikipedia", "#test"]
 PAGES = [
-    "Apache Druid", "Apache Kafka", "Exactly-once semantics", "Stream processing", "Columnar database",
-    "PostgreSQL", "SQLite", "Parquet", "Python (programming language)", "Time series",
+    "Apache Druid",
+    "Apache Kafka",
+    "Exactly-once semantics",
+    "Stream processing",
+    "Columnar database",
+    "PostgreSQL",
+    "SQLite",
+    "Parquet",
+    "Python (programming language)",
+    "Time series",
 ]
 USERS = [f"user{i}" for i in range(40)] + ["BotA", "BotB"]
 COUNTRIES = ["United States", "Germany", "France", "Japan", "Brazil", "India", None]

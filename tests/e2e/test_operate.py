@@ -150,7 +150,7 @@ def test_supervisor_api_surface(pg_cluster: Cluster, kafka_bootstrap: str) -> No
     assert body["status"]["statusCode"] == "RUNNING" and body["status"]["location"]["port"] > 0
     wait_for("live report", lambda: http("GET", f"{c.url}{V1}/task/{task_id}/reports")[0] == 200, 30)
     code, text = http("GET", f"{c.url}{V1}/task/{task_id}/log")
-    assert code == 200
+    assert code == 200 and "reading" in text
     code, body = http("POST", f"{c.url}{V1}/taskStatus", [task_id, "nope"])
     assert code == 200 and list(body) == [task_id]
     code, body = http("GET", f"{c.url}{V1}/tasks?state=running&datasource={ds}&max=1")
