@@ -179,4 +179,7 @@ class SupervisorManager:
         self.get(spec_id).request_reset()
 
     async def history(self, spec_id: str | None, count: int | None) -> Any:
+        """One supervisor's spec history (newest first), or every supervisor's keyed by id, as Druid."""
+        if spec_id is None:
+            return await asyncio.to_thread(self._store.supervisor_histories, count)
         return await asyncio.to_thread(self._store.supervisor_history, spec_id, count)

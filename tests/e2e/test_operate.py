@@ -382,3 +382,26 @@ def test_access_control(tmp_path: Path, kafka_bootstrap: str) -> None:
         raise
     finally:
         c.stop()
+
+
+def test_new_partitions_are_read_from_their_earliest_offset(pg_cluster: Cluster, kafka_bootstrap: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    c = pg_cluster
+    topic, ds = _names()
+    create_topic(kafka_bootstrap, topic, 1)
+    c.api.submit(id_spec(ds, topic, kafka_bootstrap, useEarliestOffset=False, taskDuration="PT60S"))
+    wait_for("reading", lambda: [t for t in c.api.status(ds)["activeTasks"] if t["startTime"]], 60)
+    ids = _ids("newpart", 200)
+    events = _events(ids)
+    produce(kafka_bootstrap, topic, events[:100], 1)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for fut in admin.create_partitions([NewPartitions(topic, 2)]).values():
+        fut.result(30)
+    wait_for("partition 1", lambda: len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 2, 30)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for value in events[100:]:
+        producer.produce(topic, value, partition=1)
+    assert producer.flush(30) == 0
+    wait_for("both partitions read", lambda: c.api.status(ds)["partitions"] == 2, 60)
+    _exactly_once(_finish(c, ds, len(ids)), ids)
