@@ -299,6 +299,12 @@ class Supervisor:
                 start_time = await self._chat.start_time(info.location, info.id)
             except Unavailable:
                 start_time = None
+        if status is TaskRunStatus.PAUSED and info.location is not None:
+            # paused by a supervisor that went away before setting its end offsets
+            try:
+                await self._chat.resume(info.location, info.id)
+            except Unavailable as e:
+                logger.warning("supervisor[%s]: could not resume adopted task [%s]: %s", self.id, info.id, e)
         existing.tasks[info.id] = TaskData(info.id, info.location, status, start_time)
         for p in existing.partitions:
             self._next_offsets.setdefault(p, None)

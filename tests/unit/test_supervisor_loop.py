@@ -374,6 +374,15 @@ def test_adopts_running_tasks_after_a_restart(world: Any) -> None:
     assert len(reading) == 2 and sum(len(v) for v in pending.values()) == 2
 
 
+def test_adopted_paused_task_is_resumed(world: Any) -> None:
+    _, _, tasks, _ = world
+    run(make_supervisor(world).run_once())
+    victim = tasks.running()[0]
+    victim.paused = True  # the old Overlord died between pause and end offsets
+    run(make_supervisor(world).run_once())
+    assert not victim.paused and victim.state is TaskState.RUNNING
+
+
 def test_spec_change_kills_reading_tasks_that_no_longer_fit(world: Any) -> None:
     _, _, tasks, _ = world
     run(make_supervisor(world).run_once())
