@@ -1,0 +1,124 @@
+"""The Overlord's task queue and worker registry, on a real SQLite metadata store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overlord.metadata.engine import migrate
+from overlord.metadata.store import MetadataStore
+from overlord.task_queue import TaskQueue
+from supervisor.ports import TaskState
+from supervisor.task_spec import KafkaIndexTaskSpec
+
+
+def _spec(task_id: str) -> KafkaIndexTaskSpec:
+    return KafkaIndexTaskSpec(
+        id=task_id,
+        data_source="ds",
+        supervisor_id="ds",
+        group_id=0,
+        sequence_name="seq",
+        topic="t",
+        start_offsets={0: 0},
+        supervisor_spec={},
+        created_time="2026-01-01T00:00:00.000Z",
+    )
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> TaskQueue:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    migrate(url)
+    return TaskQueue(MetadataStore(url), worker_timeout_s=0.3, deep_storage=str(tmp_path / "deep"))
+
+
+def hb(
+    host: str,
+    port: int,
+    running: list[tuple[str, int]] = (),
+    completed: list[dict[str, Any]] = (),
+    capacity: int = 2,
+) -> dict[str, Any]:  # type: ignore[assignment]
+    return {
+        "host": host,
+        "port": port,
+        "capacity": capacity,
+        "running": [{"taskId": t, "port": p} for t, p in running],
+        "completed": list(completed),
+    }
+
+
+def test_tasks_go_to_the_worker_with_most_free_slots_and_get_a_location(queue: TaskQueue) -> None:
+    async def go() -> None:
+        await queue.register("a", 1, 1, "1")
+        await queue.register("b", 1, 3, "1")
+        for i in range(3):
+            await queue.submit(_spec(f"t{i}"))
+        to_b = (await queue.heartbeat(hb("b", 1, capacity=3)))["assign"]
+        to_a = (await queue.heartbeat(hb("a", 1, capacity=1)))["assign"]
+        assert len(to_b) == 2 and len(to_a) == 1
+        tid = to_a[0]["task"]["id"]
+        await queue.heartbeat(hb("a", 1, [(tid, 4242)], capacity=1))
+        info = await queue.get(tid)
+        assert info is not None and info.location is not None and info.location.port == 4242
+        # the assignment is repeated until the worker reports the task
+        again = (await queue.heartbeat(hb("b", 1, capacity=3)))["assign"]
+        assert {a["task"]["id"] for a in again} == {a["task"]["id"] for a in to_b}
+
+    asyncio.run(go())
+
+
+def test_completion_kill_and_vanished_tasks(queue: TaskQueue) -> None:
+    async def go() -> None:
+        await queue.register("a", 1, 3, "1")
+        for i in range(3):
+            await queue.submit(_spec(f"t{i}"))
+        await queue.heartbeat(hb("a", 1, capacity=3))
+        await queue.heartbeat(hb("a", 1, [("t0", 1), ("t1", 2), ("t2", 3)], capacity=3))
+        answer = await queue.heartbeat(
+            hb("a", 1, [("t1", 2), ("t2", 3)], [{"taskId": "t0", "status": "SUCCESS"}], capacity=3)
+        )
+        assert answer["ack"] == ["t0"]
+        assert (await queue.get("t0")).state is TaskState.SUCCESS  # type: ignore[union-attr]
+        await queue.kill("t1", "test")
+        answer = await queue.heartbeat(hb("a", 1, [("t1", 2), ("t2", 3)], capacity=3))
+        assert answer["shutdown"] == ["t1"]
+        assert (await queue.get("t1")).state is TaskState.FAILED  # type: ignore[union-attr]
+        # the worker restarted and lost t2
+        await queue.heartbeat(hb("a", 1, [], capacity=3))
+        t2 = await queue.get("t2")
+        assert t2 is not None and t2.state is TaskState.FAILED and "vanished" in (t2.error or "")
+
+    asyncio.run(go())
+
+
+def test_lost_worker_fails_its_tasks(queue: TaskQueue) -> None:
+    async def go() -> None:
+        await queue.register("a", 1, 1, "1")
+        await queue.submit(_spec("t0"))
+        await queue.heartbeat(hb("a", 1, capacity=1))
+        await queue.heartbeat(hb("a", 1, [("t0", 1)], capacity=1))
+        time.sleep(0.4)
+        await queue.check_workers()
+        info = await queue.get("t0")
+        assert info is not None and info.state is TaskState.FAILED and "lost" in (info.error or "")
+        assert not queue.workers()
+
+    asyncio.run(go())
+
+
+def test_a_task_reported_by_the_wrong_worker_is_shut_down_there(queue: TaskQueue) -> None:
+    async def go() -> None:
+        await queue.register("a", 1, 1, "1")
+        await queue.submit(_spec("t0"))
+        await queue.heartbeat(hb("a", 1, capacity=1))
+        await queue.heartbeat(hb("a", 1, [("t0", 1)], capacity=1))
+        answer = await queue.heartbeat(hb("b", 1, [("t0", 9), ("ghost", 8)], capacity=1))
+        assert set(answer["shutdown"]) == {"t0", "ghost"}
+
+    asyncio.run(go())
