@@ -242,11 +242,6 @@ class TaskQueue:
                     await asyncio.to_thread(self._store.upsert_task, row)
                     self._active[tid] = row
                     changed.add(row.datasource)
-            for row in list(self._active.values()):
-                if row.worker == name and row.id not in reported and row.id not in acks:
-                    # the worker no longer has it (restarted after a crash, say)
-                    await self._complete(row, TaskState.FAILED, f"task vanished from worker [{name}]", None)
-                    changed.add(row.datasource)
             worker.running = running
             worker.assigned -= running
             for row in [r for r in self._active.values() if r.worker == name]:

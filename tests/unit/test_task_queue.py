@@ -92,7 +92,7 @@ def test_completion_kill_and_vanished_tasks(queue: TaskQueue) -> None:
         # the worker restarted and lost t2
         await queue.heartbeat(hb("a", 1, [], capacity=3))
         t2 = await queue.get("t2")
-        assert t2 is not None and t2.state is TaskState.FAILED and "vanished" in (t2.error or "")
+        assert t2 is not None and t2.state is TaskState.FAILED and "no longer runs" in (t2.error or "")
 
     asyncio.run(go())
 
