@@ -33,7 +33,7 @@ from supervisor.ports import (
     TaskState,
 )
 from supervisor.spec import SupervisorSpec
-from supervisor.state import DetailedState, StateManager
+from supervisor.state import BasicState, DetailedState, StateManager
 from supervisor.task_group import TaskData, TaskGroup, sequence_name, spec_fingerprint
 from supervisor.task_spec import KafkaIndexTaskSpec
 
@@ -529,6 +529,14 @@ class Supervisor:
                 all_failed = all(s is TaskState.FAILED for s in states.values())
                 if not (timed_out or all_failed):
                     continue
+                if await self._committed(group):
+                    # its publish went through; only the answer was lost on the way
+                    logger.info("supervisor[%s]: group %d is committed though no task said so", self.id, gid)
+                    for tid, s in states.items():
+                        if s is TaskState.RUNNING:
+                            await self._kill(tid, "its group is already committed")
+                    groups.remove(group)
+                    continue
                 reason = "completionTimeout elapsed" if timed_out else "all tasks of the group failed"
                 logger.warning("supervisor[%s]: publishing group %d: %s; re-reading", self.id, gid, reason)
                 self.state.record_error(
@@ -538,6 +546,17 @@ class Supervisor:
                 await self._discard(self._read_after(group), f"publishing group {gid} failed: {reason}")
                 break
         self._pending = {gid: groups for gid, groups in self._pending.items() if groups}
+
+    async def _committed(self, group: TaskGroup) -> bool:
+        """Whether the metadata store already holds this group's end offsets."""
+        if group.end_offsets is None:
+            return False
+        stored = await self._offsets.stored_offsets(self.datasource)
+        if stored is None or stored.stream != self.topic:
+            return False
+        # Later groups cannot commit before this one (their start would be ahead), so stored
+        # offsets at or past its end mean it committed (or a resetOffsets skipped past it).
+        return all(stored.offsets.get(p, -1) >= o for p, o in group.end_offsets.items())
 
     def _read_after(self, failed: TaskGroup) -> list[TaskGroup]:
         """The failed group and every group that read its partitions after it."""
@@ -603,6 +622,15 @@ class Supervisor:
         io = self.spec.io_config
         for gid, parts in assign(self._partitions, io.task_count).items():
             group = self._reading.get(gid)
+            if group is not None and not group.tasks:
+                # Every task of the group failed. If its offsets are gone from the stream (retention,
+                # topic recreated), replacements would fail the same way forever: reset them, or
+                # stop here, unhealthy, until the supervisor is reset.
+                available = PartitionOffsets(await self._check_available(dict(group.start_offsets)))
+                if available != group.start_offsets:
+                    del self._reading[gid]
+                    self._next_offsets.update(available)
+                    group = None
             if group is None:
                 start = await self._start_offsets(parts)
                 now = self._clock()
@@ -611,7 +639,9 @@ class Supervisor:
                 group = TaskGroup(
                     group_id=gid,
                     start_offsets=start,
-                    sequence_name=sequence_name(self.datasource, self._fingerprint, gid, start),
+                    sequence_name=sequence_name(
+                        self.datasource, self._fingerprint, gid, start, nonce=uuid.uuid4().hex[:8]
+                    ),
                     min_message_time=int((now - late.total_seconds()) * 1000) if late else None,
                     max_message_time=(
                         int((now + io.task_duration.total_seconds() + early.total_seconds()) * 1000)
@@ -620,9 +650,9 @@ class Supervisor:
                     ),
                 )
                 self._reading[gid] = group
-                self.state.transition(
-                    DetailedState.CREATING_TASKS if not self._has_run_tasks() else self._healthy_state()
-                )
+                first_tasks = self.state.basic is BasicState.PENDING and not self._has_run_tasks()
+                # (a running supervisor whose tasks all died is not PENDING again)
+                self.state.transition(DetailedState.CREATING_TASKS if first_tasks else self._healthy_state())
             for _ in range(io.replicas - len(group.tasks)):
                 spec = self._task_spec(group)
                 await self._tasks.submit(spec)
@@ -686,7 +716,9 @@ class Supervisor:
             msg = f"offsets {gone} are no longer available; reset to earliest {reset_to}"
             logger.warning("supervisor[%s]: %s", self.id, msg)
             self.state.record_error(msg, kind="OffsetsReset")
-            await self._offsets.reset_partitions(self.datasource, self.topic, PartitionOffsets(out))
+            await self._offsets.reset_partitions(
+                self.datasource, self.topic, PartitionOffsets({p: out[p] for p in gone})
+            )
             return out
         raise IndexerError(
             f"Previous sequenceNumber {gone} is no longer available for partitions "

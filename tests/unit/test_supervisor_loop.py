@@ -318,6 +318,27 @@ def test_failed_publishing_group_restarts_reading_from_its_start(world: Any) -> 
     assert sup.state.recent_errors
 
 
+def test_a_group_whose_commit_landed_is_not_read_again(world: Any) -> None:
+    clock, _, tasks, offsets = world
+    sup = make_supervisor(world)
+    run(sup.run_once())
+    for t in tasks.running():
+        t.current = {p: o + 10 for p, o in t.current.items()}
+    clock.now += 61
+    run(sup.run_once())
+    g0 = [t for t in tasks.publishing() if t.spec.group_id == 0]
+    # the publish committed, then both replicas died before they heard so
+    assert offsets.stored is not None
+    offsets.stored = StoredOffsets("events", offsets.stored.offsets.plus(g0[0].end or {}))
+    for t in g0:
+        t.state = TaskState.FAILED
+    reading0 = {t.spec.id for t in tasks.reading() if t.spec.group_id == 0}
+    run(sup.run_once())
+    assert not (reading0 & set(tasks.killed)), "the next generation must read on"
+    _, pending = sup.task_groups()
+    assert 0 not in pending
+
+
 def test_completion_timeout_kills_the_group(world: Any) -> None:
     clock, _, tasks, _ = world
     sup = make_supervisor(world, make_spec(completionTimeout="PT0.01S"))
