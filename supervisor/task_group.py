@@ -61,8 +61,15 @@ def spec_fingerprint(spec_json: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def sequence_name(datasource: str, fingerprint: str, group_id: int, start: PartitionOffsets) -> str:
-    """Identical for every replica of a group, and for a replacement of one."""
-    offsets = json.dumps(start.to_json(), sort_keys=True, separators=(",", ":")).encode()
-    digest = hashlib.sha256(offsets).hexdigest()[:12]
+def sequence_name(
+    datasource: str, fingerprint: str, group_id: int, start: PartitionOffsets, nonce: str = ""
+) -> str:
+    """Identical for every replica of a group, and for a replacement of one.
+
+    ``nonce`` tells apart groups that start from the same offsets at different times: after a
+    reset (or a topic recreated) reading starts over from offsets an earlier group started from,
+    and that group's committed sequence must not be taken for the new one's.
+    """
+    offsets = json.dumps(start.to_json(), sort_keys=True, separators=(",", ":")) + nonce
+    digest = hashlib.sha256(offsets.encode()).hexdigest()[:12]
     return f"index_kafka_{datasource}_{fingerprint}_{group_id}_{digest}"
