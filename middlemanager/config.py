@@ -35,7 +35,9 @@ class MiddleManagerSettings(BaseSettings):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: str = Field(default="text", description="text or json (one JSON object per line)")
     # presented to the Overlord and required by this worker's tasks' control paths
-    cluster_token: SecretStr = SecretStr("")
+    cluster_token: SecretStr = Field(
+        default=SecretStr(""), description="token presented to the Overlord (its OVERLORD_CLUSTER_TOKEN)"
+    )
 
     @field_validator("log_format")
     @classmethod

@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -213,6 +214,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _write_atomic(
         args.task_dir / "status.json",
         json.dumps({"status": outcome.status, "error": outcome.error, "report": outcome.report}),
+    )
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    logger.info(
+        "task[%s] exiting %s: peak RSS %.1f MiB, CPU %.2f s (user %.2f, system %.2f)",
+        task.id,
+        outcome.status,
+        usage.ru_maxrss / 1024,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_utime,
+        usage.ru_stime,
     )
     return 0 if outcome.status == "SUCCESS" else 1
 

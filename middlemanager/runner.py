@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 import urllib.error
@@ -122,6 +121,7 @@ class TaskRunner:
                 raise InvalidInput(f"end offsets {behind} are behind the offsets already read {self.current}")
             if finish:
                 self.end = dict(offsets)
+                logger.info("task[%s] end offsets set to %s", self.task.id, self.end)
             self._pause_requested = False
             self._cond.notify_all()
             return dict(self.end or {})
@@ -278,7 +278,8 @@ class TaskRunner:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            shutil.rmtree(out_dir, ignore_errors=True)
+            # The files stay: an earlier attempt of this very task may have committed them before
+            # its answer was lost; unreferenced files in deep storage are only wasted space.
             return self._outcome("FAILED", f"publish refused: {result.get('reason')}")
 
     def _send_dead_letters(self) -> None:

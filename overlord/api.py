@@ -65,12 +65,18 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidInput(f"request body is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise InvalidInput("request body is nested too deeply") from e
 
 
 def _flag(request: web.Request, name: str) -> bool:
     if name not in request.query:
         return False
     return request.query[name].lower() not in ("false", "0")
+
+
+# Larger counts and offsets mean nothing, and overflow the database's integers.
+MAX_INT_PARAM = 2**31 - 1
 
 
 def _int_param(request: web.Request, name: str) -> int | None:
@@ -83,6 +89,8 @@ def _int_param(request: web.Request, name: str) -> int | None:
         raise InvalidInput(f"query parameter '{name}' must be an integer, got '{value}'") from e
     if number < 0:
         raise InvalidInput(f"query parameter '{name}' must not be negative")
+    if number > MAX_INT_PARAM:
+        raise InvalidInput(f"query parameter '{name}' must be at most {MAX_INT_PARAM}")
     return number
 
 
@@ -210,6 +218,43 @@ async def reset_offsets(request: web.Request) -> web.Response:
 async def supervisor_stats(request: web.Request) -> web.Response:
     sup = request.app[MANAGER].get(request.match_info["id"])
     return web.json_response(sup.stats())
+
+
+# How many of a supervisor's most recent tasks ``parseErrors`` looks at.
+PARSE_ERRORS_TASKS = 20
+
+
+def _saved_parse_errors(report: Any) -> list[dict[str, Any]]:
+    try:
+        events = report["ingestionStatsAndErrors"]["payload"]["unparseableEvents"]["buildSegments"]
+    except (KeyError, TypeError):
+        return []
+    return [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+
+
+async def supervisor_parse_errors(request: web.Request) -> web.Response:
+    """The parse exceptions saved by the supervisor's tasks, newest first: live from its running
+    tasks (their ``unparseableEvents`` control path), from the reports of its recent completed ones."""
+    sup = request.app[MANAGER].get(request.match_info["id"])
+    chat = request.app[CHAT]
+    rows: list[TaskRow] = await asyncio.to_thread(
+        request.app[STORE].list_tasks, None, sup.datasource, PARSE_ERRORS_TASKS
+    )
+    active = {r.id: r for r in request.app[QUEUE].active_rows() if r.supervisor_id == sup.id}
+    live = [r for r in active.values() if r.host and r.port]
+    answers = await asyncio.gather(
+        *(chat.get(TaskLocation(str(r.host), int(r.port or 0)), r.id, "unparseableEvents") for r in live),
+        return_exceptions=True,
+    )
+    errors: list[dict[str, Any]] = []
+    for row, answer in zip(live, answers, strict=True):
+        events = answer.get("buildSegments") if isinstance(answer, dict) else None
+        errors.extend({**e, "taskId": row.id} for e in events or [] if isinstance(e, dict))
+    for row in rows:
+        if row.supervisor_id == sup.id and row.id not in active and row.status != TaskState.RUNNING.value:
+            errors.extend({**e, "taskId": row.id} for e in _saved_parse_errors(row.report))
+    errors.sort(key=lambda e: str(e.get("timestamp", "")), reverse=True)
+    return web.json_response(errors)
 
 
 async def history(request: web.Request) -> web.Response:
@@ -351,6 +396,8 @@ async def shutdown_datasource_tasks(request: web.Request) -> web.Response:
 
 async def worker_register(request: web.Request) -> web.Response:
     body = await read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("worker registration must be a JSON object with host, port, capacity")
     try:
         await request.app[QUEUE].register(
             str(body["host"]), int(body["port"]), int(body.get("capacity", 1)), str(body.get("version", ""))
@@ -360,10 +407,32 @@ async def worker_register(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _heartbeat_problem(body: Any) -> str | None:
+    """What is wrong with a worker's heartbeat, checked before anything acts on it."""
+    if not isinstance(body, dict) or not isinstance(body.get("host"), str) or not _is_int(body.get("port")):
+        return "needs host (a string) and port (an integer)"
+    if "capacity" in body and not _is_int(body["capacity"]):
+        return "capacity must be an integer"
+    for key in ("running", "completed"):
+        items = body.get(key, [])
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("taskId"), str) for i in items
+        ):
+            return f"{key} must be a list of objects with a string taskId"
+    if any(i.get("port") is not None and not _is_int(i["port"]) for i in body.get("running", [])):
+        return "the port of a running task must be an integer"
+    return None
+
+
 async def worker_heartbeat(request: web.Request) -> web.Response:
     body = await read_json(request)
-    if not isinstance(body, dict) or "host" not in body or "port" not in body:
-        raise InvalidInput("heartbeat needs host and port")
+    problem = _heartbeat_problem(body)
+    if problem is not None:
+        raise InvalidInput(f"heartbeat: {problem}")
     return web.json_response(await request.app[QUEUE].heartbeat(body))
 
 
@@ -460,6 +529,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(SUPERVISOR + "/{id}/reset", reset)
     r.add_post(SUPERVISOR + "/{id}/resetOffsets", reset_offsets)
     r.add_get(SUPERVISOR + "/{id}/stats", supervisor_stats)
+    r.add_get(SUPERVISOR + "/{id}/parseErrors", supervisor_parse_errors)
     r.add_post(SUPERVISOR + "/{id}/taskGroups/handoff", handoff)
     r.add_get(f"{INDEXER}/tasks", list_tasks)
     r.add_get(INDEXER + "/task/{id}", get_task)

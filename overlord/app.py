@@ -36,7 +36,7 @@ def build_app(settings: OverlordSettings) -> web.Application:
     from overlord.openapi import add_openapi_route
 
     add_openapi_route(app)
-    fault_injection.install(app)  # test-only hooks, off unless an OVERLORD_FAULT_* variable is set
+    fault_injection.install(app, settings.fault_drop_publish_response_every)  # test-only; off by default
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = MetadataStore(make_engine(settings.metadata_url))

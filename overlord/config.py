@@ -39,9 +39,17 @@ class OverlordSettings(BaseSettings):
     # Access control (off when all three are empty). Users: "name:password:role,...";
     # tokens: "token:role,..."; roles: read (GET only) or admin. The cluster token is what
     # MiddleManagers and tasks present; only it opens the worker and task-action paths.
-    auth_users: SecretStr = SecretStr("")
-    auth_tokens: SecretStr = SecretStr("")
-    cluster_token: SecretStr = SecretStr("")
+    auth_users: SecretStr = Field(
+        default=SecretStr(""), description="users allowed on the API: name:password:role,... (read|admin)"
+    )
+    auth_tokens: SecretStr = Field(default=SecretStr(""), description="bearer tokens: token:role,...")
+    cluster_token: SecretStr = Field(
+        default=SecretStr(""), description="token MiddleManagers and tasks present (the same on each)"
+    )
+    # TEST ONLY, for the fault-injection suite (tests/e2e/faults.py); see overlord/fault_injection.py
+    fault_drop_publish_response_every: int = Field(
+        default=0, ge=0, description="TEST ONLY: drop the answer to every N-th committed publish (0: never)"
+    )
 
     @field_validator("log_format")
     @classmethod

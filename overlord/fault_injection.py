@@ -1,21 +1,21 @@
 """Test-only fault hooks of the Overlord, for the fault-injection suite (``tests/e2e/faults.py``).
 
-Off unless their environment variable is set; never set one in production.
+Off by default; never turn one on in production.
 
-``OVERLORD_FAULT_DROP_PUBLISH_RESPONSE_EVERY=N``: every N-th publish (``segmentTransactionalInsert``)
-that the metadata store answered ``ok`` is committed as usual, but the connection is then dropped
-without an answer, as if the response were lost on the network. The task must retry and recognise
-its own commit.
+``OVERLORD_FAULT_DROP_PUBLISH_RESPONSE_EVERY=N`` (the setting ``fault_drop_publish_response_every``):
+every N-th publish (``segmentTransactionalInsert``) that the metadata store answered ``ok`` is
+committed as usual, but the connection is then dropped without an answer, as if the response were
+lost on the network. The task must retry and recognise its own commit.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _committed(response: web.StreamResponse) -> bool:
-    if not isinstance(response, web.Response) or response.status != 200 or response.body is None:
+    if not isinstance(response, web.Response) or response.status != 200:
         return False
     body = response.body
     if not isinstance(body, bytes | bytearray):
@@ -40,7 +40,7 @@ def _committed(response: web.StreamResponse) -> bool:
     return isinstance(result, dict) and result.get("kind") == "ok"
 
 
-def drop_publish_responses(every: int) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def drop_publish_responses(every: int) -> Middleware:
     """A middleware that drops the connection after every ``every``-th committed publish."""
     committed = 0
 
@@ -59,18 +59,11 @@ def drop_publish_responses(every: int) -> Callable[[web.Request, Handler], Await
     return middleware
 
 
-def install(app: web.Application) -> None:
-    """Add the hooks whose environment variable is set (none by default)."""
-    raw = os.environ.get(DROP_PUBLISH_RESPONSE_EVERY, "").strip()
-    if not raw:
-        return
-    try:
-        every = int(raw)
-    except ValueError:
-        logger.error("%s=%r is not an integer; fault hook not installed", DROP_PUBLISH_RESPONSE_EVERY, raw)
-        return
-    if every > 0:
+def install(app: web.Application, drop_publish_response_every: int) -> None:
+    """Add the hooks that are switched on (none by default)."""
+    if drop_publish_response_every > 0:
         logger.warning(
-            "TEST-ONLY fault hook on: every %d-th committed publish loses its response", every
+            "TEST-ONLY fault hook on: every %d-th committed publish loses its response",
+            drop_publish_response_every,
         )
-        app.middlewares.append(drop_publish_responses(every))
+        app.middlewares.append(drop_publish_responses(drop_publish_response_every))

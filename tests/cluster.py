@@ -157,6 +157,31 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(f"===== {p.name} =====\n{p.tail()}" for p in self.procs.values())
 
+    def health_url(self, name: str) -> str:
+        """Where the process ``name`` (``overlord`` or a MiddleManager) answers /status/health."""
+        if name == "overlord":
+            return f"{self.url}/status/health"
+        cmd = self.procs[name].cmd
+        return f"http://127.0.0.1:{cmd[cmd.index('--port') + 1]}/status/health"
+
+    def restart(self, name: str, timeout_s: float = 30.0) -> Proc:
+        """Start a stopped process again with the same command line (same port), until healthy."""
+        proc = self.procs[name]
+        if proc.popen is not None and proc.popen.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        proc.start()
+        url = self.health_url(name)
+        wait_for(f"{name} health", lambda: http("GET", url, timeout=2)[0] == 200, timeout_s)
+        return proc
+
+    def worker_tasks(self, name: str) -> list[str]:
+        """Ids of the tasks the MiddleManager ``name`` runs now, as the worker itself says."""
+        url = self.health_url(name).replace("/status/health", "/druid/worker/v1/tasks")
+        status, body = http("GET", url, timeout=5)
+        if status != 200:
+            raise OSError(f"{name}: HTTP {status}: {body}")
+        return [str(t["taskId"]) for t in body]
+
     @property
     def api(self) -> OverlordClient:
         return OverlordClient(self.url)

@@ -27,6 +27,7 @@ reader fail and the batch goes to the reference path, which then reports the err
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -35,12 +36,14 @@ import pyarrow.json as pj
 
 from middlemanager.ingest.schema import TIME, ColumnPlan, convert_values
 
-__all__ = ["FastJsonPath"]
+__all__ = ["FastJsonPath", "ParsedBatch"]
 
 _OPEN = ord("{")
 _CLOSE = ord("}")
-# orjson refuses JSON nested deeper than 1024; stay well below before checking records one by one.
-_BRACKETS_PER_BATCH = 1000
+# orjson refuses JSON nested deeper than 1024: a record with that many brackets is checked
+# by the reference path. Such a record is at least twice as long (brackets open and close).
+_MAX_BRACKETS = 1000
+_DEEP_RECORD_BYTES = 2 * _MAX_BRACKETS
 _NEGATIVE_ZERO_BITS = -(2**63)
 _JSON_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -56,6 +59,15 @@ _TIMESTAMP_TYPES: dict[str, pa.DataType] = {
     "micro": pa.int64(),
     "nano": pa.int64(),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBatch:
+    table: pa.Table
+    # Whether a string value may contain NUL (the JSON has a "\\u0000" escape).
+    may_have_nul: bool
+    # Sum of the record value sizes.
+    value_bytes: int
 
 
 class FastJsonPath:
@@ -96,18 +108,26 @@ class FastJsonPath:
                 return False
         return True
 
-    def parse(self, values: list[bytes | None]) -> tuple[pa.Table, bool] | None:
-        """The batch as a table with one column per schema field, and whether a string may hold NUL.
-
-        ``None`` when the batch must take the reference path.
-        """
+    def parse(self, values: list[bytes | None]) -> ParsedBatch | None:
+        """The batch as a table with one column per schema field; ``None``: use the reference path."""
         limit = self.max_record_bytes
-        for value in values:
-            if not value or len(value) > limit or value[0] != _OPEN or value[-1] != _CLOSE:
-                return None
-        data = b"\n".join(values)  # type: ignore[arg-type]  # None was refused above
         n = len(values)
-        if data.count(b"\n") != n - 1 or b"\r" in data:
+        try:
+            data = b"\n".join(values)  # type: ignore[arg-type]  # a None makes join fail
+        except TypeError:
+            return None
+        # One object per line: every line starts with "{" and ends with "}", no empty line, no CR.
+        if (
+            not data
+            or data[0] != _OPEN
+            or data[-1] != _CLOSE
+            or data.count(b"\n") != n - 1
+            or data.count(b"}\n{") != n - 1
+            or b"\r" in data
+        ):
+            return None
+        longest = max(map(len, values)) if len(data) > _DEEP_RECORD_BYTES else 0  # type: ignore[arg-type]
+        if longest > limit:
             return None
         if not data.isascii():
             try:
@@ -116,9 +136,10 @@ class FastJsonPath:
                 return None
         if _has_nan_or_infinity(data):
             return None
-        if data.count(b"[") + data.count(b"{") >= _BRACKETS_PER_BATCH and any(
-            value.count(b"[") + value.count(b"{") >= _BRACKETS_PER_BATCH  # type: ignore[union-attr]
+        if longest >= _DEEP_RECORD_BYTES and any(
+            value.count(b"[") + value.count(b"{") >= _MAX_BRACKETS  # type: ignore[union-attr]
             for value in values
+            if len(value) >= _DEEP_RECORD_BYTES  # type: ignore[arg-type]
         ):
             return None
         try:
@@ -136,7 +157,7 @@ class FastJsonPath:
                 column = table.column(field.name)
                 if column.null_count < n and _has_negative_zero(_contiguous(column)):
                     return None
-        return table, b"\\u0000" in data
+        return ParsedBatch(table, b"\\u0000" in data, len(data) - (n - 1))
 
     def build(self, parsed: pa.Table, times: pa.Array, may_have_nul: bool) -> pa.Table:
         """The internal table (see ``schema.RowConverter``) of the parsed rows that were kept."""

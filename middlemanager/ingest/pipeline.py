@@ -1,16 +1,29 @@
 """The ingest pipeline of one Kafka indexing task: records in, Parquet segments out.
 
-Flow: :meth:`IngestPipeline.add` parses each record (orjson), reads its timestamp,
-applies the message-time window and the ``transformSpec`` filter, and buffers the parsed
-row. Every :data:`BUFFER_ROWS` rows (and at the end of each ``add``) the buffer becomes an
-Arrow table (:class:`RowConverter`): type conversion, per-row column errors, ``__time``
-truncated to the query granularity. With rollup the table is grouped right away (when
-that pays off) and in-memory tables are merged from time to time. When the rows or bytes
-in memory reach ``maxRowsInMemory`` / ``maxBytesInMemory`` everything in memory is
-spilled to ``work_dir`` (:meth:`persist`). :meth:`finish` merges spills and memory one
-segment interval at a time and writes the segments.
+Flow. :meth:`IngestPipeline.add` buffers records; a batch becomes an Arrow table either
 
-Not thread-safe: one caller drives a pipeline.
+* on the fast path (``fastjson.py``): Arrow's JSON reader parses the whole batch into
+  typed columns, when the datasource allows it (explicit dimensions, no filter, ...) and
+  the batch is provably read the same way by both parsers; or
+* on the reference path: orjson parses each record into a dict, checked one by one
+  (value, JSON object, timestamp, message-time window, ``transformSpec`` filter), and
+  every :data:`BUFFER_ROWS` rows the dicts become columns (``schema.RowConverter``:
+  type conversion, per-row column errors).
+
+Both give identical rows, stats and reports (tested). ``__time`` is the row time
+truncated to the query granularity. With rollup a batch is grouped right away when that
+pays off, and in-memory tables are merged from time to time. When the rows or bytes in
+memory reach ``maxRowsInMemory`` / ``maxBytesInMemory`` everything in memory is sorted
+and spilled to ``work_dir`` (:meth:`persist`). :meth:`finish` merges spills and memory
+one segment interval (and time slice) at a time and writes the segments.
+
+Records may wait in the buffer across ``add`` calls; reading any state (``stats``,
+``parse_exceptions``, ``rejected``, ...), ``persist`` and ``finish`` ingest them first.
+With a finite ``maxParseExceptions`` each ``add`` ingests its records before returning,
+so the limit is enforced right away.
+
+Thread-safe: every public method holds the pipeline's lock (``add`` for its whole batch),
+so another thread may read ``stats`` or ``parse_exceptions`` for a live report.
 """
 
 from __future__ import annotations
@@ -18,17 +31,19 @@ from __future__ import annotations
 import gc
 import logging
 import shutil
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from middlemanager.ingest.fastjson import FastJsonPath
+from middlemanager.ingest.fastjson import FastJsonPath, ParsedBatch
 from middlemanager.ingest.models import (
     ErrorType,
     ParseExceptionReport,
@@ -51,7 +66,7 @@ from middlemanager.ingest.segments import (
 from middlemanager.ingest.timestamps import TimestampError, make_timestamp_parser
 from supervisor.errors import IllegalStateTransition, TooManyParseExceptions
 from supervisor.records import Record
-from supervisor.spec import SupervisorSpec
+from supervisor.spec import MAX_PARSE_EXCEPTIONS_UNLIMITED, SupervisorSpec
 
 __all__ = ["BUFFER_ROWS", "MAX_RECORD_BYTES", "IngestPipeline"]
 
@@ -63,6 +78,8 @@ MAX_RECORD_BYTES = 1024 * 1024
 BUFFER_ROWS = 4096
 # Raw records parsed together by the fast path (more rows: better use of Arrow's threads).
 FAST_BATCH_ROWS = 16384
+# A refused fast batch is split in halves down to this size, to keep clean records on the fast path.
+_FAST_MIN_SPLIT = 256
 # At most this many batches go straight to the reference path after the fast path refused one.
 _FAST_MAX_BACKOFF = 64
 # Rough memory cost of a parsed row kept as Python objects, per byte of JSON.
@@ -75,6 +92,43 @@ _EVENT_TEXT = 256
 _MAX_CHUNKS = 16
 # Rollup of a buffer is worth doing when it keeps at most this share of the rows.
 _USEFUL_ROLLUP = 0.9
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while parsing.
+
+    Parsing allocates a dict per record and keeps thousands alive until they become
+    Arrow columns: the GC would scan them over and over for nothing (no cycles are made
+    here), costing about a quarter of the time.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(
+    method: Callable[Concatenate[IngestPipeline, _P], _R],
+) -> Callable[Concatenate[IngestPipeline, _P], _R]:
+    """Run a public method under the pipeline's lock (reports are read from other threads)."""
+
+    def locked(self: IngestPipeline, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    locked.__name__ = method.__name__
+    locked.__qualname__ = method.__qualname__
+    locked.__doc__ = method.__doc__
+    return locked
 
 
 def _event_text(value: bytes) -> str:
@@ -94,6 +148,7 @@ class IngestPipeline:
     ) -> None:
         schema = spec.data_schema
         tuning = spec.tuning_config
+        self._lock = threading.RLock()
         self.spec = spec
         self.work_dir = Path(work_dir)
         self.min_message_time = min_message_time
@@ -132,6 +187,10 @@ class IngestPipeline:
             else None
         )
         self._fast_rows = min(FAST_BATCH_ROWS, self._max_rows_in_memory)
+        # Ingest each add() at once when a parse exception limit must be enforced right away.
+        self._eager = tuning.max_parse_exceptions < MAX_PARSE_EXCEPTIONS_UNLIMITED
+        self._failed = False
+        self._settling = False
         self._pending: list[Record] = []
         self._pending_bytes = 0
         self._fast_backoff = 0
@@ -157,31 +216,43 @@ class IngestPipeline:
     # ------------------------------------------------------------------ public state
 
     @property
+    @_locked
     def stats(self) -> RowStats:
-        """A snapshot of the row counters."""
+        """A snapshot of the row counters (up to date with every record added)."""
+        self._settle()
         return self._stats.copy()
 
     @property
+    @_locked
     def parse_exceptions(self) -> list[ParseExceptionReport]:
         """The last ``maxSavedParseExceptions`` parse exceptions, oldest first."""
+        self._settle()
         return list(self._saved)
 
     @property
+    @_locked
     def rejected(self) -> list[RejectedRecord]:
         """Records not ingested since the last :meth:`drain_rejected` (only with a dead-letter topic)."""
+        self._settle()
         return list(self._rejected)
 
+    @_locked
     def drain_rejected(self) -> list[RejectedRecord]:
+        self._settle()
         out, self._rejected = self._rejected, []
         return out
 
     @property
+    @_locked
     def rows_in_memory(self) -> int:
-        return len(self._rows) + self._chunk_rows
+        self._settle()
+        return self._chunk_rows
 
     @property
+    @_locked
     def bytes_in_memory(self) -> int:
-        return self._buffer_bytes * _PY_BYTES_PER_JSON_BYTE + self._chunk_bytes
+        self._settle()
+        return self._chunk_bytes
 
     @property
     def persist_count(self) -> int:
@@ -189,45 +260,59 @@ class IngestPipeline:
 
     # ------------------------------------------------------------------ ingest
 
+    @_locked
     def add(self, records: Sequence[Record]) -> None:
-        """Parse and buffer records; may persist. Raises ``TooManyParseExceptions``."""
+        """Ingest records; may persist. Raises ``TooManyParseExceptions``.
+
+        Records may be buffered (up to :data:`FAST_BATCH_ROWS`) and parsed together with the
+        next ones: reading :attr:`stats` (or any other state), :meth:`persist` and
+        :meth:`finish` first ingest whatever is buffered. With a finite ``maxParseExceptions``
+        every call ingests its records before returning, so the limit is enforced at once.
+        """
         if self._finished:
             raise IllegalStateTransition("ingest pipeline already finished")
-        # Parsing allocates a dict per record and keeps thousands alive until they become
-        # Arrow columns: the cyclic GC would scan them over and over for nothing (no cycles
-        # are made here), costing about a quarter of the time. Pause it for the batch.
-        paused = gc.isenabled()
-        if paused:
-            gc.disable()
-        try:
+        with _gc_paused():
             self._add(records)
-        finally:
-            if paused:
-                gc.enable()
 
     def _add(self, records: Sequence[Record]) -> None:
         if self._fast is None:
             self._parse_records(records)
+        else:
+            pending = self._pending
+            limit_rows = self._fast_rows
+            limit_bytes = self._flush_bytes
+            pending_bytes = self._pending_bytes
+            for record in records:
+                pending.append(record)
+                value = record.value
+                if value:
+                    pending_bytes += len(value)
+                if len(pending) >= limit_rows or pending_bytes >= limit_bytes:
+                    self._pending_bytes = 0
+                    self._drain_pending()
+                    self._check_parse_exceptions()
+                    self._maybe_persist()
+                    pending = self._pending
+                    pending_bytes = 0
+            self._pending_bytes = pending_bytes
+        if self._eager:
+            self._drain_pending()
             self._flush()
             self._check_parse_exceptions()
             self._maybe_persist()
+
+    def _settle(self) -> None:
+        """Ingest everything buffered into memory tables, so that the stats are exact."""
+        if self._failed or not (self._pending or self._rows):
             return
-        pending = self._pending
-        limit_rows = self._fast_rows
-        limit_bytes = self._flush_bytes
-        pending_bytes = self._pending_bytes
-        for record in records:
-            pending.append(record)
-            value = record.value
-            if value:
-                pending_bytes += len(value)
-            if len(pending) >= limit_rows or pending_bytes >= limit_bytes:
-                self._pending_bytes = 0
+        # Reading state must not write spill files: persisting waits for the next add().
+        self._settling = True
+        try:
+            with _gc_paused():
                 self._drain_pending()
-                pending = self._pending
-                pending_bytes = 0
-        self._pending_bytes = 0
-        self._drain_pending()
+                self._flush()
+        finally:
+            self._settling = False
 
     def _drain_pending(self) -> None:
         """Ingest the raw records waiting for the fast path (or the reference path if it refuses them)."""
@@ -235,74 +320,87 @@ class IngestPipeline:
         if not batch:
             return
         self._pending = []
-        assert self._fast is not None
-        parsed = None
+        self._pending_bytes = 0
         if self._fast_skip > 0:
             self._fast_skip -= 1
+            self._reference(batch)
+        elif self._fast_or_split(batch):
+            self._fast_backoff = 0
         else:
-            parsed = self._fast.parse([record.value for record in batch])
-            if parsed is None:
-                # Batches like this one will likely be refused too: back off for a while.
-                self._fast_backoff = min(2 * self._fast_backoff + 1, _FAST_MAX_BACKOFF)
-                self._fast_skip = self._fast_backoff
-            else:
-                self._fast_backoff = 0
-        if parsed is None:
-            self._parse_records(batch)
-            self._flush()
-        else:
-            self._ingest_parsed(batch, *parsed)
-        self._check_parse_exceptions()
-        self._maybe_persist()
+            # Nothing of this batch could take the fast path: batches like it will likely be
+            # refused too, so skip the attempt for a while.
+            self._fast_backoff = min(2 * self._fast_backoff + 1, _FAST_MAX_BACKOFF)
+            self._fast_skip = self._fast_backoff
 
-    def _ingest_parsed(self, batch: list[Record], parsed: pa.Table, may_have_nul: bool) -> None:
+    def _fast_or_split(self, batch: list[Record]) -> bool:
+        """Fast path for the batch; if refused, for each half, down to the reference path.
+
+        Halves are ingested in order, so rows and reports keep the record order. Returns
+        whether any part of the batch took the fast path.
+        """
+        assert self._fast is not None
+        parsed = self._fast.parse([record.value for record in batch])
+        if parsed is not None:
+            self._ingest_parsed(batch, parsed)
+            return True
+        if len(batch) < 2 * _FAST_MIN_SPLIT:
+            self._reference(batch)
+            return False
+        middle = len(batch) // 2
+        first = self._fast_or_split(batch[:middle])
+        second = self._fast_or_split(batch[middle:])
+        return first or second
+
+    def _reference(self, batch: list[Record]) -> None:
+        self._parse_records(batch)
+        self._flush()
+
+    def _ingest_parsed(self, batch: list[Record], result: ParsedBatch) -> None:
         """Timestamps, message-time window and stats for a batch the fast path parsed."""
         assert self._fast is not None
-        self._stats.processed_bytes += sum(len(record.value or b"") for record in batch)
-        ts_parse = self._ts_parse
-        ts_missing = self._ts_missing
-        ts_cache = self._ts_cache
-        min_time = self.min_message_time
-        max_time = self.max_message_time
-        keep: list[int] = []
-        times: list[int] = []
-        for index, raw_time in enumerate(parsed.column(self._ts_column).to_pylist()):
-            if type(raw_time) is str and raw_time in ts_cache:
-                ms = ts_cache[raw_time]
-            elif raw_time is None:
-                if ts_missing is None:
-                    record = batch[index]
-                    self._unparseable(
-                        record, f"Timestamp[null] is unparseable! Event: {_event_text(record.value or b'')}"
-                    )
-                    continue
-                ms = ts_missing
-            else:
-                try:
-                    ms = ts_parse(raw_time)
-                except TimestampError:
-                    record = batch[index]
-                    self._unparseable(
-                        record,
-                        f"Timestamp[{raw_time}] is unparseable! Event: {_event_text(record.value or b'')}",
-                    )
-                    continue
-                if type(raw_time) is str:
-                    if len(ts_cache) >= _TS_CACHE_SIZE:
-                        ts_cache.clear()
-                    ts_cache[raw_time] = ms
-            if (min_time is not None and ms < min_time) or (max_time is not None and ms >= max_time):
-                self._thrown_away(batch[index], self._window_reason(ms))
-                continue
-            keep.append(index)
-            times.append(ms)
-        if not keep:
+        self._stats.processed_bytes += result.value_bytes
+        parsed = result.table
+        raw_times = parsed.column(self._ts_column)
+        # Parse each distinct timestamp once (Python), then map them back (Arrow).
+        distinct = pc.unique(raw_times)
+        parsed_times: list[int | None] = []
+        for raw_time in distinct.to_pylist():
+            parsed_times.append(self._parse_time(raw_time))
+        times = pa.array(parsed_times, type=pa.int64()).take(pc.index_in(raw_times, value_set=distinct))
+        keep = pc.is_valid(times)
+        if self.min_message_time is not None:
+            keep = pc.and_(keep, pc.greater_equal(times, self.min_message_time))
+        if self.max_message_time is not None:
+            keep = pc.and_(keep, pc.less(times, self.max_message_time))
+        keep = pc.fill_null(keep, False)
+        if not pc.all(keep).as_py():
+            # Report the rejected rows, in record order.
+            for index in pc.indices_nonzero(pc.invert(keep)).to_pylist():
+                record = batch[index]
+                ms = times[index].as_py()
+                if ms is None:
+                    raw_time = raw_times[index].as_py()
+                    text = _event_text(record.value or b"")
+                    shown = "null" if raw_time is None else raw_time
+                    self._unparseable(record, f"Timestamp[{shown}] is unparseable! Event: {text}")
+                else:
+                    self._thrown_away(record, self._window_reason(ms))
+            parsed = parsed.filter(keep)
+            times = times.filter(keep)
+        if parsed.num_rows == 0:
             return
-        if len(keep) < parsed.num_rows:
-            parsed = parsed.take(pa.array(keep, type=pa.int64()))
-        table = self._fast.build(parsed, self._row_times(times), may_have_nul)
+        table = self._fast.build(parsed, self._row_times(times), result.may_have_nul)
         self._stats.processed += table.num_rows
         self._keep_table(table)
+
+    def _parse_time(self, raw_time: object) -> int | None:
+        """A row's time in ms; ``None`` when missing (and no missingValue) or unparseable."""
+        if raw_time is None:
+            return self._ts_missing
+        try:
+            return self._ts_parse(raw_time)
+        except TimestampError:
+            return None
 
     def _parse_records(self, records: Sequence[Record]) -> None:
         """Reference path: parse each record with orjson into the row buffer (flushed when full)."""
@@ -454,13 +552,14 @@ class IngestPipeline:
     def _check_parse_exceptions(self) -> None:
         stats = self._stats
         if stats.unparseable + stats.processed_with_error > self._max_parse_exceptions:
+            self._failed = True
             raise TooManyParseExceptions(f"Max parse exceptions[{self._max_parse_exceptions}] exceeded")
 
     # ------------------------------------------------------------------ memory
 
-    def _row_times(self, times: list[int]) -> pa.Array:
+    def _row_times(self, times: list[int] | pa.Array) -> pa.Array:
         """``__time`` of rows: truncated to the query granularity, never before their segment's start."""
-        raw = pa.array(times, type=pa.int64())
+        raw = times if isinstance(times, pa.Array) else pa.array(times, type=pa.int64())
         truncated = bucket_starts(self._query_granularity, raw)
         if self._query_granularity is not self._segment_granularity:
             truncated = pc.max_element_wise(truncated, bucket_starts(self._segment_granularity, raw))
@@ -533,9 +632,11 @@ class IngestPipeline:
         self._add_chunk(merged, grouped)
 
     def _maybe_persist(self) -> None:
-        if (
-            self.rows_in_memory >= self._max_rows_in_memory
-            or self.bytes_in_memory >= self._max_bytes_in_memory
+        if self._settling:
+            return
+        in_memory_bytes = self._buffer_bytes * _PY_BYTES_PER_JSON_BYTE + self._chunk_bytes
+        if self._chunk_rows + len(self._rows) >= self._max_rows_in_memory or (
+            in_memory_bytes >= self._max_bytes_in_memory
         ):
             self.persist()
 
@@ -553,10 +654,12 @@ class IngestPipeline:
         self._next_rollup_merge = 0
         return table
 
+    @_locked
     def persist(self) -> None:
         """Spill everything in memory to ``work_dir`` (one Arrow file per segment interval)."""
         if self._finished:
             raise IllegalStateTransition("ingest pipeline already finished")
+        self._settle()
         table = self._memory_table()
         if table is None or table.num_rows == 0:
             return
@@ -571,11 +674,12 @@ class IngestPipeline:
 
     # ------------------------------------------------------------------ output
 
+    @_locked
     def finish(self, out_dir: Path) -> list[SegmentFile]:
         """Write every segment (one Parquet file per interval and shard) into ``out_dir``."""
         if self._finished:
             raise IllegalStateTransition("ingest pipeline already finished")
-        self._flush()
+        self._settle()
         self._check_parse_exceptions()
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -602,8 +706,12 @@ class IngestPipeline:
         self.close()
         return files
 
+    @_locked
     def close(self) -> None:
-        """Drop everything in memory and delete spill files."""
+        """Drop everything buffered or in memory and delete spill files (the pipeline is done)."""
+        self._finished = True
+        self._pending = []
+        self._pending_bytes = 0
         self._rows.clear()
         self._times.clear()
         self._records.clear()

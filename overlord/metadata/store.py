@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, insert, select, true, update
+from sqlalchemy import delete, func, insert, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, Row
@@ -45,6 +45,9 @@ RUNNER_STATUSES = frozenset({"PENDING", "RUNNING", "WAITING", "NONE"})
 # Database errors after which the same publish may succeed: lock timeouts, serialization
 # failures, deadlocks, lost connections, and unique violations from a concurrent writer.
 _TRANSIENT_ERRORS = (OperationalError, IntegrityError, InterfaceError, InternalError, PoolTimeoutError)
+# How long a publish waits for the offsets row locked by another writer (PostgreSQL) before it
+# answers "retryable".
+PUBLISH_LOCK_TIMEOUT_MS = 5000
 
 
 # --------------------------------------------------------------------------- values
@@ -291,6 +294,10 @@ class MetadataStore:
             return PublishResult("failed", f"invalid publish request: {problem}")
         try:
             with self._engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Never wait long for the offsets row: a publish that waits holds one of the
+                    # Overlord's few I/O threads, and enough of them starve its heartbeats.
+                    conn.execute(text(f"SET LOCAL lock_timeout = {PUBLISH_LOCK_TIMEOUT_MS}"))
                 result = self._publish(conn, datasource, stream, sequence_name, start, end, segments)
         except _Retry as retry:
             result = PublishResult("retryable", str(retry))

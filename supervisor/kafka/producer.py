@@ -29,6 +29,10 @@ HEADER_TOPIC = "dlq.source.topic"
 HEADER_PARTITION = "dlq.source.partition"
 HEADER_OFFSET = "dlq.source.offset"
 HEADER_TASK = "dlq.task.id"
+# Set (to the original size in bytes) when the value was too large for the dead-letter topic and
+# only its first TRUNCATED_VALUE_BYTES were sent.
+HEADER_TRUNCATED = "dlq.value.truncated"
+TRUNCATED_VALUE_BYTES = 64 * 1024
 # Reasons quote the record; keep the header small.
 MAX_REASON_BYTES = 2048
 
@@ -91,6 +95,10 @@ def producer_config(consumer_properties: Mapping[str, Any], client_id: str) -> d
     return conf
 
 
+def _too_large(err: object) -> bool:
+    return isinstance(err, KafkaError) and err.code() == KafkaError.MSG_SIZE_TOO_LARGE
+
+
 def headers_of(record: Rejected, source_topic: str, task_id: str) -> list[tuple[str, bytes]]:
     reason = record.reason.encode("utf-8", errors="replace")
     if len(reason) > MAX_REASON_BYTES:
@@ -125,11 +133,13 @@ class DeadLetterProducer:
         self.topic = topic
         self.source_topic = source_topic
         self.task_id = task_id
-        self._producer: Any = producer or Producer(
-            producer_config(consumer_properties, client_id=f"{task_id}-dlq")
+        self._producer: Any = (
+            producer
+            if producer is not None
+            else Producer(producer_config(consumer_properties, client_id=f"{task_id}-dlq"))
         )
         self._lock = threading.Lock()
-        self._failed: list[tuple[Rejected, KafkaError]] = []
+        self._failed: list[tuple[Rejected, KafkaError, bool]] = []
         self.sent = 0
         self.delivered = 0
 
@@ -138,21 +148,28 @@ class DeadLetterProducer:
             self._produce(record)
         self._producer.poll(0)
 
-    def _produce(self, record: Rejected) -> None:
+    def _produce(self, record: Rejected, truncate: bool = False) -> None:
+        """Queue one record; a value too large for the topic goes out cut short, marked so."""
+
         def on_delivery(err: KafkaError | None, _msg: Any) -> None:
             with self._lock:
                 if err is None:
                     self.delivered += 1
                 else:
-                    self._failed.append((record, err))
+                    self._failed.append((record, err, truncate))
 
+        value = record.value
+        headers = headers_of(record, self.source_topic, self.task_id)
+        if truncate and value is not None and len(value) > TRUNCATED_VALUE_BYTES:
+            headers.append((HEADER_TRUNCATED, str(len(value)).encode()))
+            value = value[:TRUNCATED_VALUE_BYTES]
         while True:
             try:
                 self._producer.produce(
                     self.topic,
-                    value=record.value,
+                    value=value,
                     timestamp=record.timestamp_ms or 0,
-                    headers=headers_of(record, self.source_topic, self.task_id),
+                    headers=headers,
                     on_delivery=on_delivery,
                 )
                 self.sent += 1
@@ -160,6 +177,9 @@ class DeadLetterProducer:
             except BufferError:
                 self._producer.poll(0.1)  # local queue full: let deliveries drain
             except KafkaException as e:
+                if not truncate and _too_large(e.args[0] if e.args else None):
+                    self._produce(record, truncate=True)
+                    return
                 raise wrap(e, f"writing to dead-letter topic [{self.topic}]") from e
 
     def flush(self, timeout_s: float = 60.0) -> None:
@@ -170,7 +190,7 @@ class DeadLetterProducer:
             remaining = self._producer.flush(max(0.0, min(left, 5.0)))
             with self._lock:
                 failed, self._failed = self._failed, []
-            for record, err in failed:
+            for record, err, truncated in failed:
                 logger.warning(
                     "task[%s] dead-letter record %d/%d not delivered (%s); sending again",
                     self.task_id,
@@ -179,7 +199,7 @@ class DeadLetterProducer:
                     err.str(),
                 )
                 self.sent -= 1
-                self._produce(record)
+                self._produce(record, truncate=truncated or _too_large(err))
             if remaining == 0 and not failed:
                 return
             if time.monotonic() >= deadline:

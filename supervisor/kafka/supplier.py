@@ -16,6 +16,12 @@ from supervisor.records import Record
 
 logger = logging.getLogger(__name__)
 
+# librdkafka settings of a task's consumer, unless its consumerProperties say otherwise.
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "fetch.wait.max.ms": 100,
+    "queued.max.messages.kbytes": 65536,
+}
+
 
 @dataclass
 class PollResult:
@@ -32,8 +38,8 @@ class KafkaRecordSupplier:
     def __init__(self, topic: str, consumer_properties: Mapping[str, Any], client_id: str) -> None:
         self.topic = topic
         conf = consumer_config(consumer_properties, client_id=client_id)
-        conf.setdefault("fetch.wait.max.ms", 100)
-        conf.setdefault("queued.max.messages.kbytes", 65536)
+        for key, value in CONSUMER_DEFAULTS.items():
+            conf.setdefault(key, value)
         self._consumer = Consumer(conf)
 
     def assign(self, offsets: Mapping[int, int]) -> None:

@@ -33,14 +33,13 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from overlord.client import OverlordClient, http, wait_for
 from overlord.fault_injection import DROP_MARKER, DROP_PUBLISH_RESPONSE_EVERY
-from tests.cluster import REPO, Cluster, Proc, free_port, read_segments
+from tests.cluster import Cluster, Proc, free_port, read_segments
 from tests.support import LOCAL_KAFKA, LOCAL_POSTGRES, create_topic, last_line, pid_alive, run_script
 
 log = logging.getLogger("faults")
@@ -70,6 +69,8 @@ FAULTS = (
     "publish_outlives_completion_timeout",
     "publish_response_lost",
 )
+# What the supervisor logs when a publishing group outlives completionTimeout.
+COMPLETION_TIMEOUT_MARKER = "completionTimeout elapsed"
 # Injected by the Overlord itself (counted from its log), not by the scheduler.
 PASSIVE_FAULTS = ("publish_response_lost",)
 # Relative frequency in a long run: cheap faults often, slow ones now and then.
@@ -221,7 +222,9 @@ class FaultCluster(Cluster):
 
     def task_procs(self, name: str) -> list[TaskProc]:
         try:
-            code, body = http("GET", f"http://127.0.0.1:{self.mm_ports[name]}/druid/worker/v1/tasks", timeout=2)
+            code, body = http(
+                "GET", f"http://127.0.0.1:{self.mm_ports[name]}/druid/worker/v1/tasks", timeout=2
+            )
         except OSError:
             return []
         if code != 200 or not isinstance(body, list):
@@ -248,12 +251,14 @@ class FaultCluster(Cluster):
                 t.status = task_status(t)
         return procs
 
-    def dropped_publish_responses(self) -> int:
+    def overlord_log(self) -> str:
         try:
-            text = (self.workdir / "logs" / "overlord.log").read_text(errors="replace")
+            return (self.workdir / "logs" / "overlord.log").read_text(errors="replace")
         except OSError:
-            return 0
-        return text.count(DROP_MARKER)
+            return ""
+
+    def dropped_publish_responses(self) -> int:
+        return self.overlord_log().count(DROP_MARKER)
 
 
 def task_status(t: TaskProc, timeout: float = 0.5) -> str | None:
@@ -521,7 +526,11 @@ def supervisor_spec(
                 "timestampSpec": {"column": "ts", "format": "millis"},
                 "dimensionsSpec": {"dimensions": ["id", "src"]},
                 "metricsSpec": [{"type": "count", "name": "count"}],
-                "granularitySpec": {"segmentGranularity": "hour", "queryGranularity": "none", "rollup": False},
+                "granularitySpec": {
+                    "segmentGranularity": "hour",
+                    "queryGranularity": "none",
+                    "rollup": False,
+                },
             },
             "ioConfig": {
                 "topic": topic,
@@ -793,21 +802,36 @@ class FaultRun:
         return True
 
     def _fault_publish_outlives_completion_timeout(self) -> bool:
-        """Hold the datasource's offsets row: publishes wait past completionTimeout."""
+        """Hold the datasource's offsets row until a publishing group outlives completionTimeout."""
         assert self.cluster is not None
+        before = self.cluster.overlord_log().count(COMPLETION_TIMEOUT_MARKER)
         engine = sa.create_engine(self.cluster.metadata_url)
-        hold = self.config.completion_timeout_s + 5
+        cfg = self.config
+        hold = cfg.completion_timeout_s + 2 * cfg.task_duration_s + 15
         try:
             with engine.connect() as conn, conn.begin():
                 conn.execute(
                     sa.text("SELECT version FROM datasource_metadata WHERE datasource = :ds FOR UPDATE"),
                     {"ds": self.datasource},
                 )
-                log.info("offsets row locked for %ds", hold)
-                time.sleep(hold)
+                log.info("offsets row locked (at most %ds)", hold)
+                with contextlib.suppress(TimeoutError):
+                    wait_for(
+                        "a publishing group past completionTimeout",
+                        lambda: (
+                            self.cluster is not None
+                            and self.cluster.overlord_log().count(COMPLETION_TIMEOUT_MARKER) > before
+                        ),
+                        hold,
+                        0.5,
+                    )
         finally:
             engine.dispose()
-        return True
+        assert self.cluster is not None
+        timed_out = self.cluster.overlord_log().count(COMPLETION_TIMEOUT_MARKER) > before
+        if not timed_out:
+            log.info("no publishing group timed out while the offsets row was locked")
+        return timed_out
 
     def _fault_publish_response_lost(self) -> bool:
         return False  # passive: the Overlord drops responses by itself
@@ -856,9 +880,7 @@ class FaultRun:
         except TimeoutError:
             self.notes.append(f"not caught up: stored {self._stored_offsets()} vs end {ends}")
         with contextlib.suppress(TimeoutError):
-            wait_for(
-                "supervisor healthy", lambda: self.api.status(self.datasource).get("healthy"), 60, 1.0
-            )
+            wait_for("supervisor healthy", lambda: self.api.status(self.datasource).get("healthy"), 60, 1.0)
         status = self.api.status(self.datasource)
         if not status.get("healthy"):
             self.notes.append(f"supervisor unhealthy at the end: {status.get('detailedState')}")

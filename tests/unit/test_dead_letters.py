@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from middlemanager.runner import TaskRunner
 from supervisor.errors import StreamError
@@ -21,7 +21,9 @@ from supervisor.kafka.producer import (
     HEADER_REASON,
     HEADER_TASK,
     HEADER_TOPIC,
+    HEADER_TRUNCATED,
     MAX_REASON_BYTES,
+    TRUNCATED_VALUE_BYTES,
     DeadLetterProducer,
     producer_config,
 )
@@ -214,7 +216,9 @@ def test_producer_config_keeps_connection_settings_only() -> None:
 def test_every_rejected_record_is_sent_with_its_reason_and_source_in_headers() -> None:
     fake = FakeKafkaProducer()
     dlq = DeadLetterProducer("dlq", {}, source_topic="events", task_id="t1", producer=fake)
-    dlq.send([Rejected(3, 17, b"not json", "Unable to parse row [not json]"), Rejected(3, 18, None, "tombstone")])
+    dlq.send(
+        [Rejected(3, 17, b"not json", "Unable to parse row [not json]"), Rejected(3, 18, None, "tombstone")]
+    )
     dlq.flush(1)
     assert [m["value"] for m in fake.messages] == [b"not json", None]
     headers = dict(fake.messages[0]["headers"])
@@ -323,3 +327,37 @@ def test_too_many_parse_exceptions_fail_the_task_after_sending_what_was_rejected
     assert "Max parse exceptions[2] exceeded" in (outcome.error or "")
     assert actions == []  # nothing published
     assert len(fake.messages) == 3  # the rejected records that got it over the limit
+
+
+class SmallTopicProducer(FakeKafkaProducer):
+    """Refuses values over ``limit`` bytes: locally (as librdkafka does over message.max.bytes) or,
+    with ``broker=True``, in the delivery report (the topic's max.message.bytes)."""
+
+    def __init__(self, limit: int, broker: bool = False) -> None:
+        super().__init__()
+        self.limit = limit
+        self.broker = broker
+
+    def produce(self, topic: str, value: bytes | None = None, **kw: Any) -> None:
+        if value is not None and len(value) > self.limit:
+            if not self.broker:
+                raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+            kw["on_delivery"](KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
+            return
+        super().produce(topic, value, **kw)
+
+
+@pytest.mark.parametrize("broker", [False, True], ids=["local-limit", "topic-limit"])
+def test_a_record_too_large_for_the_dead_letter_topic_goes_cut_short(broker: bool) -> None:
+    """Regression (fault suite, oversized record): the producer refused it, the task failed, and
+    every replacement failed the same way, so ingestion stopped for good."""
+    fake = SmallTopicProducer(limit=1_000_000, broker=broker)
+    dlq = DeadLetterProducer("dlq", {}, source_topic="events", task_id="t1", producer=fake)
+    big = b"x" * 1_200_000
+    dlq.send([Rejected(0, 7, big, "larger than the limit"), Rejected(0, 8, b"small", "bad")])
+    dlq.flush(5)
+    by_offset = {dict(m["headers"])[HEADER_OFFSET]: m for m in fake.messages}
+    assert by_offset[b"7"]["value"] == big[:TRUNCATED_VALUE_BYTES]
+    assert dict(by_offset[b"7"]["headers"])[HEADER_TRUNCATED] == b"1200000"
+    assert by_offset[b"8"]["value"] == b"small"
+    assert HEADER_TRUNCATED not in dict(by_offset[b"8"]["headers"])

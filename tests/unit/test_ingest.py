@@ -25,7 +25,9 @@ from middlemanager.ingest import (
     RowStats,
     SegmentFile,
 )
+from middlemanager.ingest import pipeline as pipeline_module
 from middlemanager.ingest import segments as segments_module
+from middlemanager.ingest.fastjson import FastJsonPath
 from middlemanager.ingest.timestamps import TimestampError, make_timestamp_parser
 from supervisor.errors import IllegalStateTransition, TooManyParseExceptions
 from supervisor.records import Record
@@ -464,6 +466,7 @@ def test_log_parse_exceptions(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     pipeline = IngestPipeline(make_spec(logParseExceptions=True), tmp_path / "work")
     with caplog.at_level(logging.WARNING, logger="middlemanager.ingest.pipeline"):
         pipeline.add(records([b"bad", event(T0, page="a", added="x")], partition=5, start=40))
+        assert pipeline.stats.unparseable == 1  # records may wait in a buffer until state is read
     messages = [r.getMessage() for r in caplog.records]
     assert any("partition 5 offset 40" in m and "Unable to parse row [bad]" in m for m in messages)
     assert any("partition 5 offset 41" in m and "field[added]" in m for m in messages)
@@ -926,7 +929,8 @@ def test_conversion_paths_and_batching_agree(tmp_path: Path) -> None:
 
 def test_many_tiny_batches_are_merged_in_memory(tmp_path: Path) -> None:
     events = random_events(1200, seed=8)
-    spec = make_spec(["page", "user"], METRICS, query="HOUR")
+    # A finite maxParseExceptions makes every add() ingest its records at once.
+    spec = make_spec(["page", "user"], METRICS, query="HOUR", maxParseExceptions=1000)
     pipeline = IngestPipeline(spec, tmp_path / "work")
     recs = records(events)
     for index in range(0, len(recs), 3):
@@ -954,3 +958,197 @@ def test_segment_granularity_all(tmp_path: Path) -> None:
     _, files = ingest(make_spec(segment="ALL", query="NONE"), tmp_path, values)
     assert [(f.interval_start_ms, f.interval_end_ms, f.num_rows) for f in files] == [(-(2**62), 2**62 - 1, 2)]
     assert files[0].path.name == f"{-(2**62)}_{2**62 - 1}_0.parquet"
+
+
+# ----------------------------------------------------------------------------- fast path
+
+
+FAST_SPEC_DIMS: list[Any] = ["page", {"name": "n", "type": "long"}, {"name": "fl", "type": "float"}]
+FAST_SPEC_METRICS = [
+    {"type": "count", "name": "count"},
+    {"type": "longSum", "name": "added", "fieldName": "added"},
+    {"type": "doubleSum", "name": "d", "fieldName": "d"},
+]
+TS = b'"ts":"2024-01-01T00:00:00Z"'
+# Records where Arrow's JSON reader and orjson could disagree, or that are not clean JSON objects.
+TRICKY: list[bytes | None] = [
+    b"{" + TS + b',"page":"a","x":NaN}',
+    b"{" + TS + b',"page":"a","x":[-Infinity]}',
+    b"{" + TS + b',"page":"a","d":-0}',
+    b"{" + TS + b',"page":"a","d":-0.0}',
+    b"{" + TS + b',"page":"\xed\xa0\x80"}',
+    b"{" + TS + b',"page":"\xff"}',
+    b"\xef\xbb\xbf{" + TS + b',"page":"bom"}',
+    b" {" + TS + b',"page":"spaced"} ',
+    b"{" + TS + b',\n"page":"newline"}',
+    b"{" + TS + b',\r"page":"cr"}',
+    b"{" + TS + b',"x":' + b"[" * 1100 + b"]" * 1100 + b"}",
+    b"{" + TS + b',"x":' + b"[" * 900 + b"]" * 900 + b',"page":"deep"}',
+    b"{" + TS + b',"page":"a","page":"b"}',
+    b"{" + TS + b',"p\\u0061ge":"escaped key"}',
+    b"{" + TS + b',"page":"\\u0000nul"}',
+    b"{" + TS + b',"page":5}',
+    b"{" + TS + b',"page":["m","k"]}',
+    b"{" + TS + b',"n":1.5}',
+    b"{" + TS + b',"n":"7"}',
+    b"{" + TS + b',"fl":2}',
+    b"{" + TS + b',"added":12345678901234567890123}',
+    b"{" + TS + b',"d":123456789012345678901234567890}',
+    b"{" + TS + b',"d":1e400}',
+    b"{}{}",
+    b"{" + TS + b',"page":"a"} {' + TS + b',"page":"b"}',
+    b"{" + TS + b',"page":"a"},',
+    b"",
+    None,
+    b'{"ts":1704067200000,"page":"numeric ts"}',
+    b'{"ts":"yesterday","page":"bad ts"}',
+    b'{"page":"no ts"}',
+    b'{"ts":null,"page":"null ts"}',
+    b"{" + TS + b',"page":"Information NaN Inf-"}',
+    b"{" + TS + b',"page":"caf\xc3\xa9 \xf0\x9f\x98\x80"}',
+    b"{" + TS + b',"page":"x" , "d" : 2.5 }',
+    b"[" + TS + b"]",
+    b"{" + TS + b',"added":1e2}',
+]
+
+
+def fast_spec(**tuning: Any) -> SupervisorSpec:
+    return make_spec(
+        FAST_SPEC_DIMS, FAST_SPEC_METRICS, query="MINUTE", maxSavedParseExceptions=1000, **tuning
+    )
+
+
+def clean_event(rng: random.Random) -> bytes:
+    return orjson.dumps(
+        {
+            "ts": T0 + rng.randrange(2 * HOUR),
+            "page": rng.choice(["a", "b", "é", "\u00e9\u00e9"]),
+            "n": rng.randrange(5),
+            "fl": rng.choice([0.1, 2.5, None]),
+            "added": rng.randrange(100),
+            "d": rng.randrange(8) / 4,
+            "other": {"nested": [1, 2, {"x": None}]},
+        }
+    ).replace(b'"ts":' + str(T0).encode(), b'"ts":"2024-01-01T00:00:00Z"')
+
+
+def iso_clean_event(rng: random.Random) -> bytes:
+    data = orjson.loads(clean_event(rng))
+    data["ts"] = datetime.fromtimestamp((T0 + rng.randrange(2 * HOUR)) / 1000, tz=UTC).isoformat()
+    return orjson.dumps(data)
+
+
+def test_fast_path_takes_clean_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outcomes: list[bool] = []
+    real_parse = FastJsonPath.parse
+
+    def spy(self: FastJsonPath, values: list[bytes | None]) -> Any:
+        result = real_parse(self, values)
+        outcomes.append(result is not None)
+        return result
+
+    monkeypatch.setattr(FastJsonPath, "parse", spy)
+    rng = random.Random(1)
+    values = [iso_clean_event(rng) for _ in range(500)]
+    pipeline, files = ingest(fast_spec(), tmp_path, values, batch=100)
+    # Batches of 100 records are parsed together once enough of them are buffered.
+    assert outcomes == [True]
+    assert pipeline.stats.processed == 500
+    assert sum(r["count"] for r in read_rows(files)) == 500
+
+
+@pytest.mark.parametrize("tricky", TRICKY[:26], ids=range(26))
+def test_fast_path_refuses_batches_it_cannot_prove_equal(tmp_path: Path, tricky: bytes | None) -> None:
+    pipeline = IngestPipeline(fast_spec(), tmp_path / "work")
+    assert isinstance(pipeline._fast, FastJsonPath)
+    clean = iso_clean_event(random.Random(2))
+    refused = pipeline._fast.parse([clean, tricky, clean]) is None
+    # Valid JSON that both parsers read the same way is taken; everything else is refused.
+    markers = (b"escaped key", b"\\u0000nul", b'"deep"', b'"fl":2', b'"d":1234')
+    same_either_way = tricky is not None and any(marker in tricky for marker in markers)
+    assert refused != same_either_way
+
+
+def ingest_both_ways(
+    tmp_path: Path, values: list[Any], batch: int, monkeypatch: pytest.MonkeyPatch, **tuning: Any
+) -> list[tuple[Any, ...]]:
+    # Try the fast path on every batch (no backing off after a refused one).
+    monkeypatch.setattr(pipeline_module, "_FAST_MAX_BACKOFF", 0)
+    results = []
+    for fast in (True, False):
+        with monkeypatch.context() as patch:
+            if not fast:
+                patch.setattr(FastJsonPath, "supports", staticmethod(lambda *args: False))
+            spec = fast_spec(deadLetterTopic="dlq", **tuning)
+            pipeline = IngestPipeline(
+                spec, tmp_path / f"{fast}-work", min_message_time=T0, max_message_time=T0 + HOUR
+            )
+            assert (pipeline._fast is not None) == fast
+            recs = records(values)
+            for index in range(0, len(recs), batch):
+                pipeline.add(recs[index : index + batch])
+            files = pipeline.finish(tmp_path / f"{fast}-out")
+            results.append(
+                (
+                    pipeline.stats.to_json(),
+                    [(r.offset, r.error_type, r.message, r.details) for r in pipeline.parse_exceptions],
+                    [(r.offset, r.kind, r.reason) for r in pipeline.drain_rejected()],
+                    digest(files),
+                )
+            )
+    return results
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_and_reference_paths_give_identical_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    rng = random.Random(seed)
+    values: list[Any] = []
+    for _ in range(600):
+        if rng.random() < 0.03:
+            values.append(rng.choice(TRICKY))
+        else:
+            values.append(iso_clean_event(rng))
+    fast, reference = ingest_both_ways(
+        tmp_path, values, batch=rng.choice([25, 60, 200]), monkeypatch=monkeypatch
+    )
+    assert fast == reference
+    stats = fast[0]
+    assert stats["thrownAway"] > 0 and stats["unparseable"] > 0
+
+
+def test_fast_and_reference_paths_agree_on_every_tricky_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(7)
+    values: list[Any] = []
+    for tricky in TRICKY:
+        values += [iso_clean_event(rng), tricky, iso_clean_event(rng)]
+    fast, reference = ingest_both_ways(tmp_path, values, batch=3, monkeypatch=monkeypatch)
+    assert fast == reference
+
+
+def test_close_drops_everything_and_spill_files(tmp_path: Path) -> None:
+    pipeline = IngestPipeline(make_spec(maxRowsInMemory=10), tmp_path / "work")
+    pipeline.add(records([event(T0 + i, page=f"p{i}") for i in range(35)]))
+    assert pipeline.persist_count == 3
+    assert any((tmp_path / "work").glob("persist-*/*.arrow"))
+    pipeline.close()
+    assert not any((tmp_path / "work").glob("persist-*"))
+    assert pipeline.rows_in_memory == 0
+    with pytest.raises(IllegalStateTransition):
+        pipeline.add(records([event(T0)]))
+
+
+def test_buffered_records_are_ingested_before_state_is_read(tmp_path: Path) -> None:
+    pipeline = IngestPipeline(make_spec(deadLetterTopic="dlq", maxSavedParseExceptions=5), tmp_path / "work")
+    pipeline.add(records([event(T0, page="a"), b"bad", event(T0 - DAY, page="b")]))
+    assert pipeline.rows_in_memory == 2
+    assert pipeline.stats.to_json()["processed"] == 2
+    assert [r.offset for r in pipeline.parse_exceptions] == [1]
+    assert [r.offset for r in pipeline.drain_rejected()] == [1]
+    pipeline.persist()
+    assert pipeline.persist_count == 1 and pipeline.rows_in_memory == 0
+    files = pipeline.finish(tmp_path / "out")
+    assert [f.num_rows for f in files] == [1, 1]

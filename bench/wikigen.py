@@ -1,0 +1,168 @@
+"""Wikipedia-shaped events for the benchmark, and the topic that holds them.
+
+An event is one JSON object of about 400 bytes: an ISO ``time``, 20 string dimensions
+(low, mid and high cardinality, like the Wikipedia edits of Druid's tutorial) and three
+long fields (``added``, ``deleted``, ``delta``). Timestamps are fresh: they cover the
+``window_s`` seconds before the moment the topic is produced, in offset order.
+
+A topic is named after its count and :data:`VERSION` (``bench-wiki-v<V>-<count>``) and is
+reused when it already holds exactly that many records from offset 0 on its partitions.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+
+import orjson
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+# Bump when the shape of the events changes: the topics of older versions are not reused.
+VERSION = 1
+
+DIMENSIONS: tuple[tuple[str, int, str], ...] = (
+    # (name, distinct values, value prefix)
+    ("channel", 50, "#w"),
+    ("cityName", 2000, "c"),
+    ("comment", 5000, "e"),
+    ("countryIsoCode", 40, "C"),
+    ("countryName", 40, "L"),
+    ("isAnonymous", 2, "f"),
+    ("isMinor", 2, "f"),
+    ("isNew", 2, "f"),
+    ("isRobot", 2, "f"),
+    ("isUnpatrolled", 2, "f"),
+    ("metroCode", 300, "m"),
+    ("namespace", 10, "ns"),
+    ("page", 20000, "P"),
+    ("regionIsoCode", 200, "R"),
+    ("regionName", 200, "Reg"),
+    ("user", 8000, "U"),
+    ("flags", 20, "MB"),
+    ("diffUrl", 20000, "/d/"),
+    ("sessionId", 50000, "s-"),
+    ("platform", 5, "p"),
+)
+DIMENSION_NAMES: tuple[str, ...] = tuple(name for name, _, _ in DIMENSIONS)
+LONG_FIELDS: tuple[str, ...] = ("added", "deleted", "delta")
+TIME_COLUMN = "time"
+
+
+def topic_name(count: int) -> str:
+    return f"bench-wiki-v{VERSION}-{count}"
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def events(
+    count: int, end_ms: int, window_s: float = 600.0, seed: int = 6, chunk: int = 50_000
+) -> Iterator[list[bytes]]:
+    """``count`` events in chunks; event ``i`` is ``window_s * (count - i) / count`` s before ``end_ms``."""
+    rng = random.Random(seed)
+    pools = [[f"{prefix}{k}" for k in range(card)] for _, card, prefix in DIMENSIONS]
+    window_ms = int(window_s * 1000)
+    for base in range(0, count, chunk):
+        n = min(chunk, count - base)
+        columns = [rng.choices(pool, k=n) for pool in pools]
+        added = [rng.randrange(3000) for _ in range(n)]
+        deleted = [rng.randrange(300) for _ in range(n)]
+        out: list[bytes] = []
+        dumps = orjson.dumps
+        names = DIMENSION_NAMES
+        for j in range(n):
+            i = base + j
+            event: dict[str, object] = {TIME_COLUMN: _iso(end_ms - window_ms * (count - i) // count)}
+            for name, column in zip(names, columns, strict=True):
+                event[name] = column[j]
+            event["added"] = added[j]
+            event["deleted"] = deleted[j]
+            event["delta"] = added[j] - deleted[j]
+            out.append(dumps(event))
+        yield out
+
+
+def topic_holds(bootstrap: str, topic: str, count: int, partitions: int) -> bool:
+    """Whether ``topic`` has ``partitions`` partitions holding ``count`` records from offset 0."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe", "log_level": 3})
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None or len(t.partitions) != partitions:
+            return False
+        total = 0
+        for p in range(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if low != 0:
+                return False
+            total += high
+        return total == count
+    except KafkaException:
+        return False
+    finally:
+        consumer.close()
+
+
+def ensure_topic(bootstrap: str, count: int, partitions: int, log: Callable[[str], None] = print) -> str:
+    """The benchmark topic for ``count`` events, produced unless it already holds them."""
+    topic = topic_name(count)
+    if topic_holds(bootstrap, topic, count, partitions):
+        log(f"topic {topic}: reusing ({count:,} events over {partitions} partitions)")
+        return topic
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    if topic in admin.list_topics(timeout=10).topics:
+        log(f"topic {topic}: incomplete, recreating")
+        for future in admin.delete_topics([topic], operation_timeout=30).values():
+            future.result()
+        deadline = time.monotonic() + 60
+        while topic in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+            time.sleep(0.5)
+    while True:
+        try:
+            for future in admin.create_topics(
+                [NewTopic(topic, num_partitions=partitions, replication_factor=1)], operation_timeout=30
+            ).values():
+                future.result()
+            break
+        except KafkaException as e:  # a deletion may still be going on
+            if "already exists" not in str(e) and "marked for deletion" not in str(e):
+                raise
+            time.sleep(1)
+    log(f"topic {topic}: producing {count:,} events over {partitions} partitions")
+    t0 = time.perf_counter()
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+            "queue.buffering.max.kbytes": 512 * 1024,
+        }
+    )
+    produced = 0
+    size = 0
+    for chunk in events(count, int(time.time() * 1000)):
+        for value in chunk:
+            while True:
+                try:
+                    producer.produce(topic, value, partition=produced % partitions)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            produced += 1
+            size += len(value)
+        producer.poll(0)
+    if producer.flush(120) != 0:
+        raise RuntimeError(f"producing to {topic}: messages left unsent")
+    if not topic_holds(bootstrap, topic, count, partitions):
+        raise RuntimeError(f"producing to {topic}: the topic does not hold {count} records")
+    log(
+        f"topic {topic}: {count:,} events, {size / count:.0f} bytes each on average, "
+        f"produced in {time.perf_counter() - t0:.1f}s"
+    )
+    return topic
