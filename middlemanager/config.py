@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from supervisor.logs import LogFormat, LogLevel
+
 WILDCARDS = ("0.0.0.0", "::", "")
 
 
@@ -32,26 +34,12 @@ class MiddleManagerSettings(BaseSettings):
     shutdown_timeout_s: float = Field(
         default=60.0, ge=0, description="on SIGTERM, seconds the running tasks get to hand back"
     )
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
-    log_format: str = Field(default="text", description="text or json (one JSON object per line)")
+    log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: LogFormat = Field(default="text", description="text or json (one JSON object per line)")
     # presented to the Overlord and required by this worker's tasks' control paths
     cluster_token: SecretStr = Field(
         default=SecretStr(""), description="token presented to the Overlord (its OVERLORD_CLUSTER_TOKEN)"
     )
-
-    @field_validator("log_format")
-    @classmethod
-    def _log_format(cls, v: str) -> str:
-        if v not in ("text", "json"):
-            raise ValueError("must be 'text' or 'json'")
-        return v
-
-    @field_validator("log_level")
-    @classmethod
-    def _log_level(cls, v: str) -> str:
-        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-        return v.upper()
 
     @field_validator("overlord")
     @classmethod

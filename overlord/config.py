@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from supervisor.logs import LogFormat, LogLevel
+
 
 def default_metadata_url() -> str:
     return f"sqlite:///{Path('var').absolute() / 'metadata.db'}"
@@ -34,8 +36,8 @@ class OverlordSettings(BaseSettings):
     )
     task_chat_timeout_s: float = Field(default=10.0, gt=0, description="timeout of one call to a task")
     max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="largest request body")
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
-    log_format: str = Field(default="text", description="text or json (one JSON object per line)")
+    log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: LogFormat = Field(default="text", description="text or json (one JSON object per line)")
     # Access control (off when all three are empty). Users: "name:password:role,...";
     # tokens: "token:role,..."; roles: read (GET only) or admin. The cluster token is what
     # MiddleManagers and tasks present; only it opens the worker and task-action paths.
@@ -50,20 +52,6 @@ class OverlordSettings(BaseSettings):
     fault_drop_publish_response_every: int = Field(
         default=0, ge=0, description="TEST ONLY: drop the answer to every N-th committed publish (0: never)"
     )
-
-    @field_validator("log_format")
-    @classmethod
-    def _log_format(cls, v: str) -> str:
-        if v not in ("text", "json"):
-            raise ValueError("must be 'text' or 'json'")
-        return v
-
-    @field_validator("log_level")
-    @classmethod
-    def _log_level(cls, v: str) -> str:
-        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-        return v.upper()
 
     @field_validator("metadata_url")
     @classmethod

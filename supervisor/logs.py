@@ -6,6 +6,19 @@ import json
 import logging
 import sys
 import time
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator
+
+
+def _level(value: str) -> str:
+    if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return value.upper()
+
+
+LogLevel = Annotated[str, AfterValidator(_level)]
+LogFormat = Literal["text", "json"]
 
 
 class JsonFormatter(logging.Formatter):
