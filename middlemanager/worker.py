@@ -106,10 +106,23 @@ class MiddleManager:
             self.kill(tid, "the Overlord asked")
         if not self._draining:
             for item in answer.get("assign", []):
-                self._launch(item["task"], item["deepStorage"])
+                try:
+                    self._launch(item["task"], item["deepStorage"])
+                except (OSError, ValueError, KeyError, TypeError) as e:
+                    # one task that cannot start must not take the worker down: report it failed
+                    tid = str(item.get("task", {}).get("id", "?"))
+                    logger.error("task [%s] could not start: %s", tid, e)
+                    self._completed[tid] = {
+                        "taskId": tid,
+                        "status": "FAILED",
+                        "error": f"could not start: {e}",
+                        "report": None,
+                    }
 
     def _launch(self, task: dict[str, Any], deep_storage: str) -> None:
         task_id = str(task["id"])
+        if task_id in ("", ".", "..") or Path(task_id).name != task_id:
+            raise ValueError(f"task id {task_id!r} is not a plain file name")
         if task_id in self._tasks or task_id in self._completed:
             return
         task_dir = self.task_root / task_id

@@ -56,7 +56,8 @@ def build_app(settings: OverlordSettings) -> web.Application:
         app[api.QUEUE] = queue
         app[api.MANAGER] = manager
         app[api.CHAT] = chat
-        metrics.REGISTRY.register(metrics.SupervisorCollector(manager.all, queue.task_counts))
+        collector = metrics.SupervisorCollector(manager.all, queue.task_counts)
+        metrics.REGISTRY.register(collector)
         await manager.start()
         watchdog = asyncio.create_task(_watch_workers(queue), name="worker-watchdog")
         try:
@@ -66,6 +67,7 @@ def build_app(settings: OverlordSettings) -> web.Application:
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
             await manager.stop()
+            metrics.REGISTRY.unregister(collector)
             await chat.close()
             store.close()
 

@@ -34,7 +34,7 @@ from supervisor.ports import (
 )
 from supervisor.spec import SupervisorSpec
 from supervisor.state import BasicState, DetailedState, StateManager
-from supervisor.task_group import TaskData, TaskGroup, sequence_name, spec_fingerprint
+from supervisor.task_group import TaskData, TaskGroup, id_part, sequence_name, spec_fingerprint
 from supervisor.task_spec import KafkaIndexTaskSpec
 
 logger = logging.getLogger(__name__)
@@ -727,7 +727,7 @@ class Supervisor:
         )
 
     def _task_spec(self, group: TaskGroup) -> KafkaIndexTaskSpec:
-        task_id = f"index_kafka_{self.datasource}_{self._fingerprint[:8]}_{uuid.uuid4().hex[:8]}"
+        task_id = f"index_kafka_{id_part(self.datasource)}_{self._fingerprint[:8]}_{uuid.uuid4().hex[:8]}"
         return KafkaIndexTaskSpec(
             id=task_id,
             data_source=self.datasource,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,18 @@ def spec_fingerprint(spec_json: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+# Datasource characters kept in task ids and sequence names (which become directory names).
+ID_DATASOURCE_CHARS = 64
+
+
+def id_part(datasource: str, limit: int = ID_DATASOURCE_CHARS) -> str:
+    """The datasource as it appears in task ids and sequence names: safe in a URL path and as a
+    file name (other characters become ``_``), and short. Ids carry a hash besides, so two
+    datasources that look alike here still get different ids."""
+    return _UNSAFE.sub("_", datasource)[:limit]
+
+
 def sequence_name(
     datasource: str, fingerprint: str, group_id: int, start: PartitionOffsets, nonce: str = ""
 ) -> str:
@@ -72,4 +85,4 @@ def sequence_name(
     """
     offsets = json.dumps(start.to_json(), sort_keys=True, separators=(",", ":")) + nonce
     digest = hashlib.sha256(offsets.encode()).hexdigest()[:12]
-    return f"index_kafka_{datasource}_{fingerprint}_{group_id}_{digest}"
+    return f"index_kafka_{id_part(datasource)}_{fingerprint}_{group_id}_{digest}"

@@ -478,15 +478,16 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 120.0) -> Counter[
                 raise TimeoutError(f"topic {topic}: partitions {sorted(pending)} not read to their end")
             for msg in consumer.consume(5000, 1.0):
                 err = msg.error()
-                p = msg.partition()
+                p = int(msg.partition() or 0)
+                offset = int(msg.offset() or 0)
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        if msg.offset() >= ends[p]:
+                        if offset >= ends[p]:
                             pending.discard(p)
                         continue
                     raise KafkaException(err)
-                ids[json.loads(msg.value())["id"]] += 1
-                if msg.offset() + 1 >= ends[p]:
+                ids[json.loads(msg.value() or b"{}")["id"]] += 1
+                if offset + 1 >= ends[p]:
                     pending.discard(p)
         return ids
     finally:

@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,14 +103,15 @@ def _produce(
     )
     where: dict[int, tuple[int, int]] = {}
 
-    def delivered(err: KafkaError | None, msg: Any, i: int) -> None:
-        assert err is None, err
-        where[i] = (msg.partition(), msg.offset())
+    def on_delivery(i: int) -> Callable[[KafkaError | None, Any], None]:
+        def delivered(err: KafkaError | None, msg: Any) -> None:
+            assert err is None, err
+            where[i] = (msg.partition(), msg.offset())
+
+        return delivered
 
     for i, value in enumerate(values):
-        producer.produce(
-            topic, value, partition=i % partitions, on_delivery=lambda e, m, i=i: delivered(e, m, i)
-        )
+        producer.produce(topic, value, partition=i % partitions, on_delivery=on_delivery(i))
         producer.poll(0)
     assert producer.flush(60) == 0
     return [where[i] for i in range(len(values))]

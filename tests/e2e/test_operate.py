@@ -384,7 +384,9 @@ def test_access_control(tmp_path: Path, kafka_bootstrap: str) -> None:
         c.stop()
 
 
-def test_new_partitions_are_read_from_their_earliest_offset(pg_cluster: Cluster, kafka_bootstrap: str) -> None:
+def test_new_partitions_are_read_from_their_earliest_offset(
+    pg_cluster: Cluster, kafka_bootstrap: str
+) -> None:
     from confluent_kafka.admin import AdminClient, NewPartitions
 
     c = pg_cluster
@@ -398,7 +400,9 @@ def test_new_partitions_are_read_from_their_earliest_offset(pg_cluster: Cluster,
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     for fut in admin.create_partitions([NewPartitions(topic, 2)]).values():
         fut.result(30)
-    wait_for("partition 1", lambda: len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 2, 30)
+    wait_for(
+        "partition 1", lambda: len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 2, 30
+    )
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     for value in events[100:]:
         producer.produce(topic, value, partition=1)

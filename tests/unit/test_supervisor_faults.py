@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -98,7 +99,7 @@ def test_automatic_reset_writes_only_the_lost_partitions(world: Any) -> None:
         writes.append(dict(o))
         await real(datasource, stream_name, o)
 
-    offsets.reset_partitions = spy  # type: ignore[method-assign]
+    offsets.reset_partitions = spy
     stream.latest = {0: 5, 1: 100}
     stream.earliest = {0: 0, 1: 0}
     for t in tasks.running():
@@ -166,3 +167,25 @@ def test_replicas_and_replacements_share_their_group_sequence(world: Any) -> Non
     a.state = TaskState.FAILED
     run(sup.run_once())
     assert {t.spec.sequence_name for t in tasks.running()} == {b.spec.sequence_name}
+
+
+@pytest.mark.parametrize(
+    "datasource", ["y" * 255, "hash#mark", "question?mark", "per%cent", "sp ace", "ünï-数据", "a'b\"c"]
+)
+def test_task_ids_and_sequence_names_are_safe_whatever_the_datasource(world: Any, datasource: str) -> None:
+    """Regression (fault suite, odd datasource names): task ids and sequence names carried the
+    datasource verbatim. ``#``, ``?`` and ``%`` broke the task's control URL (the supervisor never
+    reached its tasks) and a 255-byte name made ids too long for a directory name."""
+    _, _, tasks, offsets = world
+    offsets.stored = None
+    base = make_spec(taskCount=1, replicas=1).to_json()
+    schema = {**base["spec"]["dataSchema"], "dataSource": datasource}
+    sup = make_supervisor(
+        world, parse_supervisor_spec({**base, "spec": {**base["spec"], "dataSchema": schema}})
+    )
+    run(sup.run_once())
+    (task,) = tasks.running()
+    for name in (task.spec.id, task.spec.sequence_name):
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+", name), name
+        assert len(name) <= 128
+    assert task.spec.data_source == datasource
