@@ -267,7 +267,7 @@ def in_process(bootstrap: str, topic: str, events: int, rollup: bool, workdir: P
             read_end.append(time.perf_counter())
             return done
 
-        runner._read = timed_read  # type: ignore[method-assign]
+        runner._read = timed_read  # type: ignore[method-assign,assignment]
         t0, c0 = time.perf_counter(), time.process_time()
         outcome = runner.run()
         t1, c1 = time.perf_counter(), time.process_time()
@@ -277,7 +277,7 @@ def in_process(bootstrap: str, topic: str, events: int, rollup: bool, workdir: P
     rows, count_sum = verify_files(files)
     shutil.rmtree(task_dir, ignore_errors=True)
     shutil.rmtree(deep, ignore_errors=True)
-    label = "in-process task, rollup " + ("on" if rollup else "off")
+    label = "in-process TaskRunner, rollup " + ("on" if rollup else "off")
     return InProcess(label, events, read_end[0] - t0, t1 - t0, c1 - c0, rows, count_sum)
 
 
@@ -593,24 +593,9 @@ def start_py_spy(task: TaskWatch, out: Path) -> subprocess.Popen[bytes] | None:
     if not Path(spy).exists() or task.pid is None:
         say("py-spy not found: pip install -e '.[bench]'")
         return None
-    out.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        [
-            spy,
-            "record",
-            "--pid",
-            str(task.pid),
-            "--rate",
-            "50",
-            "--format",
-            "raw",
-            "--nonblocking",
-            "-o",
-            str(out / "peon.folded"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [spy, "record", "--pid", str(task.pid), "--rate", "100", "--format", "raw", "--nonblocking"]
+    return subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop_py_spy(spy: subprocess.Popen[bytes], out: Path | None) -> None:
@@ -620,34 +605,40 @@ def stop_py_spy(spy: subprocess.Popen[bytes], out: Path | None) -> None:
     except subprocess.TimeoutExpired:
         spy.terminate()
         spy.wait(10)
-    if out is not None and (out / "peon.folded").is_file():
-        print(summarize_profile(out / "peon.folded"))
+    if out is not None and out.is_file():
+        print(summarize_profile(out))
 
 
-def summarize_profile(path: Path, top: int = 25) -> str:
-    """Share of the runner thread's samples per function: self and inclusive."""
+_LINE = re.compile(r":\d+\)$")
+
+
+def summarize_profile(path: Path, top: int = 22) -> str:
+    """Shares of the runner thread's samples: per function (self, inclusive) and per source line."""
     self_counts: dict[str, int] = {}
     incl_counts: dict[str, int] = {}
+    line_counts: dict[str, int] = {}
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if "TaskRunner.run (" not in stack:
             continue  # the runner thread only (the event loop thread is mostly idle)
         count = int(count_text)
-        frames = stack.split(";")
+        lines = stack.split(";")
+        frames = [_LINE.sub(")", frame) for frame in lines]
         total += count
         for frame in set(frames):
             incl_counts[frame] = incl_counts.get(frame, 0) + count
         self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + count
+        line_counts[lines[-1]] = line_counts.get(lines[-1], 0) + count
     if total == 0:
         return "profile: no samples of the runner thread"
-    lines = [f"profile of the task's runner thread ({total} samples), {path}", "  self%  incl%  function"]
+    out = [f"profile of the task's runner thread ({total} samples), {path}", "  self%  incl%  function"]
     for frame, count in sorted(incl_counts.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"  {100 * self_counts.get(frame, 0) / total:5.1f}  {100 * count / total:5.1f}  {frame}")
-    lines.append("  by self time:")
-    for frame, count in sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"  {100 * count / total:5.1f}         {frame}")
-    return "\n".join(lines)
+        out.append(f"  {100 * self_counts.get(frame, 0) / total:5.1f}  {100 * count / total:5.1f}  {frame}")
+    out.append("  self%  source line")
+    for frame, count in sorted(line_counts.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  {100 * count / total:5.1f}  {frame}")
+    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------- report
@@ -672,14 +663,16 @@ def main(argv: list[str] | None = None) -> int:
         "--max-bytes-in-memory", type=int, default=0, help="tuningConfig.maxBytesInMemory (0: default)"
     )
     p.add_argument("--handoff-duration-s", type=int, default=10, help="taskDuration of the handoff case")
-    p.add_argument("--handoff-rollovers", type=int, default=2)
+    p.add_argument("--handoff-rollovers", type=int, default=3)
     p.add_argument("--timeout-s", type=float, default=600.0, help="per case")
     p.add_argument(
         "--only",
         default="raw,inproc,off,on,tc2,small,handoff",
         help="comma-separated cases: raw,inproc,off,on,tc2,small,handoff",
     )
-    p.add_argument("--profile", type=Path, help="py-spy the rollup-off task into this directory")
+    p.add_argument(
+        "--profile", type=Path, help="py-spy the rollup-off and rollup-on tasks into this directory"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args(argv)
     only = set(args.only.split(","))
@@ -724,7 +717,9 @@ def main(argv: list[str] | None = None) -> int:
             for key, label, case_topic, events, rollup, task_count in plan:
                 if key not in only:
                     continue
-                profile = args.profile if key == "off" else None
+                profile = (
+                    args.profile / f"peon-{key}.folded" if args.profile and key in ("off", "on") else None
+                )
                 case = bench.run_case(
                     key, case_topic, events, rollup=rollup, task_count=task_count, profile=profile
                 )
@@ -755,61 +750,21 @@ def main(argv: list[str] | None = None) -> int:
     def ratio(eps: float) -> str:
         return f"{eps / raw_eps:.2f}" if raw_eps else "-"
 
-    rows = [
-        [
-            "case",
-            "events",
-            "tasks",
-            "read events/s",
-            "total events/s",
-            "ingest/raw",
-            "peak RSS MiB",
-            "CPU s",
-            "rows out",
-        ]
-    ]
+    header = ["case", "events", "tasks", "read events/s", "total events/s", "total/raw"]
+    header += ["peak RSS MiB", "read-phase RSS MiB", "CPU s", "rows out"]
+    rows = [header]
     if raw:
-        rows.append(
-            [
-                "raw consumer (1 process)",
-                f"{raw.events:,}",
-                "-",
-                f"{raw.eps:,.0f}",
-                "-",
-                "1.00",
-                "-",
-                f"{raw.cpu_s:.1f}",
-                "-",
-            ]
-        )
+        rows.append(["raw consumer (1 process)", f"{raw.events:,}", "-", f"{raw.eps:,.0f}", "-", "1.00"])
+        rows[-1] += ["-", "-", f"{raw.cpu_s:.1f}", "-"]
     for r in inproc:
         rows.append(
-            [
-                r.label,
-                f"{r.events:,}",
-                "1",
-                f"{r.events / r.read_s:,.0f}",
-                f"{r.events / r.total_s:,.0f}",
-                ratio(r.events / r.total_s),
-                "-",
-                f"{r.cpu_s:.1f}",
-                f"{r.rows:,}",
-            ]
+            [r.label, f"{r.events:,}", "1", f"{r.events / r.read_s:,.0f}", f"{r.events / r.total_s:,.0f}"]
         )
+        rows[-1] += [ratio(r.events / r.total_s), "-", "-", f"{r.cpu_s:.1f}", f"{r.rows:,}"]
     for c in cases.values():
-        rows.append(
-            [
-                c.label,
-                f"{c.events:,}",
-                str(c.tasks),
-                f"{c.events / c.read_s:,.0f}",
-                f"{c.events / c.total_s:,.0f}",
-                ratio(c.events / c.total_s),
-                f"{c.peak_rss_mib:.0f}",
-                f"{c.cpu_s:.1f}",
-                f"{c.rows:,}",
-            ]
-        )
+        rows.append([c.label, f"{c.events:,}", str(c.tasks), f"{c.events / c.read_s:,.0f}"])
+        rows[-1] += [f"{c.events / c.total_s:,.0f}", ratio(c.events / c.total_s), f"{c.peak_rss_mib:.0f}"]
+        rows[-1] += [f"{c.read_peak_rss_mib:.0f}", f"{c.cpu_s:.1f}", f"{c.rows:,}"]
     print()
     print(table(rows))
     print()

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic  # the class confluent_kafka.admin re-exports
 
 # Bump when the shape of the events changes: the topics of older versions are not reused.
 VERSION = 1

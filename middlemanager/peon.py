@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import hmac
 import json
 import logging
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from aiohttp import web
 
 from middlemanager.runner import Outcome, TaskRunner
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 RUNNER: web.AppKey[TaskRunner] = web.AppKey("runner", TaskRunner)
 # the cluster's own credential, handed down by the MiddleManager
 CLUSTER_TOKEN_ENV = "INDEXER_CLUSTER_TOKEN"
+# added to the niceness of a task's threads while it publishes
+PUBLISH_NICENESS = 10
 
 
 @web.middleware
@@ -194,6 +199,35 @@ async def serve(runner: TaskRunner, host: str, task_dir: Path) -> Outcome:
         await app_runner.cleanup()
 
 
+def _use_jemalloc() -> None:
+    """Arrow allocates through jemalloc in a task process unless ``ARROW_DEFAULT_MEMORY_POOL`` says otherwise.
+
+    Arrow's default pool (mimalloc) keeps much of what it freed; jemalloc hands it back
+    (bench/ingest.py: about 45 MiB less peak RSS per task, same throughput).
+    """
+    if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
+        return
+    with contextlib.suppress(NotImplementedError, AttributeError):
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+
+
+def _yield_cpu_to_readers() -> None:
+    """Lower the priority of every thread of this process (niceness +10), once it publishes.
+
+    Merging and writing segments is CPU-bound and runs exactly while the next task group
+    starts on the same machine; that start (a new process importing its modules) is what
+    the handoff gap is made of. Linux keeps a niceness per thread: each one is set.
+    """
+    try:
+        threads = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        with contextlib.suppress(OSError):
+            niceness = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, niceness + PUBLISH_NICENESS))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="middlemanager.peon")
     p.add_argument("--task-file", required=True, type=Path)
@@ -204,12 +238,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     args = p.parse_args(argv)
     configure("INFO", args.log_format, "peon")
+    _use_jemalloc()
     task = KafkaIndexTaskSpec.model_validate(json.loads(args.task_file.read_text()))
     try:
-        runner = TaskRunner(task, args.task_dir, args.deep_storage, args.overlord)
+        runner = TaskRunner(
+            task, args.task_dir, args.deep_storage, args.overlord, before_publish=_yield_cpu_to_readers
+        )
     except IndexerError as e:
         outcome = Outcome("FAILED", str(e), {})
     else:
+        # what start-up made (modules, models) lives as long as the process: the cyclic GC
+        # need not scan it again and again while the task reads
+        gc.freeze()
         outcome = asyncio.run(serve(runner, args.host, args.task_dir))
     _write_atomic(
         args.task_dir / "status.json",

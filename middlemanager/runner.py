@@ -53,6 +53,7 @@ class TaskRunner:
         overlord_url: str,
         supplier_factory: Callable[[KafkaIndexTaskSpec], KafkaRecordSupplier] | None = None,
         dead_letter_factory: Callable[[KafkaIndexTaskSpec, str], DeadLetterProducer] | None = None,
+        before_publish: Callable[[], None] | None = None,
     ) -> None:
         self.task = task
         self.spec: SupervisorSpec = parse_supervisor_spec(task.supervisor_spec)
@@ -68,6 +69,8 @@ class TaskRunner:
             )
         )
         self._dead_letters: DeadLetterProducer | None = None
+        # called once every end offset is reached, before the segments are written
+        self._before_publish = before_publish
         self._cond = threading.Condition()
         self.status = TaskRunStatus.NOT_STARTED
         self.start_time: float | None = None
@@ -154,6 +157,8 @@ class TaskRunner:
             finally:
                 supplier.close()
             self._set_status(TaskRunStatus.PUBLISHING)
+            if self._before_publish is not None:
+                self._before_publish()
             return self._publish(log_prefix)
         except IndexerError as e:
             logger.error("%s failed: %s", log_prefix, e)
@@ -197,22 +202,29 @@ class TaskRunner:
                 paused_partitions.update(finished)
             result = supplier.poll(POLL_RECORDS, POLL_TIMEOUT_S)
             batch = result.records
-            if end is not None:
-                batch = [r for r in batch if r.offset < end[r.partition]]
             current = self.current
-            batch = [r for r in batch if r.offset >= current[r.partition]]
+            # Offsets are kept per partition and per poll, not per record: only a poll
+            # with records below the offsets already read or at/past an end offset is filtered.
+            spans = result.partition_spans() if batch else {}
+            if any(
+                first < current[p] or (end is not None and last >= end[p])
+                for p, (first, last, _) in spans.items()
+            ):
+                batch = [
+                    r
+                    for r in batch
+                    if r.offset >= current[r.partition] and (end is None or r.offset < end[r.partition])
+                ]
             if batch:
                 try:
                     self.pipeline.add(batch)
                 finally:
                     self._send_dead_letters()
             with self._cond:
-                for r in result.records:
-                    p = r.partition
-                    if r.timestamp_ms is not None:
-                        self.last_record_ms[p] = r.timestamp_ms
-                    passed = end is not None and r.offset >= end[p]
-                    nxt = end[p] if passed and end is not None else r.offset + 1
+                for p, (_, last, timestamp_ms) in spans.items():
+                    if timestamp_ms is not None:
+                        self.last_record_ms[p] = timestamp_ms
+                    nxt = end[p] if end is not None and last >= end[p] else last + 1
                     if nxt > current[p]:
                         current[p] = nxt
                 for p, eof_offset in result.eof.items():
