@@ -557,9 +557,14 @@ class IngestPipeline:
 
     # ------------------------------------------------------------------ memory
 
-    def _row_times(self, times: list[int] | pa.Array) -> pa.Array:
+    def _row_times(self, times: list[int] | pa.Array | pa.ChunkedArray) -> pa.Array:
         """``__time`` of rows: truncated to the query granularity, never before their segment's start."""
-        raw = times if isinstance(times, pa.Array) else pa.array(times, type=pa.int64())
+        if isinstance(times, pa.ChunkedArray):
+            raw = times.combine_chunks()  # pa.array() on a ChunkedArray copies element by element
+        elif isinstance(times, pa.Array):
+            raw = times
+        else:
+            raw = pa.array(times, type=pa.int64())
         truncated = bucket_starts(self._query_granularity, raw)
         if self._query_granularity is not self._segment_granularity:
             truncated = pc.max_element_wise(truncated, bucket_starts(self._segment_granularity, raw))
