@@ -30,11 +30,18 @@ def _spec(task_id: str) -> KafkaIndexTaskSpec:
     )
 
 
-@pytest.fixture
-def queue(tmp_path: Path) -> TaskQueue:
+def _queue(tmp_path: Path, worker_timeout_s: float) -> TaskQueue:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     migrate(url)
-    return TaskQueue(MetadataStore(url), worker_timeout_s=0.3, deep_storage=str(tmp_path / "deep"))
+    return TaskQueue(
+        MetadataStore(url), worker_timeout_s=worker_timeout_s, deep_storage=str(tmp_path / "deep")
+    )
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> TaskQueue:
+    # long enough that a slow machine never loses a worker by accident
+    return _queue(tmp_path, 60.0)
 
 
 def hb(
@@ -97,7 +104,9 @@ def test_completion_kill_and_vanished_tasks(queue: TaskQueue) -> None:
     asyncio.run(go())
 
 
-def test_lost_worker_fails_its_tasks(queue: TaskQueue) -> None:
+def test_lost_worker_fails_its_tasks(tmp_path: Path) -> None:
+    queue = _queue(tmp_path, 0.3)
+
     async def go() -> None:
         await queue.register("a", 1, 1, "1")
         await queue.submit(_spec("t0"))
