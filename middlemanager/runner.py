@@ -210,11 +210,13 @@ class TaskRunner:
                 first < current[p] or (end is not None and last >= end[p])
                 for p, (first, last, _) in spans.items()
             ):
-                batch = [
-                    r
-                    for r in batch
-                    if r.offset >= current[r.partition] and (end is None or r.offset < end[r.partition])
-                ]
+                batch = batch.take(
+                    [
+                        index
+                        for index, (p, offset) in enumerate(zip(batch.partitions, batch.offsets, strict=True))
+                        if offset >= current[p] and (end is None or offset < end[p])
+                    ]
+                )
             if batch:
                 try:
                     self.pipeline.add(batch)

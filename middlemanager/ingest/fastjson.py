@@ -30,6 +30,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -38,6 +40,7 @@ from middlemanager.ingest.schema import TIME, ColumnPlan, convert_values
 
 __all__ = ["FastJsonPath", "ParsedBatch"]
 
+_NEWLINE = ord("\n")
 _OPEN = ord("{")
 _CLOSE = ord("}")
 # orjson refuses JSON nested deeper than 1024: a record with that many brackets is checked
@@ -117,16 +120,17 @@ class FastJsonPath:
         except TypeError:
             return None
         # One object per line: every line starts with "{" and ends with "}", no empty line, no CR.
-        if (
-            not data
-            or data[0] != _OPEN
-            or data[-1] != _CLOSE
-            or data.count(b"\n") != n - 1
-            or data.count(b"}\n{") != n - 1
-            or b"\r" in data
-        ):
+        if not data or data[0] != _OPEN or data[-1] != _CLOSE or b"\r" in data:
             return None
-        longest = max(map(len, values)) if len(data) > _DEEP_RECORD_BYTES else 0  # type: ignore[arg-type]
+        # The byte scans run on numpy (several times faster than bytes.find/count, and
+        # without the GIL: this runs on the pipeline's parser thread).
+        buf = np.frombuffer(data, dtype=np.uint8)
+        newlines = np.flatnonzero(buf == _NEWLINE)
+        if len(newlines) != n - 1:
+            return None
+        if n > 1 and not (np.all(buf[newlines - 1] == _CLOSE) and np.all(buf[newlines + 1] == _OPEN)):
+            return None
+        longest = int(np.diff(newlines, prepend=-1, append=len(data)).max()) - 1
         if longest > limit:
             return None
         if not data.isascii():
@@ -134,7 +138,7 @@ class FastJsonPath:
                 data.decode("utf-8")
             except UnicodeDecodeError:
                 return None
-        if _has_nan_or_infinity(data):
+        if _has_nan_or_infinity(data, buf):
             return None
         if longest >= _DEEP_RECORD_BYTES and any(
             value.count(b"[") + value.count(b"{") >= _MAX_BRACKETS  # type: ignore[union-attr]
@@ -157,7 +161,7 @@ class FastJsonPath:
                 column = table.column(field.name)
                 if column.null_count < n and _has_negative_zero(_contiguous(column)):
                     return None
-        return ParsedBatch(table, b"\\u0000" in data, len(data) - (n - 1))
+        return ParsedBatch(table, len(_occurrences(buf, b"\\u0000")) > 0, len(data) - (n - 1))
 
     def build(self, parsed: pa.Table, times: pa.Array, may_have_nul: bool) -> pa.Table:
         """The internal table (see ``schema.RowConverter``) of the parsed rows that were kept."""
@@ -192,19 +196,27 @@ def _has_negative_zero(column: pa.Array) -> bool:
     return bool(pc.any(pc.equal(bits, _NEGATIVE_ZERO_BITS)).as_py())
 
 
-def _has_nan_or_infinity(data: bytes) -> bool:
+def _occurrences(buf: npt.NDArray[np.uint8], word: bytes) -> npt.NDArray[np.intp]:
+    """Start positions of ``word`` in ``buf``."""
+    last = len(buf) - len(word)
+    if last < 0:
+        return np.empty(0, dtype=np.intp)
+    found = np.flatnonzero(buf[: last + 1] == word[0])
+    for index in range(1, len(word)):
+        found = found[buf[found + index] == word[index]]
+    return found
+
+
+def _has_nan_or_infinity(data: bytes, buf: npt.NDArray[np.uint8]) -> bool:
     """Whether a ``NaN``/``Inf...`` literal may stand where a JSON value goes (false alarms are fine)."""
     for word in (b"NaN", b"Inf"):
-        start = data.find(word)
-        seen = 0
-        while start >= 0:
-            seen += 1
-            if seen > 64:
-                return True
+        found = _occurrences(buf, word)
+        if len(found) > 64:
+            return True
+        for start in found.tolist():
             index = start - 1
             while index >= 0 and data[index] in b" \t-":
                 index -= 1
             if index < 0 or data[index] in b":[,":
                 return True
-            start = data.find(word, start + 1)
     return False

@@ -33,9 +33,12 @@ import logging
 import shutil
 import threading
 import time
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -65,7 +68,7 @@ from middlemanager.ingest.segments import (
 )
 from middlemanager.ingest.timestamps import TimestampError, make_timestamp_parser
 from supervisor.errors import IllegalStateTransition, TooManyParseExceptions
-from supervisor.records import Record
+from supervisor.records import Record, RecordBatch
 from supervisor.spec import MAX_PARSE_EXCEPTIONS_UNLIMITED, SupervisorSpec
 
 __all__ = ["BUFFER_ROWS", "MAX_RECORD_BYTES", "IngestPipeline"]
@@ -78,6 +81,8 @@ MAX_RECORD_BYTES = 1024 * 1024
 BUFFER_ROWS = 4096
 # Raw records parsed together by the fast path (more rows: better use of Arrow's threads).
 FAST_BATCH_ROWS = 16384
+# The raw JSON waiting for the fast path may take up to this share of maxBytesInMemory.
+_FAST_BYTES_SHARE = 8
 # A refused fast batch is split in halves down to this size, to keep clean records on the fast path.
 _FAST_MIN_SPLIT = 256
 # At most this many batches go straight to the reference path after the fast path refused one.
@@ -129,6 +134,13 @@ def _locked(
     locked.__qualname__ = method.__qualname__
     locked.__doc__ = method.__doc__
     return locked
+
+
+def _value_sizes(values: list[bytes | None]) -> list[int]:
+    try:
+        return list(map(len, values))  # type: ignore[arg-type]  # a None makes it fail
+    except TypeError:
+        return [len(value) if value else 0 for value in values]
 
 
 def _event_text(value: bytes) -> str:
@@ -187,11 +199,18 @@ class IngestPipeline:
             else None
         )
         self._fast_rows = min(FAST_BATCH_ROWS, self._max_rows_in_memory)
+        # Raw JSON waiting for the fast path costs about its own size (no Python objects).
+        self._fast_bytes = max(1, self._max_bytes_in_memory // _FAST_BYTES_SHARE)
+        # One batch at a time is parsed on a thread of its own while the caller reads on.
+        self._parser: ThreadPoolExecutor | None = None
+        self._in_flight: tuple[RecordBatch, Future[ParsedBatch | None]] | None = None
+        self._in_flight_bytes = 0
         # Ingest each add() at once when a parse exception limit must be enforced right away.
         self._eager = tuning.max_parse_exceptions < MAX_PARSE_EXCEPTIONS_UNLIMITED
         self._failed = False
         self._settling = False
-        self._pending: list[Record] = []
+        self._pending: list[RecordBatch] = []
+        self._pending_rows = 0
         self._pending_bytes = 0
         self._fast_backoff = 0
         self._fast_skip = 0
@@ -261,70 +280,95 @@ class IngestPipeline:
     # ------------------------------------------------------------------ ingest
 
     @_locked
-    def add(self, records: Sequence[Record]) -> None:
+    def add(self, records: Sequence[Record] | RecordBatch) -> None:
         """Ingest records; may persist. Raises ``TooManyParseExceptions``.
 
         Records may be buffered (up to :data:`FAST_BATCH_ROWS`) and parsed together with the
-        next ones: reading :attr:`stats` (or any other state), :meth:`persist` and
-        :meth:`finish` first ingest whatever is buffered. With a finite ``maxParseExceptions``
-        every call ingests its records before returning, so the limit is enforced at once.
+        next ones, on a thread of their own: reading :attr:`stats` (or any other state),
+        :meth:`persist` and :meth:`finish` first ingest whatever is buffered. With a finite
+        ``maxParseExceptions`` every call ingests its records before returning, so the limit
+        is enforced at once.
         """
         if self._finished:
             raise IllegalStateTransition("ingest pipeline already finished")
+        batch = records if isinstance(records, RecordBatch) else RecordBatch.of(records)
         with _gc_paused():
-            self._add(records)
+            if self._fast is None:
+                self._parse_records(batch)
+            else:
+                self._queue_fast(batch)
+            if self._eager:
+                self._drain_pending()
+                self._collect()
+                self._flush()
+                self._check_parse_exceptions()
+                self._maybe_persist()
 
-    def _add(self, records: Sequence[Record]) -> None:
-        if self._fast is None:
-            self._parse_records(records)
-        else:
-            pending = self._pending
-            limit_rows = self._fast_rows
-            limit_bytes = self._flush_bytes
-            pending_bytes = self._pending_bytes
-            for record in records:
-                pending.append(record)
-                value = record.value
-                if value:
-                    pending_bytes += len(value)
-                if len(pending) >= limit_rows or pending_bytes >= limit_bytes:
-                    self._pending_bytes = 0
-                    self._drain_pending()
-                    self._check_parse_exceptions()
-                    self._maybe_persist()
-                    pending = self._pending
-                    pending_bytes = 0
-            self._pending_bytes = pending_bytes
-        if self._eager:
-            self._drain_pending()
-            self._flush()
-            self._check_parse_exceptions()
-            self._maybe_persist()
+    def _queue_fast(self, batch: RecordBatch) -> None:
+        """Buffer records for the fast path; hand each full buffer to the parser thread."""
+        sizes = _value_sizes(batch.values)
+        ends = list(accumulate(sizes))
+        start = 0
+        n = len(batch)
+        while start < n:
+            stop = min(n, start + self._fast_rows - self._pending_rows)
+            # the first record at which the buffered bytes reach the limit closes the buffer too
+            before = ends[start - 1] if start else 0
+            stop = min(stop, bisect_left(ends, before + self._fast_bytes - self._pending_bytes, start) + 1)
+            self._pending.append(batch.slice(start, stop))
+            self._pending_rows += stop - start
+            self._pending_bytes += ends[stop - 1] - before
+            start = stop
+            if self._pending_rows >= self._fast_rows or self._pending_bytes >= self._fast_bytes:
+                self._drain_pending()
+                self._check_parse_exceptions()
+                self._maybe_persist()
 
     def _settle(self) -> None:
         """Ingest everything buffered into memory tables, so that the stats are exact."""
-        if self._failed or not (self._pending or self._rows):
+        if self._failed or not (self._pending or self._in_flight or self._rows):
             return
         # Reading state must not write spill files: persisting waits for the next add().
         self._settling = True
         try:
             with _gc_paused():
                 self._drain_pending()
+                self._collect()
                 self._flush()
         finally:
             self._settling = False
 
     def _drain_pending(self) -> None:
-        """Ingest the raw records waiting for the fast path (or the reference path if it refuses them)."""
-        batch = self._pending
-        if not batch:
+        """Send the raw records waiting for the fast path to the parser thread (or the reference path).
+
+        At most one batch is parsed at a time: the one sent before is ingested first, so
+        rows and reports keep the record order.
+        """
+        if not self._pending:
             return
+        batch = RecordBatch.concat(self._pending)
+        batch_bytes = self._pending_bytes
         self._pending = []
-        self._pending_bytes = 0
+        self._pending_rows = self._pending_bytes = 0
+        self._collect()
         if self._fast_skip > 0:
             self._fast_skip -= 1
             self._reference(batch)
-        elif self._fast_or_split(batch):
+            return
+        assert self._fast is not None
+        if self._parser is None:
+            self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="json-parser")
+        self._in_flight = (batch, self._parser.submit(self._fast.parse, batch.values))
+        self._in_flight_bytes = batch_bytes
+
+    def _collect(self) -> None:
+        """Ingest the batch the parser thread was given (waiting for it if need be)."""
+        if self._in_flight is None:
+            return
+        batch, future = self._in_flight
+        self._in_flight = None
+        self._in_flight_bytes = 0
+        if self._fast_or_split(batch, future.result()):
             self._fast_backoff = 0
         else:
             # Nothing of this batch could take the fast path: batches like it will likely be
@@ -332,14 +376,13 @@ class IngestPipeline:
             self._fast_backoff = min(2 * self._fast_backoff + 1, _FAST_MAX_BACKOFF)
             self._fast_skip = self._fast_backoff
 
-    def _fast_or_split(self, batch: list[Record]) -> bool:
-        """Fast path for the batch; if refused, for each half, down to the reference path.
+    def _fast_or_split(self, batch: RecordBatch, parsed: ParsedBatch | None) -> bool:
+        """Ingest the fast path's parse of the batch; if refused, try each half, down to the reference path.
 
         Halves are ingested in order, so rows and reports keep the record order. Returns
         whether any part of the batch took the fast path.
         """
         assert self._fast is not None
-        parsed = self._fast.parse([record.value for record in batch])
         if parsed is not None:
             self._ingest_parsed(batch, parsed)
             return True
@@ -347,15 +390,15 @@ class IngestPipeline:
             self._reference(batch)
             return False
         middle = len(batch) // 2
-        first = self._fast_or_split(batch[:middle])
-        second = self._fast_or_split(batch[middle:])
-        return first or second
+        halves = (batch.slice(0, middle), batch.slice(middle))
+        taken = [self._fast_or_split(half, self._fast.parse(half.values)) for half in halves]
+        return any(taken)
 
-    def _reference(self, batch: list[Record]) -> None:
+    def _reference(self, batch: RecordBatch) -> None:
         self._parse_records(batch)
         self._flush()
 
-    def _ingest_parsed(self, batch: list[Record], result: ParsedBatch) -> None:
+    def _ingest_parsed(self, batch: RecordBatch, result: ParsedBatch) -> None:
         """Timestamps, message-time window and stats for a batch the fast path parsed."""
         assert self._fast is not None
         self._stats.processed_bytes += result.value_bytes
@@ -376,7 +419,7 @@ class IngestPipeline:
         if not pc.all(keep).as_py():
             # Report the rejected rows, in record order.
             for index in pc.indices_nonzero(pc.invert(keep)).to_pylist():
-                record = batch[index]
+                record = batch.record(index)
                 ms = times[index].as_py()
                 if ms is None:
                     raw_time = raw_times[index].as_py()
@@ -402,7 +445,7 @@ class IngestPipeline:
         except TimestampError:
             return None
 
-    def _parse_records(self, records: Sequence[Record]) -> None:
+    def _parse_records(self, records: Iterable[Record]) -> None:
         """Reference path: parse each record with orjson into the row buffer (flushed when full)."""
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
@@ -639,8 +682,12 @@ class IngestPipeline:
     def _maybe_persist(self) -> None:
         if self._settling:
             return
-        in_memory_bytes = self._buffer_bytes * _PY_BYTES_PER_JSON_BYTE + self._chunk_bytes
-        if self._chunk_rows + len(self._rows) >= self._max_rows_in_memory or (
+        # the batch on the parser thread counts as in memory already: it lands there next
+        in_flight_rows = len(self._in_flight[0]) if self._in_flight else 0
+        in_memory_bytes = (
+            self._buffer_bytes * _PY_BYTES_PER_JSON_BYTE + self._chunk_bytes + self._in_flight_bytes
+        )
+        if self._chunk_rows + len(self._rows) + in_flight_rows >= self._max_rows_in_memory or (
             in_memory_bytes >= self._max_bytes_in_memory
         ):
             self.persist()
@@ -716,7 +763,14 @@ class IngestPipeline:
         """Drop everything buffered or in memory and delete spill files (the pipeline is done)."""
         self._finished = True
         self._pending = []
-        self._pending_bytes = 0
+        self._pending_rows = self._pending_bytes = 0
+        if self._in_flight is not None:
+            self._in_flight[1].cancel()
+            self._in_flight = None
+            self._in_flight_bytes = 0
+        if self._parser is not None:
+            self._parser.shutdown(wait=False, cancel_futures=True)
+            self._parser = None
         self._rows.clear()
         self._times.clear()
         self._records.clear()

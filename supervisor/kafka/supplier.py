@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 from collections.abc import Mapping
@@ -14,7 +13,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafka
 from supervisor.errors import OffsetOutOfRange
 from supervisor.kafka.config import consumer_config
 from supervisor.kafka.errors import OUT_OF_RANGE, is_transient, wrap
-from supervisor.records import Record
+from supervisor.records import RecordBatch
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +35,17 @@ Spans = dict[int, tuple[int, int, int | None]]
 
 @dataclass
 class PollResult:
-    records: list[Record] = field(default_factory=list)
+    records: RecordBatch = field(default_factory=RecordBatch)
     # partition -> the offset the consumer stands at after reaching the end of
     # the log (past any transaction markers)
     eof: dict[int, int] = field(default_factory=dict)
     # what the records span per partition; the supplier fills it while it builds the
-    # records, :meth:`partition_spans` computes it otherwise
+    # batch, :meth:`partition_spans` computes it otherwise
     spans: Spans | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.records, RecordBatch):
+            self.records = RecordBatch.of(self.records)
 
     def partition_spans(self) -> Spans:
         if self.spans is None:
@@ -50,39 +53,11 @@ class PollResult:
         return self.spans
 
 
-def _spans(records: list[Record]) -> Spans:
+def _spans(records: RecordBatch) -> Spans:
     spans: Spans = {}
-    for r in records:
-        span = spans.get(r.partition)
-        if span is None:
-            spans[r.partition] = (r.offset, r.offset, r.timestamp_ms)
-        else:
-            spans[r.partition] = (
-                min(span[0], r.offset),
-                max(span[1], r.offset),
-                span[2] if r.timestamp_ms is None else r.timestamp_ms,
-            )
+    for partition, offset, ts in zip(records.partitions, records.offsets, records.timestamps, strict=True):
+        _add_span(spans, partition, offset, offset, ts)
     return spans
-
-
-def _record_setters() -> tuple[Any, Any, Any, Any] | None:
-    """The slot setters of :class:`Record`, to build records without its frozen ``__init__``.
-
-    The frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per field:
-    about twice the cost of setting the slots directly, and records are built once per
-    message (the profile of a task had ~15% of its read thread there). ``None`` (build
-    records the ordinary way) if ``Record`` is not exactly the four-slot dataclass this
-    relies on.
-    """
-    expected = ("partition", "offset", "value", "timestamp_ms")
-    names = tuple(f.name for f in dataclasses.fields(Record))
-    slots = getattr(Record, "__slots__", None)
-    if names != expected or slots != expected or hasattr(Record, "__post_init__"):
-        return None
-    return tuple(getattr(Record, name).__set__ for name in expected)
-
-
-_SETTERS = _record_setters()
 
 
 def _add_span(spans: Spans, partition: int, first: int, last: int, ts: int | None) -> None:
@@ -121,8 +96,8 @@ class KafkaRecordSupplier:
             raise wrap(e, f"reading [{self.topic}]") from e
         if not messages:
             return PollResult()
-        # Building thousands of records would set off the cyclic GC again and again, each
-        # time scanning every record the pipeline still holds; records make no cycles.
+        # Thousands of new objects per poll would set off the cyclic GC again and again,
+        # each time scanning everything the pipeline still holds; records make no cycles.
         collecting = gc.isenabled()
         if collecting:
             gc.disable()
@@ -133,13 +108,17 @@ class KafkaRecordSupplier:
                 gc.enable()
 
     def _records(self, messages: list[Any]) -> PollResult:
-        result = PollResult(spans={})
-        records = result.records
-        append = records.append
+        partitions: list[int] = []
+        offsets: list[int] = []
+        values: list[bytes | None] = []
+        timestamps: list[int | None] = []
+        result = PollResult(RecordBatch(partitions, offsets, values, timestamps), spans={})
         spans = result.spans
         assert spans is not None
-        setters = _SETTERS
-        new_record = object.__new__
+        add_partition = partitions.append
+        add_offset = offsets.append
+        add_value = values.append
+        add_timestamp = timestamps.append
         not_available = TIMESTAMP_NOT_AVAILABLE
         # a poll returns runs of records of one partition, in offset order: the spans are
         # updated once per run, not once per record
@@ -170,15 +149,10 @@ class KafkaRecordSupplier:
             offset: int = msg.offset()
             ts_type, kafka_ts = msg.timestamp()
             ts = None if ts_type == not_available else kafka_ts
-            if setters is None:
-                append(Record(partition, offset, msg.value(), ts))
-            else:
-                record = new_record(Record)
-                setters[0](record, partition)
-                setters[1](record, offset)
-                setters[2](record, msg.value())
-                setters[3](record, ts)
-                append(record)
+            add_partition(partition)
+            add_offset(offset)
+            add_value(msg.value())
+            add_timestamp(ts)
             if partition != run_partition:
                 if run_partition >= 0:
                     _add_span(spans, run_partition, run_first, run_last, run_ts)
