@@ -66,7 +66,7 @@ from middlemanager.ingest.segments import (
     write_run_part,
     write_segment,
 )
-from middlemanager.ingest.timestamps import TimestampError, make_timestamp_parser
+from middlemanager.ingest.timestamps import TimestampError, arrow_times, make_timestamp_parser
 from supervisor.errors import IllegalStateTransition, TooManyParseExceptions
 from supervisor.records import Record, RecordBatch
 from supervisor.spec import MAX_PARSE_EXCEPTIONS_UNLIMITED, SupervisorSpec
@@ -167,7 +167,8 @@ class IngestPipeline:
         self.max_message_time = max_message_time
 
         self._ts_column = schema.timestamp_spec.column
-        self._ts_parse = make_timestamp_parser(schema.timestamp_spec.format)
+        self._ts_format = schema.timestamp_spec.format
+        self._ts_parse = make_timestamp_parser(self._ts_format)
         self._ts_missing = schema.timestamp_spec.missing_value_ms
         self._ts_cache: dict[str, int] = {}
         self._filter = schema.transform_spec.filter
@@ -404,12 +405,18 @@ class IngestPipeline:
         self._stats.processed_bytes += result.value_bytes
         parsed = result.table
         raw_times = parsed.column(self._ts_column)
-        # Parse each distinct timestamp once (Python), then map them back (Arrow).
-        distinct = pc.unique(raw_times)
-        parsed_times: list[int | None] = []
-        for raw_time in distinct.to_pylist():
-            parsed_times.append(self._parse_time(raw_time))
-        times = pa.array(parsed_times, type=pa.int64()).take(pc.index_in(raw_times, value_set=distinct))
+        # Arrow reads the usual timestamp shapes; the rest (and nulls) go through the
+        # Python parser: each distinct value once, then mapped back.
+        times = arrow_times(raw_times, self._ts_format)
+        if times.null_count:
+            undecided = pc.is_null(times)
+            rest = raw_times.filter(undecided)
+            distinct = pc.unique(rest)
+            parsed_rest = [self._parse_time(raw_time) for raw_time in distinct.to_pylist()]
+            filled = pa.array(parsed_rest, type=pa.int64()).take(pc.index_in(rest, value_set=distinct))
+            if isinstance(filled, pa.ChunkedArray):
+                filled = filled.combine_chunks()
+            times = pc.replace_with_mask(times, undecided, filled)
         keep = pc.is_valid(times)
         if self.min_message_time is not None:
             keep = pc.and_(keep, pc.greater_equal(times, self.min_message_time))
