@@ -4,10 +4,12 @@ Every setting of :class:`middlemanager.config.MiddleManagerSettings` is a flag (
 an environment variable (``MIDDLEMANAGER_CAPACITY``) and a line of the optional ``--config``
 file (dotenv syntax, the environment variable names); see :mod:`supervisor.cli`.
 
-``serve`` runs the worker until SIGTERM or SIGINT: it then takes no new task, asks its running
-tasks to stop and hand their work back to their supervisors (which start replacements from the
-same offsets on other workers), waits for them up to ``shutdown_timeout_s``, kills what is left
-and exits 0. A second signal cuts the wait short. ``healthcheck`` asks a local worker's
+``serve`` runs the worker: it heart-beats with the Overlord (a long poll that brings a new task
+at once) and keeps ``warm_peons`` task processes started ahead of their tasks, so a task starts
+without waiting for imports. It runs until SIGTERM or SIGINT: it then takes no new task, asks its
+running tasks to stop and hand their work back to their supervisors (which start replacements
+from the same offsets on other workers), waits for them up to ``shutdown_timeout_s``, kills what
+is left and exits 0. A second signal cuts the wait short. ``healthcheck`` asks a local worker's
 ``/status/health`` (exit 0 when healthy), for a container HEALTHCHECK.
 """
 

@@ -29,7 +29,18 @@ class MiddleManagerSettings(BaseSettings):
     port: int = Field(default=8091, ge=1, le=65535, description="worker port")
     capacity: int = Field(default=2, ge=1, description="task slots")
     task_dir: Path = Field(default=Path("var/tasks"), description="where tasks keep their files")
-    heartbeat_s: float = Field(default=1.0, gt=0, description="seconds between heartbeats")
+    heartbeat_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds between heartbeats; the Overlord holds each up to this long and answers "
+        "at once when it assigns a task here (long poll)",
+    )
+    warm_peons: int = Field(
+        default=1,
+        ge=0,
+        description="task processes kept started and waiting, so that a new task starts without "
+        "importing anything (0: start every task cold)",
+    )
     # on SIGTERM: how long running tasks get to hand off before they are killed
     shutdown_timeout_s: float = Field(
         default=60.0, ge=0, description="on SIGTERM, seconds the running tasks get to hand back"

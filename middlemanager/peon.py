@@ -3,6 +3,12 @@
 Serves the supervisor-to-task control paths on a port of its own (written to
 ``<task-dir>/port`` once listening), runs the read loop in a thread, and writes
 ``<task-dir>/status.json`` before it exits.
+
+With ``--warm`` (a warm peon, started by the MiddleManager ahead of its task) the process
+has imported everything and waits on its stdin for one line, a JSON object with
+``taskFile``, ``taskDir`` and ``deepStorage``; it then sends its output to
+``<taskDir>/log`` and runs that task as if it had been started for it. It exits quietly
+when its stdin closes without a task.
 """
 
 from __future__ import annotations
@@ -228,15 +234,45 @@ def _yield_cpu_to_readers() -> None:
             os.setpriority(os.PRIO_PROCESS, tid, min(19, niceness + PUBLISH_NICENESS))
 
 
+def _await_task(args: argparse.Namespace) -> bool:
+    """A warm peon's wait for its task (one JSON line on stdin); False when there is none.
+
+    Once it has its task, the process writes to the task's own log file and reads nothing more.
+    """
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        return False  # the MiddleManager let this peon go unused
+    order = json.loads(line)
+    args.task_file = Path(order["taskFile"])
+    args.task_dir = Path(order["taskDir"])
+    args.deep_storage = Path(order["deepStorage"])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = os.open(args.task_dir / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="middlemanager.peon")
-    p.add_argument("--task-file", required=True, type=Path)
-    p.add_argument("--task-dir", required=True, type=Path)
-    p.add_argument("--deep-storage", required=True, type=Path)
+    p.add_argument("--task-file", type=Path)
+    p.add_argument("--task-dir", type=Path)
+    p.add_argument("--deep-storage", type=Path)
     p.add_argument("--overlord", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--warm", action="store_true", help="wait for the task on stdin (a warm peon)")
     args = p.parse_args(argv)
+    if args.warm:
+        if not _await_task(args):
+            return 0
+    elif args.task_file is None or args.task_dir is None or args.deep_storage is None:
+        p.error("--task-file, --task-dir and --deep-storage are required (or --warm)")
     configure("INFO", args.log_format, "peon")
     _use_jemalloc()
     task = KafkaIndexTaskSpec.model_validate(json.loads(args.task_file.read_text()))

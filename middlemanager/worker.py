@@ -1,4 +1,15 @@
-"""The MiddleManager: heart-beats with the Overlord and runs each task as its own process."""
+"""The MiddleManager: heart-beats with the Overlord and runs each task as its own process.
+
+Two things keep a handoff short (the next task group reading soon after the previous one got its
+end offsets):
+
+* each heartbeat is a long poll: the Overlord holds it up to ``heartbeat_s`` and answers as soon as
+  a task is assigned to this worker, so a new task does not wait for the next heartbeat;
+* ``warm_peons`` task processes are started ahead of time: they import everything a task needs
+  and wait on their stdin for one task (:func:`middlemanager.peon.main` with ``--warm``). A task
+  goes to a warm peon when there is one (which then logs to the task's own log file), else to a
+  freshly started process; a used warm peon is replaced shortly after.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +37,14 @@ from middlemanager.peon import CLUSTER_TOKEN_ENV
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# an HTTP call to the Overlord may take this long, plus the time the Overlord may hold a heartbeat
+HTTP_TIMEOUT_S = 10.0
+# a used warm peon is replaced this long after, when the task it became has started
+WARM_RESPAWN_DELAY_S = 1.0
+# a warm peon that exited without a task is replaced only after this long (it may crash again)
+WARM_RETRY_S = 30.0
+# what warm peons print before they get a task (normally nothing); under the task directory
+WARM_LOG = ".warm-peons.log"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -41,6 +60,7 @@ class RunningTask:
     task_dir: Path
     started: float = field(default_factory=time.monotonic)
     port: int | None = None
+    killed: bool = False
 
 
 class MiddleManager:
@@ -52,6 +72,8 @@ class MiddleManager:
         self._draining = False
         self._hurry = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
+        self._warm: list[subprocess.Popen[bytes]] = []  # started peons waiting for a task
+        self._warm_due = 0.0  # monotonic time from which a warm peon may be started
         # where the Overlord reaches this worker's tasks (the listen address may be 0.0.0.0)
         self.advertised_host = settings.advertised()
 
@@ -69,23 +91,51 @@ class MiddleManager:
         self.task_root.mkdir(parents=True, exist_ok=True)
         token = self.settings.cluster_token.get_secret_value()
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=10),
+            timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S),
             headers={"Authorization": f"Bearer {token}"} if token else None,
         )
         try:
             while not stop.is_set():
                 self._reap()
+                self._keep_warm()
+                began = time.monotonic()
+                news = False
                 try:
-                    await self._heartbeat()
+                    news = await self._long_poll(stop)
                 except (aiohttp.ClientError, TimeoutError, ValueError) as e:
                     logger.warning("heartbeat to %s failed: %s", self.settings.overlord, e)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.heartbeat_s)
+                if news:
+                    continue  # report what just started or was killed at once
+                # an answer held as long as asked needs no wait; an early or failed one does
+                rest = self.settings.heartbeat_s - (time.monotonic() - began)
+                if rest > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), rest)
             await self._drain()
         finally:
+            self._retire_warm()
             await self._session.close()
 
-    async def _heartbeat(self) -> None:
+    async def _long_poll(self, stop: asyncio.Event) -> bool:
+        """One heartbeat the Overlord may hold up to ``heartbeat_s``; given up when ``stop`` is set."""
+        beat = asyncio.ensure_future(self._heartbeat(self.settings.heartbeat_s))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({beat, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not beat.done():
+                # the answer, if any, is repeated by the next heartbeat (capacity 0 once stopping)
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
+        return not beat.cancelled() and beat.result()
+
+    async def _heartbeat(self, wait_s: float = 0.0) -> bool:
+        """Report, and do what the answer says; whether it held anything new to do.
+
+        ``wait_s``: how long the Overlord may hold the answer while it has nothing new.
+        """
         assert self._session is not None
         report = {
             "host": self.advertised_host,
@@ -94,20 +144,23 @@ class MiddleManager:
             "version": "1",
             "running": [{"taskId": t.task_id, "port": t.port} for t in self._tasks.values()],
             "completed": list(self._completed.values()),
+            "waitS": wait_s,
         }
         url = f"{self.settings.overlord}/druid/indexer/v1/workers/heartbeat"
-        async with self._session.post(url, json=report) as resp:
+        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S + wait_s)
+        async with self._session.post(url, json=report, timeout=timeout) as resp:
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}: {(await resp.text())[:200]}")
             answer = await resp.json()
+        news = False
         for tid in answer.get("ack", []):
             self._completed.pop(tid, None)
         for tid in answer.get("shutdown", []):
-            self.kill(tid, "the Overlord asked")
+            news |= self.kill(tid, "the Overlord asked")
         if not self._draining:
             for item in answer.get("assign", []):
                 try:
-                    self._launch(item["task"], item["deepStorage"])
+                    news |= self._launch(item["task"], item["deepStorage"])
                 except (OSError, ValueError, KeyError, TypeError) as e:
                     # one task that cannot start must not take the worker down: report it failed
                     tid = str(item.get("task", {}).get("id", "?"))
@@ -118,28 +171,45 @@ class MiddleManager:
                         "error": f"could not start: {e}",
                         "report": None,
                     }
+                    news = True
+        return news
 
-    def _launch(self, task: dict[str, Any], deep_storage: str) -> None:
+    def _launch(self, task: dict[str, Any], deep_storage: str) -> bool:
+        """Start the task (in a warm peon if there is one); whether it was new here."""
         task_id = str(task["id"])
         if task_id in ("", ".", "..") or Path(task_id).name != task_id:
             raise ValueError(f"task id {task_id!r} is not a plain file name")
         if task_id in self._tasks or task_id in self._completed:
-            return
+            return False
         task_dir = self.task_root / task_id
         shutil.rmtree(task_dir, ignore_errors=True)
         task_dir.mkdir(parents=True)
         (task_dir / "task.json").write_text(json.dumps(task))
-        log = open(task_dir / "log", "ab")  # noqa: SIM115 - handed to the child
-        cmd = [
+        process = self._take_warm(task_dir, deep_storage)
+        if process is not None:
+            self._tasks[task_id] = RunningTask(task_id, process, task_dir)
+            logger.info("task [%s] handed to warm peon pid %d", task_id, process.pid)
+            return True
+        task_args = ["--task-file", str(task_dir / "task.json"), "--task-dir", str(task_dir)]
+        with open(task_dir / "log", "ab") as log:
+            process = subprocess.Popen(
+                self._peon_command([*task_args, "--deep-storage", deep_storage]),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+                env=self._peon_env(),
+            )
+        self._tasks[task_id] = RunningTask(task_id, process, task_dir)
+        logger.info("task [%s] started as pid %d", task_id, process.pid)
+        return True
+
+    def _peon_command(self, args: list[str]) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "middlemanager.peon",
-            "--task-file",
-            str(task_dir / "task.json"),
-            "--task-dir",
-            str(task_dir),
-            "--deep-storage",
-            deep_storage,
+            *args,
             "--overlord",
             self.settings.overlord,
             "--host",
@@ -147,27 +217,99 @@ class MiddleManager:
             "--log-format",
             self.settings.log_format,
         ]
+
+    def _peon_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env[CLUSTER_TOKEN_ENV] = self.settings.cluster_token.get_secret_value()
-        process = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-            env=env,
-        )
-        log.close()
-        self._tasks[task_id] = RunningTask(task_id, process, task_dir)
-        logger.info("task [%s] started as pid %d", task_id, process.pid)
+        return env
 
-    def kill(self, task_id: str, reason: str) -> None:
+    # ------------------------------------------------------------ warm peons
+
+    def _keep_warm(self) -> None:
+        """Notice warm peons that died, and start one if fewer than ``warm_peons`` wait."""
+        for process in list(self._warm):
+            code = process.poll()
+            if code is not None:
+                self._warm.remove(process)
+                self._warm_due = time.monotonic() + WARM_RETRY_S
+                logger.warning(
+                    "warm peon pid %d exited with code %s before it had a task (see %s); tasks start "
+                    "cold for %.0fs",
+                    process.pid,
+                    code,
+                    self.task_root / WARM_LOG,
+                    WARM_RETRY_S,
+                )
+        if self._draining or len(self._warm) >= self.settings.warm_peons or time.monotonic() < self._warm_due:
+            return
+        try:
+            # one at a time: its imports take a core for most of a second
+            with open(self.task_root / WARM_LOG, "ab") as log:
+                process = subprocess.Popen(
+                    self._peon_command(["--warm"]),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.PIPE,
+                    preexec_fn=_die_with_parent,
+                    env=self._peon_env(),
+                )
+        except OSError as e:
+            self._warm_due = time.monotonic() + WARM_RETRY_S
+            logger.warning("could not start a warm peon: %s", e)
+            return
+        self._warm.append(process)
+        logger.debug("warm peon started as pid %d", process.pid)
+
+    def _take_warm(self, task_dir: Path, deep_storage: str) -> subprocess.Popen[bytes] | None:
+        """A warm peon that took the task (it then logs to the task's log file), or None."""
+        order = {
+            "taskFile": str(task_dir / "task.json"),
+            "taskDir": str(task_dir),
+            "deepStorage": deep_storage,
+        }
+        while self._warm:
+            process = self._warm.pop(0)
+            self._warm_due = max(self._warm_due, time.monotonic() + WARM_RESPAWN_DELAY_S)
+            if process.poll() is not None:
+                continue  # died meanwhile; _keep_warm would have said so
+            try:
+                assert process.stdin is not None
+                process.stdin.write(json.dumps(order).encode() + b"\n")
+                process.stdin.close()
+            except OSError as e:
+                logger.warning("warm peon pid %d did not take its task: %s", process.pid, e)
+                self._stop_warm(process)
+                continue
+            return process
+        return None
+
+    def _stop_warm(self, process: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(OSError):
+            if process.stdin is not None:
+                process.stdin.close()
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(5)
+
+    def _retire_warm(self) -> None:
+        """Stop the warm peons (they have no task): when the worker stops."""
+        while self._warm:
+            self._stop_warm(self._warm.pop())
+
+    # ------------------------------------------------------------ tasks
+
+    def kill(self, task_id: str, reason: str) -> bool:
+        """Kill a task's process; whether it was the first time."""
         task = self._tasks.get(task_id)
         if task is None:
-            return
+            return False
         logger.info("killing task [%s] (pid %d): %s", task_id, task.process.pid, reason)
         with contextlib.suppress(ProcessLookupError):
             task.process.kill()
+        first = not task.killed
+        task.killed = True
+        return first
 
     def _reap(self) -> None:
         for task_id, task in list(self._tasks.items()):
@@ -202,6 +344,7 @@ class MiddleManager:
         a second stop signal) is killed.
         """
         self._draining = True
+        self._retire_warm()
         n = len(self._tasks)
         logger.info(
             "middlemanager %s stopping: handing back %d task(s) within %.0fs",

@@ -417,6 +417,9 @@ def _heartbeat_problem(body: Any) -> str | None:
         return "needs host (a string) and port (an integer)"
     if "capacity" in body and not _is_int(body["capacity"]):
         return "capacity must be an integer"
+    wait = body.get("waitS", 0)
+    if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait < float("inf"):
+        return "waitS (how long the answer may be held) must be a number of seconds, 0 or more"
     for key in ("running", "completed"):
         items = body.get(key, [])
         if not isinstance(items, list) or not all(

@@ -6,11 +6,22 @@ tasks they run and those that ended, and receive the tasks assigned to them and
 the tasks to kill. A pending task goes to the live worker with the most free
 slots. A worker silent for longer than ``worker_timeout_s`` is lost and its
 tasks fail, so their supervisors replace them.
+
+A heartbeat may ask to be held (``waitS``, a long poll): when the answer has
+nothing new for the worker, the Overlord keeps the request open up to that long
+(at most :data:`MAX_HOLD_S` and a third of ``worker_timeout_s``) and answers as
+soon as a task is assigned to that worker or one of its tasks is to be killed.
+A task created at a handoff thus reaches its worker within milliseconds instead
+of at the worker's next heartbeat. Everything else is as for a plain heartbeat:
+what the report says is recorded before the hold, a worker that asks for no
+wait (or a stopping worker, capacity 0) gets its answer at once, and an answer
+lost with a dropped request is repeated by the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +36,9 @@ from supervisor.task_spec import KafkaIndexTaskSpec
 
 logger = logging.getLogger(__name__)
 
+# longest a heartbeat is held (long poll), whatever the worker asks for
+MAX_HOLD_S = 10.0
+
 
 @dataclass
 class Worker:
@@ -36,6 +50,24 @@ class Worker:
     running: set[str] = field(default_factory=set)
     assigned: set[str] = field(default_factory=set)  # sent, not yet reported running
     to_kill: set[str] = field(default_factory=set)
+    kills_sent: set[str] = field(default_factory=set)  # the to_kill of the last answer
+    # set when something new is there for the worker: ends the heartbeat held for it
+    wake: asyncio.Event | None = field(default=None, repr=False)
+
+    def notify(self) -> None:
+        if self.wake is not None:
+            self.wake.set()
+
+    def answer(self, active: dict[str, TaskRow], deep_storage: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """What to start and what to kill, as of now."""
+        assign = [
+            {"task": active[t].payload, "deepStorage": deep_storage}
+            for t in sorted(self.assigned)
+            if t in active
+        ]
+        kill = sorted(self.to_kill)
+        self.kills_sent = set(kill)
+        return assign, kill
 
     @property
     def name(self) -> str:
@@ -131,7 +163,9 @@ class TaskQueue:
             if row is None:
                 return
             if row.worker is not None and row.worker in self._workers:
-                self._workers[row.worker].to_kill.add(task_id)
+                worker = self._workers[row.worker]
+                worker.to_kill.add(task_id)
+                worker.notify()
             await self._complete(row, TaskState.FAILED, f"killed: {reason}", None)
 
     async def tasks_for(self, datasource: str) -> list[TaskInfo]:
@@ -189,12 +223,22 @@ class TaskQueue:
                 worker.capacity = capacity
                 worker.last_seen = time.monotonic()
 
+    def max_hold_s(self) -> float:
+        """The longest a heartbeat is held: well inside the time that loses a worker."""
+        return min(MAX_HOLD_S, self._timeout / 3)
+
     async def heartbeat(self, report: dict[str, Any]) -> dict[str, Any]:
-        """One worker's report; the answer lists what it must start and kill."""
+        """One worker's report; the answer lists what it must start and kill.
+
+        With ``waitS`` in the report and nothing new to tell, the answer waits up to that
+        long for a task to be assigned to this worker or one of its tasks to be killed.
+        """
         host = str(report["host"])
         port = int(report["port"])
         name = f"{host}:{port}"
+        wait_s = min(float(report.get("waitS") or 0.0), self.max_hold_s())
         changed: set[str] = set()
+        wake: asyncio.Event | None = None
         async with self._lock:
             worker = self._workers.get(name)
             if worker is None:
@@ -253,15 +297,36 @@ class TaskQueue:
             if worker.capacity <= 0:
                 worker.assigned.clear()  # a stopping worker: its not yet started tasks go elsewhere
             self._assign_pending()
-            assign = [
-                {"task": self._active[t].payload, "deepStorage": self._deep_storage}
-                for t in sorted(worker.assigned)
-                if t in self._active
-            ]
-            kill = sorted(worker.to_kill)
+            news = bool(worker.to_kill - worker.kills_sent)
+            assign, kill = worker.answer(self._active, self._deep_storage)
+            if wait_s > 0 and worker.capacity > 0 and not assign and not news:
+                wake = worker.wake = asyncio.Event()  # a newer request of the worker takes over
         for ds in changed:
             self._on_change(ds)
+        if wake is not None:
+            assign, kill = await self._hold(worker, wake, wait_s, assign, kill)
         return {"assign": assign, "shutdown": kill, "ack": acks}
+
+    async def _hold(
+        self,
+        worker: Worker,
+        wake: asyncio.Event,
+        wait_s: float,
+        assign: list[dict[str, Any]],
+        kill: list[str],
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """The long poll: wait for news for ``worker``, then answer as of then."""
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), wait_s)
+        finally:
+            if worker.wake is wake:
+                worker.wake = None
+        async with self._lock:
+            if self._workers.get(worker.name) is not worker:
+                return assign, kill  # lost (or re-joined) meanwhile: the next heartbeat sorts it out
+            worker.last_seen = time.monotonic()
+            return worker.answer(self._active, self._deep_storage)
 
     def _assign_pending(self) -> None:
         """Give every unassigned task to the live worker with the most free slots."""
@@ -277,6 +342,7 @@ class TaskQueue:
                 return
             best = max(candidates, key=lambda w: (w.free, -len(w.running)))
             best.assigned.add(row.id)
+            best.notify()
             logger.info("task [%s] assigned to worker [%s]", row.id, best.name)
 
     async def check_workers(self) -> None:

@@ -79,6 +79,9 @@ def test_huge_integer_query_parameters_are_a_400(overlord: str, value: str) -> N
         {"host": "h", "port": "1"},
         {"host": 5, "port": 1},
         {"host": "h", "port": 1, "capacity": "lots"},
+        {"host": "h", "port": 1, "waitS": "1"},
+        {"host": "h", "port": 1, "waitS": -1},
+        {"host": "h", "port": 1, "waitS": True},
         [1, 2],
     ],
 )

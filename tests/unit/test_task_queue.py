@@ -131,3 +131,79 @@ def test_a_task_reported_by_the_wrong_worker_is_shut_down_there(queue: TaskQueue
         assert set(answer["shutdown"]) == {"t0", "ghost"}
 
     asyncio.run(go())
+
+
+# ---------------------------------------------------------------- long poll (held heartbeats)
+
+
+def _held(queue: TaskQueue, report: dict[str, Any], wait_s: float) -> asyncio.Task[dict[str, Any]]:
+    return asyncio.ensure_future(queue.heartbeat({**report, "waitS": wait_s}))
+
+
+def test_a_held_heartbeat_is_answered_as_soon_as_a_task_is_assigned(queue: TaskQueue) -> None:
+    async def go() -> None:
+        await queue.register("a", 1, 2, "1")
+        beat = _held(queue, hb("a", 1), 5.0)
+        await asyncio.sleep(0.2)
+        assert not beat.done(), "nothing new for the worker: the heartbeat is held"
+        began = time.monotonic()
+        await queue.submit(_spec("t0"))
+        answer = await asyncio.wait_for(beat, 2.0)
+        assert time.monotonic() - began < 1.0
+        assert [a["task"]["id"] for a in answer["assign"]] == ["t0"]
+
+    asyncio.run(go())
+
+
+def test_a_held_heartbeat_ends_after_the_wait_and_still_counts(tmp_path: Path) -> None:
+    queue = _queue(tmp_path, 3.0)  # holds at most a third of the worker timeout: 1 s
+
+    async def go() -> None:
+        began = time.monotonic()
+        answer = await queue.heartbeat({**hb("a", 1), "waitS": 0.3})
+        assert 0.25 <= time.monotonic() - began < 1.0
+        assert answer == {"assign": [], "shutdown": [], "ack": []}
+        began = time.monotonic()
+        await queue.heartbeat({**hb("a", 1), "waitS": 30})
+        assert 0.9 <= time.monotonic() - began < 2.0
+        await queue.check_workers()
+        assert [w.name for w in queue.workers()] == ["a:1"]
+
+    asyncio.run(go())
+
+
+def test_what_is_new_is_answered_at_once(queue: TaskQueue) -> None:
+    async def go() -> None:
+        await queue.register("a", 1, 2, "1")
+        await queue.submit(_spec("t0"))
+        began = time.monotonic()
+        answer = await queue.heartbeat({**hb("a", 1), "waitS": 5.0})  # an assignment waits
+        assert [a["task"]["id"] for a in answer["assign"]] == ["t0"]
+        answer = await queue.heartbeat({**hb("b", 1, [("ghost", 9)]), "waitS": 5.0})  # a kill
+        assert answer["shutdown"] == ["ghost"]
+        answer = await queue.heartbeat({**hb("a", 1, capacity=0), "waitS": 5.0})  # a stopping worker
+        assert answer["assign"] == []
+        await queue.heartbeat(hb("a", 1))  # no waitS: a plain heartbeat
+        assert time.monotonic() - began < 1.0
+
+    asyncio.run(go())
+
+
+def test_a_kill_ends_a_held_heartbeat_and_is_not_news_again(queue: TaskQueue) -> None:
+    async def go() -> None:
+        await queue.register("a", 1, 2, "1")
+        await queue.submit(_spec("t0"))
+        await queue.heartbeat(hb("a", 1))
+        await queue.heartbeat(hb("a", 1, [("t0", 7)]))
+        beat = _held(queue, hb("a", 1, [("t0", 7)]), 5.0)
+        await asyncio.sleep(0.2)
+        assert not beat.done()
+        await queue.kill("t0", "test")
+        answer = await asyncio.wait_for(beat, 1.0)
+        assert answer["shutdown"] == ["t0"]
+        # repeated while the worker still reports the task, but no reason to answer early
+        began = time.monotonic()
+        answer = await queue.heartbeat({**hb("a", 1, [("t0", 7)]), "waitS": 0.3})
+        assert answer["shutdown"] == ["t0"] and time.monotonic() - began >= 0.25
+
+    asyncio.run(go())

@@ -1,0 +1,275 @@
+"""What keeps a handoff short on the MiddleManager's side (issue 6).
+
+The heartbeat is a long poll: it asks the Overlord to hold it (``waitS``), and the worker heart-beats
+again at once after an answer that started or killed something, while an early answer with nothing
+new (an Overlord that does not hold) does not make it spin. A stop signal does not wait for a held
+heartbeat. Warm peons: a task goes to a process that was started (and imported everything) before
+the task existed; it still has its own log file and status, dies with its worker, and is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from middlemanager import peon, worker
+from middlemanager.config import MiddleManagerSettings
+from middlemanager.worker import WARM_LOG, MiddleManager
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _Answer:
+    def __init__(self, body: dict[str, Any], hold_s: float) -> None:
+        self.status = 200
+        self._body = body
+        self._hold_s = hold_s
+
+    async def json(self) -> dict[str, Any]:
+        return self._body
+
+    async def text(self) -> str:
+        return ""
+
+    async def __aenter__(self) -> _Answer:
+        await asyncio.sleep(self._hold_s)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+
+class _Overlord:
+    """A fake ClientSession: answers heartbeats from a script, holding the empty answers as asked."""
+
+    def __init__(self, answers: list[dict[str, Any]], hold: bool = True, stop_after: int = 0) -> None:
+        self.answers = answers
+        self.hold = hold
+        self.stop_after = stop_after
+        self.stop: asyncio.Event | None = None
+        self.reports: list[tuple[float, dict[str, Any]]] = []
+
+    def __call__(self, *_args: Any, **_kw: Any) -> _Overlord:  # stands in for aiohttp.ClientSession
+        return self
+
+    def post(self, _url: str, json: dict[str, Any], **_kw: Any) -> _Answer:
+        self.reports.append((time.monotonic(), json))
+        if self.stop is not None and len(self.reports) == self.stop_after:
+            self.stop.set()
+        body = self.answers.pop(0) if self.answers else {}
+        hold_s = float(json.get("waitS", 0)) if self.hold and not body else 0.0
+        return _Answer(body, hold_s)
+
+    async def close(self) -> None:
+        return None
+
+
+def _settings(tmp_path: Path, **kw: Any) -> MiddleManagerSettings:
+    return MiddleManagerSettings(task_dir=tmp_path / "tasks", **kw)
+
+
+def _run(
+    mm: MiddleManager, overlord: _Overlord, monkeypatch: pytest.MonkeyPatch, stop_at_s: float = 0
+) -> None:
+    monkeypatch.setattr(aiohttp, "ClientSession", overlord)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        overlord.stop = stop
+        if stop_at_s:
+            asyncio.get_running_loop().call_later(stop_at_s, stop.set)
+        await asyncio.wait_for(mm.run(stop), 10)
+
+    asyncio.run(go())
+
+
+# ---------------------------------------------------------------- long poll
+
+
+def test_the_worker_asks_to_be_held_and_reports_a_start_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mm = MiddleManager(_settings(tmp_path, heartbeat_s=0.5, warm_peons=0))
+    # the assigned task cannot start (its id is no file name): news to report, without a process
+    bad = {"assign": [{"task": {"id": "a/b"}, "deepStorage": str(tmp_path / "deep")}]}
+    overlord = _Overlord([bad], stop_after=3)
+    _run(mm, overlord, monkeypatch)
+    (t1, first), (t2, second) = overlord.reports[:2]
+    assert first["waitS"] == 0.5 and second["waitS"] == 0.5
+    assert t2 - t1 < 0.25, "the failed start is reported at once, not a heartbeat period later"
+    assert [c["taskId"] for c in second["completed"]] == ["a/b"]
+    drain = overlord.reports[-1][1]
+    assert drain["capacity"] == 0 and drain["waitS"] == 0
+
+
+def test_an_overlord_that_answers_at_once_does_not_make_the_worker_spin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mm = MiddleManager(_settings(tmp_path, heartbeat_s=0.3, warm_peons=0))
+    overlord = _Overlord([], hold=False)
+    _run(mm, overlord, monkeypatch, stop_at_s=1.0)
+    assert 3 <= len(overlord.reports) <= 6  # about one every 0.3 s, and the one of the drain
+
+
+def test_a_stop_does_not_wait_for_a_held_heartbeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mm = MiddleManager(_settings(tmp_path, heartbeat_s=8.0, warm_peons=0))
+    overlord = _Overlord([])
+    began = time.monotonic()
+    _run(mm, overlord, monkeypatch, stop_at_s=0.3)
+    assert time.monotonic() - began < 3.0
+    assert [r["capacity"] for _, r in overlord.reports] == [2, 0]
+
+
+# ---------------------------------------------------------------- warm peons
+
+
+def _bad_spec_task(task_id: str) -> dict[str, Any]:
+    """A task the peon accepts but cannot run: it ends FAILED with a status (no Kafka needed)."""
+    return {
+        "id": task_id,
+        "type": "index_kafka",
+        "dataSource": "ds",
+        "supervisorId": "ds",
+        "groupId": 0,
+        "sequenceName": "seq",
+        "topic": "t",
+        "startOffsets": {"0": 0},
+        "supervisorSpec": {},
+        "createdTime": "2026-01-01T00:00:00.000Z",
+    }
+
+
+def _wait_exit(mm: MiddleManager, task_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        mm._reap()
+        if task_id in mm._completed:
+            return mm._completed[task_id]
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} did not end in {timeout_s}s")
+
+
+def test_a_task_goes_to_the_warm_peon_which_is_then_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker, "WARM_RESPAWN_DELAY_S", 0.0)
+    mm = MiddleManager(_settings(tmp_path, warm_peons=1))
+    mm.task_root.mkdir(parents=True)
+    try:
+        mm._keep_warm()
+        (warm,) = mm._warm
+        mm._keep_warm()
+        assert mm._warm == [warm], "one warm peon is enough"
+        assert mm._launch(_bad_spec_task("t1"), str(tmp_path / "deep"))
+        assert mm._tasks["t1"].process is warm and mm._warm == []
+        entry = _wait_exit(mm, "t1")
+        assert entry["status"] == "FAILED"
+        assert "type: is required" in entry["error"]  # from the task's status.json
+        log = (mm.task_root / "t1" / "log").read_text()
+        assert "task[t1] exiting FAILED" in log  # the task's own log file
+        assert "t1" not in (mm.task_root / WARM_LOG).read_text()
+        mm._keep_warm()
+        (replacement,) = mm._warm
+        assert replacement.pid != warm.pid
+    finally:
+        mm._retire_warm()
+    assert mm._warm == [] and replacement.poll() is not None
+
+
+def test_a_warm_peon_that_died_is_not_given_a_task_nor_replaced_at_once(tmp_path: Path) -> None:
+    mm = MiddleManager(_settings(tmp_path, warm_peons=1))
+    mm.task_root.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], stdin=subprocess.PIPE)
+    dead.wait(30)
+    mm._warm = [dead]
+    assert mm._take_warm(mm.task_root, str(tmp_path / "deep")) is None
+    mm._warm = [dead]
+    mm._keep_warm()
+    assert mm._warm == [], "a warm peon that crashed may crash again: wait before the next one"
+
+
+def test_a_warm_peon_without_a_task_exits_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    class _EmptyStdin:
+        buffer = __import__("io").BytesIO(b"")
+
+    monkeypatch.setattr(sys, "stdin", _EmptyStdin())
+    assert peon.main(["--warm", "--overlord", "http://127.0.0.1:1"]) == 0
+
+
+def test_a_peon_needs_a_task_or_warm(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        peon.main(["--overlord", "http://127.0.0.1:1"])
+    assert "--warm" in capsys.readouterr().err
+
+
+def _state(pid: int) -> str | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:"):
+                return line.split()[1]
+    except OSError:
+        return None
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_warm_peon_dies_with_its_worker(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from middlemanager.config import MiddleManagerSettings
+        from middlemanager.worker import MiddleManager
+        mm = MiddleManager(MiddleManagerSettings(task_dir=Path({str(tmp_path / "tasks")!r})))
+        mm.task_root.mkdir(parents=True)
+        mm._keep_warm()
+        print(mm._warm[0].pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        assert _state(pid) not in (None, "Z")
+    finally:
+        parent.kill()
+        parent.wait(30)
+    deadline = time.monotonic() + 10
+    while _state(pid) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _state(pid) in (None, "Z"), "the warm peon outlived its MiddleManager"
+
+
+def test_the_order_a_warm_peon_gets_names_the_task(tmp_path: Path) -> None:
+    mm = MiddleManager(_settings(tmp_path, warm_peons=1))
+    cat = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print(sys.stdin.readline(), end='')"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    mm._warm = [cat]
+    assert mm._take_warm(tmp_path / "t9", "/deep") is cat
+    assert cat.stdout is not None
+    out = cat.stdout.read()
+    cat.wait(30)
+    assert json.loads(out) == {
+        "taskFile": str(tmp_path / "t9" / "task.json"),
+        "taskDir": str(tmp_path / "t9"),
+        "deepStorage": "/deep",
+    }
