@@ -45,8 +45,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             return web.json_response({"error": e.reason}, status=e.status)
         raise
     except IndexerError as e:
-        headers = {"WWW-Authenticate": 'Basic realm="druid"'} if e.status == 401 else None
-        return web.json_response({"error": e.message}, status=e.status, headers=headers)
+        headers = {"WWW-Authenticate": 'Basic realm="druid"'} if e.status == 401 else {}
+        if e.retry_after_s is not None:  # e.g. the metadata store is down: 503, come back later
+            headers["Retry-After"] = str(e.retry_after_s)
+        return web.json_response({"error": e.message}, status=e.status, headers=headers or None)
     except Exception as e:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"error": f"{type(e).__name__}: {e}"}, status=500)

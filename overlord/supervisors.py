@@ -45,6 +45,12 @@ def kafka_stream(spec: SupervisorSpec) -> StreamPort:
 
 
 class SupervisorManager:
+    """The running supervisors and their persisted specs.
+
+    Every command writes the metadata store before it changes a running supervisor: when the store
+    is down (``MetadataStoreUnavailable``, HTTP 503) nothing changes and the caller may retry.
+    """
+
     def __init__(
         self,
         store: MetadataStore,
@@ -166,10 +172,12 @@ class SupervisorManager:
     async def terminate(self, spec_id: str) -> None:
         async with self._lock:
             sup = self.get(spec_id)
-            await sup.stop(graceful=True)
-            self._running.pop(spec_id, None)
+            # The tombstone first (as Druid): if the metadata store is down, the supervisor runs on
+            # and the caller may retry, instead of one stopped here and alive after a restart.
             tombstone = {"type": TOMBSTONE_TYPE, "id": spec_id, "suspended": sup.spec.suspended}
             await asyncio.to_thread(self._store.insert_supervisor, spec_id, tombstone)
+            await sup.stop(graceful=True)
+            self._running.pop(spec_id, None)
 
     async def terminate_all(self) -> None:
         for spec_id in self.ids():

@@ -13,6 +13,8 @@ class IndexerError(Exception):
 
     status: int = 500
     retriable: bool = False
+    #: Seconds after which the same request may succeed (the ``Retry-After`` header); None: no hint.
+    retry_after_s: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -51,6 +53,15 @@ class Unavailable(IndexerError):
 
     status = 503
     retriable = True
+
+
+class MetadataStoreUnavailable(Unavailable):
+    """The metadata store cannot be reached right now (connection refused or lost, pool exhausted).
+
+    Nothing was written; the same operation may succeed once the database is back.
+    """
+
+    retry_after_s = 5
 
 
 class StreamError(Unavailable):

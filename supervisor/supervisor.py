@@ -20,7 +20,7 @@ from typing import Any
 
 from supervisor import notices as n
 from supervisor.assignment import assign
-from supervisor.errors import IndexerError, StreamError, Unavailable
+from supervisor.errors import IndexerError, MetadataStoreUnavailable, StreamError, Unavailable
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import (
     OffsetStorePort,
@@ -184,6 +184,14 @@ class Supervisor:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except Unavailable as e:  # e.g. the metadata store is down: expected, no traceback
+                logger.warning("supervisor[%s]: run failed: %s", self.id, e)
+                self.state.record_error(str(e), kind=type(e).__name__)
+                self.state.end_run(self._healthy_state())
+                if e.retriable and notice.kind in (n.RESET, n.RESET_OFFSETS):
+                    # not lost: tried again after a period, like the next run
+                    delay = max(0.05, self.spec.io_config.period.total_seconds())
+                    asyncio.get_running_loop().call_later(delay, self.notices.push, notice)
             except Exception as e:  # the loop must survive any one bad run
                 logger.exception("supervisor[%s]: run failed", self.id)
                 self.state.record_error(str(e), kind=type(e).__name__)
@@ -211,6 +219,7 @@ class Supervisor:
             ("check_current_task_state", self.check_current_task_state),
             ("create_new_tasks", self.create_new_tasks),
         ]
+        store_down = False
         for name, step in steps:
             try:
                 await step()
@@ -219,6 +228,18 @@ class Supervisor:
                 self.state.record_error(str(e), kind="StreamException", stream=True)
                 if name == "update_partitions" and not self._partitions:
                     break  # nothing can be planned without partitions
+            except MetadataStoreUnavailable as e:
+                # one warning a run; the steps that need no store go on, the rest retry next run
+                logger.log(
+                    logging.DEBUG if store_down else logging.WARNING,
+                    "supervisor[%s]: %s: %s",
+                    self.id,
+                    name,
+                    e,
+                )
+                if not store_down:
+                    self.state.record_error(f"{name}: {e}", kind=type(e).__name__)
+                store_down = True
             except IndexerError as e:
                 logger.warning("supervisor[%s]: %s: %s", self.id, name, e)
                 self.state.record_error(f"{name}: {e}", kind=type(e).__name__)

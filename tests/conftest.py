@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from tests.support import (
     ScriptError,
     ServiceLease,
     admin_client,
+    fresh_database,
     kafka_answers,
     kafka_lease,
     postgres_lease,
@@ -34,75 +35,65 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _acquire(lease: ServiceLease, what: str) -> str:
+def _service(
+    variable: str, problem: Callable[[str], str | None], lease: ServiceLease, what: str
+) -> Iterator[str]:
+    """The address in the environment ``variable`` (failing if ``problem`` finds one), else that of the
+    service the session starts (or shares) through ``lease``."""
+    configured = os.environ.get(variable)
+    if configured:
+        found = problem(configured)
+        if found:
+            pytest.fail(found, pytrace=False)
+        yield configured
+        return
     try:
-        return lease.acquire()
+        address = lease.acquire()
     except ScriptError as exc:
         pytest.fail(f"could not start {what} with {lease.script.name}: {exc}", pytrace=False)
+    try:
+        yield address
+    finally:
+        lease.release()
+
+
+def _kafka_problem(bootstrap: str) -> str | None:
+    if not kafka_answers(bootstrap, timeout=15):
+        return f"KAFKA_BOOTSTRAP_SERVERS={bootstrap} does not answer metadata requests"
+    return None
+
+
+def _postgres_problem(url: str) -> str | None:
+    if make_url(url).get_backend_name() != "postgresql":
+        return f"DATABASE_URL must point to PostgreSQL, got {url!r}"
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        return f"DATABASE_URL={url} is not reachable: {exc}"
+    finally:
+        engine.dispose()
+    return None
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap servers of a real Kafka broker (KRaft, single node)."""
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        if not kafka_answers(configured, timeout=15):
-            pytest.fail(
-                f"KAFKA_BOOTSTRAP_SERVERS={configured} does not answer metadata requests", pytrace=False
-            )
-        yield configured
-        return
-    lease = kafka_lease()
-    bootstrap = _acquire(lease, "Kafka")
-    try:
-        yield bootstrap
-    finally:
-        lease.release()
-
-
-def _check_postgres(url: str) -> None:
-    engine = sa.create_engine(url, pool_pre_ping=True)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    finally:
-        engine.dispose()
+    yield from _service("KAFKA_BOOTSTRAP_SERVERS", _kafka_problem, kafka_lease(), "Kafka")
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """SQLAlchemy URL of a real PostgreSQL database (``postgresql+psycopg2://...``)."""
-    configured = os.environ.get("DATABASE_URL")
-    if configured:
-        if make_url(configured).get_backend_name() != "postgresql":
-            pytest.fail(f"DATABASE_URL must point to PostgreSQL, got {configured!r}", pytrace=False)
-        try:
-            _check_postgres(configured)
-        except sa.exc.SQLAlchemyError as exc:
-            pytest.fail(f"DATABASE_URL={configured} is not reachable: {exc}", pytrace=False)
-        yield configured
-        return
-    lease = postgres_lease()
-    url = _acquire(lease, "PostgreSQL")
-    try:
-        yield url
-    finally:
-        lease.release()
+    yield from _service("DATABASE_URL", _postgres_problem, postgres_lease(), "PostgreSQL")
 
 
 @pytest.fixture
 def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
     """A URL of a new, empty PostgreSQL database, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex}"
-    admin_engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin_engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-        with admin_engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin_engine.dispose()
+    with fresh_database(postgres_url) as url:
+        yield url
 
 
 @pytest.fixture

@@ -11,19 +11,25 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 # confluent_kafka.admin re-exports NewTopic without __all__, which mypy --strict rejects; same class.
 from confluent_kafka.cimpl import NewTopic
+from sqlalchemy.engine import make_url
+
+from overlord.client import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS_DIR = REPO_ROOT / "scripts"
@@ -99,6 +105,23 @@ def pid_alive(pid: int) -> bool:
         return True
     # The state follows the parenthesised command name, which may itself contain spaces.
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_port_pair() -> int:
+    """A port whose successor is free too (Kafka's controller listens on PORT+1)."""
+    for _ in range(100):
+        port = free_port()
+        if port < 65000:
+            with contextlib.suppress(OSError), socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+    raise RuntimeError("no free port pair")
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
@@ -197,6 +220,75 @@ def postgres_lease() -> ServiceLease:
     return ServiceLease(LOCAL_POSTGRES, f"postgres-{port}", start_timeout=POSTGRES_START_TIMEOUT_S)
 
 
+@dataclass
+class Service:
+    """A Kafka broker or PostgreSQL server of a test's own (not shared: it may be stopped and started
+    again at will), run by its scripts/ helper on its own port and state directory."""
+
+    name: str
+    script: Path
+    env: dict[str, str]
+    state_dir: Path
+    address: str = ""
+
+    def start(self) -> str:
+        """Starts it (again: same port, same data); returns its address (bootstrap servers or URL)."""
+        proc = run_script(self.script, "start", env=self.env, timeout=600)
+        self.address = last_line(proc.stdout)
+        return self.address
+
+    def stop(self) -> None:
+        run_script(self.script, "stop", env=self.env, timeout=180, check=False)
+
+    def restart(self, down_s: float = 1.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    def discard(self) -> None:
+        """Stops it and deletes its state."""
+        self.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def own_kafka(root: Path) -> Service:
+    port = free_port_pair()
+    state = root / f"kafka-{port}"
+    env = {"KAFKA_PORT": str(port), "KAFKA_STATE_DIR": str(state), "KAFKA_STOP_TIMEOUT": "30"}
+    return Service("kafka", LOCAL_KAFKA, env, state)
+
+
+def own_postgres() -> Service:
+    """A PostgreSQL server of our own; ``discard`` it at the end (its state is under /tmp)."""
+    port = free_port()
+    # under /tmp: the server runs as another user and must reach its socket directory
+    state = Path(tempfile.mkdtemp(prefix=f"faults-pg-{port}-", dir="/tmp"))
+    state.chmod(0o755)
+    env = {"PG_PORT": str(port), "PG_STATE_DIR": str(state)}
+    return Service("postgres", LOCAL_POSTGRES, env, state)
+
+
+# ------------------------------------------------------------------------------------------ PostgreSQL
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, prefix: str = "t") -> Iterator[str]:
+    """The URL of a new, empty database on the PostgreSQL server of ``server_url``, dropped afterwards
+    (even with connections left open)."""
+    name = f"{prefix}_{uuid.uuid4().hex}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
 # ------------------------------------------------------------------------------------------ Kafka
 
 
@@ -234,6 +326,25 @@ def create_topic(
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
     wait_for_topic(bootstrap, name, partitions, timeout=timeout, admin=admin)
+
+
+def recreate_topic(bootstrap: str, name: str, partitions: int = 1, *, timeout: float = 60.0) -> None:
+    """Deletes the topic if it exists, waits until it is gone, and creates it again (retrying while
+    the broker still deletes it), each within ``timeout``."""
+    admin = admin_client(bootstrap)
+    if name in admin.list_topics(timeout=10).topics:
+        for fut in admin.delete_topics([name]).values():
+            fut.result()
+        wait_for(f"topic {name} gone", lambda: name not in admin.list_topics(timeout=10).topics, timeout)
+
+    def created() -> bool:
+        try:
+            create_topic(bootstrap, name, partitions)
+        except Exception:  # the broker may still be deleting it
+            return False
+        return True
+
+    wait_for(f"topic {name} recreated", created, timeout, 1.0)
 
 
 def wait_for_topic(

@@ -5,7 +5,7 @@ and offsets and carries the exactly-once guarantee.
 """
 
 from .engine import downgrade, make_engine, migrate
-from .errors import SchemaNotMigrated
+from .errors import MetadataStoreUnavailable, SchemaNotMigrated
 from .store import (
     MetadataStore,
     PublishKind,
@@ -17,6 +17,7 @@ from .store import (
 
 __all__ = [
     "MetadataStore",
+    "MetadataStoreUnavailable",
     "PublishKind",
     "PublishResult",
     "SchemaNotMigrated",

@@ -6,13 +6,19 @@ task's end and inserts the task's segments. Either all of it is committed or non
 
 The class is synchronous and thread-safe (the Overlord calls it through ``asyncio.to_thread``);
 every method runs in its own transaction.
+
+When the database cannot be reached (connection refused or lost, pool exhausted) every method but
+``publish_segments`` raises ``MetadataStoreUnavailable`` (HTTP 503; nothing was written, retry
+later); ``publish_segments`` answers "retryable" as for any other transient database error. The
+engine reconnects by itself once the database is back.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -28,7 +34,7 @@ from supervisor.offsets import PartitionOffsets
 
 from .druid import data_segment_json, format_instant, now_iso, segment_id
 from .engine import READ_ONLY, current_revision, head_revision, make_engine
-from .errors import SchemaNotMigrated
+from .errors import SchemaNotMigrated, unavailable_on_outage
 from .tables import DatasourceMetadataEntry as Offsets
 from .tables import SegmentEntry as Segments
 from .tables import SupervisorEntry as Supervisors
@@ -233,9 +239,22 @@ class MetadataStore:
 
     def _check_schema(self) -> None:
         expected = head_revision()
-        current = current_revision(self._engine)
+        with unavailable_on_outage():
+            current = current_revision(self._engine)
         if current != expected:
             raise SchemaNotMigrated(current or "none", expected)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A read-write transaction; an outage raises ``MetadataStoreUnavailable``."""
+        with unavailable_on_outage(), self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read-only transaction; an outage raises ``MetadataStoreUnavailable``."""
+        with unavailable_on_outage(), self._reader.begin() as conn:
+            yield conn
 
     @property
     def engine(self) -> Engine:
@@ -476,7 +495,7 @@ class MetadataStore:
     # ----------------------------------------------------------------------- offsets
 
     def get_offsets(self, datasource: str) -> StoredOffsets | None:
-        with self._reader.begin() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 select(Offsets.stream, Offsets.offsets, Offsets.version).where(
                     Offsets.datasource == datasource
@@ -488,14 +507,14 @@ class MetadataStore:
 
     def reset_offsets(self, datasource: str) -> bool:
         """Forget the datasource's committed offsets (Druid's hard reset). True if there were any."""
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             deleted = conn.execute(delete(Offsets).where(Offsets.datasource == datasource)).rowcount
         log.info("reset offsets of %s: %s", datasource, "deleted" if deleted else "none stored")
         return bool(deleted)
 
     def reset_partitions(self, datasource: str, stream: str, offsets: Mapping[int, int]) -> None:
         """Overwrite the given partitions' committed offsets (Druid's resetOffsets)."""
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(
                 select(Offsets.stream, Offsets.offsets, Offsets.version)
                 .where(Offsets.datasource == datasource)
@@ -529,7 +548,7 @@ class MetadataStore:
     def delete_partitions(self, datasource: str, partitions: Iterable[int]) -> bool:
         """Drop partitions from the committed offsets. False when nothing is stored."""
         drop = {int(p) for p in partitions}
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(
                 select(Offsets.offsets, Offsets.version)
                 .where(Offsets.datasource == datasource)
@@ -550,7 +569,7 @@ class MetadataStore:
 
     def insert_supervisor(self, spec_id: str, payload: Mapping[str, Any]) -> None:
         """Append a spec to the supervisor's history; the newest row is the current spec."""
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(
                 insert(Supervisors).values(
                     spec_id=spec_id, created_date=now_iso(), payload=_dumps(dict(payload))
@@ -566,7 +585,7 @@ class MetadataStore:
     def latest_supervisors(self) -> dict[str, dict[str, Any]]:
         """spec_id -> newest payload, for every supervisor whose newest row is not a tombstone."""
         newest = select(func.max(Supervisors.id).label("id")).group_by(Supervisors.spec_id).subquery("newest")
-        with self._reader.begin() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 select(Supervisors.spec_id, Supervisors.payload)
                 .join(newest, newest.c.id == Supervisors.id)
@@ -594,7 +613,7 @@ class MetadataStore:
             query = query.where(Supervisors.spec_id == spec_id)
             if count is not None:
                 query = query.limit(max(count, 0))
-        with self._reader.begin() as conn:
+        with self._read() as conn:
             rows = conn.execute(query).all()
         seen: dict[str, int] = {}
         history: list[dict[str, Any]] = []
@@ -610,7 +629,7 @@ class MetadataStore:
         query = select(Supervisors.spec_id, Supervisors.created_date, Supervisors.payload).order_by(
             Supervisors.id.desc()
         )
-        with self._reader.begin() as conn:
+        with self._read() as conn:
             rows = conn.execute(query).all()
         histories: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
@@ -627,13 +646,13 @@ class MetadataStore:
         if used_only:
             query = query.where(Segments.used == true())
         query = query.order_by(Segments.start_ms, Segments.end_ms, Segments.version, Segments.partition_num)
-        with self._reader.begin() as conn:
+        with self._read() as conn:
             payloads = conn.execute(query).scalars().all()
         return [json.loads(p) for p in payloads]
 
     def list_datasources(self) -> list[str]:
         """Datasources with at least one used segment, sorted."""
-        with self._reader.begin() as conn:
+        with self._read() as conn:
             names = conn.execute(
                 select(Segments.datasource)
                 .where(Segments.used == true())
@@ -644,7 +663,7 @@ class MetadataStore:
 
     def segments_for_sequence(self, datasource: str, sequence_name: str) -> list[dict[str, Any]]:
         """DataSegment payloads a sequence published, in shard order."""
-        with self._reader.begin() as conn:
+        with self._read() as conn:
             payloads = conn.execute(
                 select(Segments.payload)
                 .where(Segments.datasource == datasource, Segments.sequence_name == sequence_name)
@@ -661,7 +680,7 @@ class MetadataStore:
         row = replace(row, created_date=row.created_date or now, updated_date=row.updated_date or now)
         values = _task_columns({f.name: getattr(row, f.name) for f in fields(TaskRow)})
         changes = {k: v for k, v in values.items() if k not in ("id", "created_date")}
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             if conn.dialect.name == "postgresql":
                 pg = postgresql_insert(Tasks).values(values)
                 conn.execute(pg.on_conflict_do_update(index_elements=[Tasks.id], set_=changes))
@@ -681,12 +700,12 @@ class MetadataStore:
         _check_task_statuses(changes.get("status"), changes.get("runner_status"))
         values = _task_columns(changes)
         values.setdefault("updated_date", now_iso())
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             written = conn.execute(update(Tasks).where(Tasks.id == task_id).values(values)).rowcount
         return bool(written)
 
     def get_task(self, task_id: str) -> TaskRow | None:
-        with self._reader.begin() as conn:
+        with self._read() as conn:
             row = conn.execute(select(Tasks.__table__).where(Tasks.id == task_id)).one_or_none()
         return None if row is None else _task_from_row(row)
 
@@ -702,7 +721,7 @@ class MetadataStore:
         query = query.order_by(Tasks.created_date.desc(), Tasks.id.desc())
         if limit is not None:
             query = query.limit(max(limit, 0))
-        with self._reader.begin() as conn:
+        with self._read() as conn:
             rows = conn.execute(query).all()
         return [_task_from_row(r) for r in rows]
 

@@ -49,8 +49,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from overlord.client import OverlordClient, http, wait_for
 from overlord.fault_injection import DROP_MARKER, DROP_PUBLISH_RESPONSE_EVERY
-from tests.cluster import Cluster, Proc, free_port, read_segments
-from tests.support import LOCAL_KAFKA, LOCAL_POSTGRES, create_topic, last_line, pid_alive, run_script
+from tests.cluster import Cluster, Proc, kafka_spec, read_segments
+from tests.support import create_topic, own_kafka, own_postgres, pid_alive
 
 log = logging.getLogger("faults")
 
@@ -89,63 +89,6 @@ WEIGHTS = {
 }
 
 
-def _free_port_pair() -> int:
-    """A port whose successor is free too (Kafka's controller listens on PORT+1)."""
-    for _ in range(100):
-        port = free_port()
-        if port < 65000:
-            with contextlib.suppress(OSError):
-                import socket
-
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port + 1))
-                return port
-    raise RuntimeError("no free port pair")
-
-
-# ------------------------------------------------------------------------------------ services
-
-
-@dataclass
-class Service:
-    """A Kafka broker or PostgreSQL server of our own, run by its scripts/ helper."""
-
-    name: str
-    script: Path
-    env: dict[str, str]
-    state_dir: Path
-    address: str = ""
-
-    def start(self) -> str:
-        proc = run_script(self.script, "start", env=self.env, timeout=600)
-        self.address = last_line(proc.stdout)
-        return self.address
-
-    def stop(self) -> None:
-        run_script(self.script, "stop", env=self.env, timeout=180, check=False)
-
-    def restart(self, down_s: float = 1.0) -> None:
-        self.stop()
-        time.sleep(down_s)
-        self.start()
-
-
-def own_kafka(root: Path) -> Service:
-    port = _free_port_pair()
-    state = root / f"kafka-{port}"
-    env = {"KAFKA_PORT": str(port), "KAFKA_STATE_DIR": str(state), "KAFKA_STOP_TIMEOUT": "30"}
-    return Service("kafka", LOCAL_KAFKA, env, state)
-
-
-def own_postgres() -> Service:
-    port = free_port()
-    # under /tmp: the server runs as another user and must reach its socket directory
-    state = Path(tempfile.mkdtemp(prefix=f"faults-pg-{port}-", dir="/tmp"))
-    state.chmod(0o755)
-    env = {"PG_PORT": str(port), "PG_STATE_DIR": str(state)}
-    return Service("postgres", LOCAL_POSTGRES, env, state)
-
-
 # ------------------------------------------------------------------------------------ cluster
 
 
@@ -165,50 +108,18 @@ class TaskProc:
 class FaultCluster(Cluster):
     """The Overlord and MiddleManagers, restartable on the same ports."""
 
-    extra_env: dict[str, str] = field(default_factory=dict)
     worker_timeout_s: float = 5.0
-    mm_ports: dict[str, int] = field(default_factory=dict)
     mm_capacity: int = 10
     _sequences: dict[str, str] = field(default_factory=dict)
-
-    def _env(self) -> dict[str, str]:
-        env = super()._env()
-        env.update(self.extra_env)
-        return env
 
     def overlord_up(self) -> Proc:
         return self.start_overlord(self.worker_timeout_s)
 
     def middlemanager_up(self, name: str) -> Proc:
-        port = self.mm_ports.setdefault(name, free_port())
-        proc = Proc(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "middlemanager",
-                "--overlord",
-                self.url,
-                "--port",
-                str(port),
-                "--capacity",
-                str(self.mm_capacity),
-                "--task-dir",
-                str(self.workdir / name / "tasks"),
-                "--shutdown-timeout-s",
-                "10",
-            ],
-            self.workdir / "logs" / f"{name}.log",
-            self._env(),
-        )
-        proc.start()
-        self.procs[name] = proc
-        wait_for(
-            f"{name} health",
-            lambda: http("GET", f"http://127.0.0.1:{port}/status/health", timeout=2)[0] == 200,
-            30,
-        )
-        return proc
+        """Starts the MiddleManager ``name``; after it was stopped, again on its port."""
+        if name in self.procs:
+            return self.restart(name)
+        return self.start_middlemanager(name, self.mm_capacity)
 
     def kill9(self, name: str) -> None:
         proc = self.procs[name]
@@ -218,16 +129,12 @@ class FaultCluster(Cluster):
 
     @property
     def middlemanagers(self) -> list[str]:
-        return sorted(self.mm_ports)
+        return sorted(name for name in self.procs if name != "overlord")
 
     def task_procs(self, name: str) -> list[TaskProc]:
         try:
-            code, body = http(
-                "GET", f"http://127.0.0.1:{self.mm_ports[name]}/druid/worker/v1/tasks", timeout=2
-            )
+            body = self.worker_task_list(name, timeout=2)
         except OSError:
-            return []
-        if code != 200 or not isinstance(body, list):
             return []
         out = []
         for t in body:
@@ -519,35 +426,19 @@ def supervisor_spec(
     task_duration_s: int,
     completion_timeout_s: int,
 ) -> dict[str, Any]:
-    return {
-        "type": "kafka",
-        "spec": {
-            "dataSchema": {
-                "dataSource": datasource,
-                "timestampSpec": {"column": "ts", "format": "millis"},
-                "dimensionsSpec": {"dimensions": ["id", "src"]},
-                "metricsSpec": [{"type": "count", "name": "count"}],
-                "granularitySpec": {
-                    "segmentGranularity": "hour",
-                    "queryGranularity": "none",
-                    "rollup": False,
-                },
-            },
-            "ioConfig": {
-                "topic": topic,
-                "inputFormat": {"type": "json"},
-                "consumerProperties": {"bootstrap.servers": bootstrap},
-                "taskCount": task_count,
-                "replicas": replicas,
-                "taskDuration": f"PT{task_duration_s}S",
-                "startDelay": "PT1S",
-                "period": "PT1S",
-                "useEarliestOffset": True,
-                "completionTimeout": f"PT{completion_timeout_s}S",
-            },
-            "tuningConfig": {"type": "kafka", "maxRowsInMemory": 20000},
-        },
-    }
+    return kafka_spec(
+        datasource,
+        topic,
+        bootstrap,
+        dimensions=["id", "src"],
+        metrics=[{"type": "count", "name": "count"}],
+        tuning={"maxRowsInMemory": 20000},
+        taskCount=task_count,
+        replicas=replicas,
+        taskDuration=f"PT{task_duration_s}S",
+        startDelay="PT1S",
+        completionTimeout=f"PT{completion_timeout_s}S",
+    )
 
 
 @dataclass
@@ -619,7 +510,7 @@ class FaultRun:
         self.cluster = FaultCluster(
             self.workdir / "cluster",
             pg_url,
-            extra_env={
+            env={
                 DROP_PUBLISH_RESPONSE_EVERY: str(cfg.drop_publish_response_every),
                 "OVERLORD_TASK_CHAT_TIMEOUT_S": str(cfg.chat_timeout_s),
             },
@@ -655,8 +546,7 @@ class FaultRun:
         if self.cluster is not None:
             self.cluster.stop()
         self.kafka.stop()
-        self.postgres.stop()
-        shutil.rmtree(self.postgres.state_dir, ignore_errors=True)
+        self.postgres.discard()
 
     def logs(self) -> str:
         return self.cluster.logs() if self.cluster is not None else ""

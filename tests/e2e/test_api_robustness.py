@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from overlord.client import http, wait_for
-from tests.cluster import Cluster, read_segments
+from tests.cluster import Cluster, kafka_spec, read_segments, request, running_cluster
 from tests.support import create_topic
 
 pytestmark = pytest.mark.e2e
@@ -35,32 +34,9 @@ SUP = "/druid/indexer/v1/supervisor"
 def overlord(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """An Overlord alone (no MiddleManager): API calls may create supervisors, never tasks that run."""
     root = tmp_path_factory.mktemp("api")
-    c = Cluster(root / "cluster", f"sqlite:///{root / 'metadata.db'}")
-    c.env["OVERLORD_MAX_REQUEST_BYTES"] = str(1024 * 1024)
-    c.migrate()
-    c.start_overlord()
-    try:
+    env = {"OVERLORD_MAX_REQUEST_BYTES": str(1024 * 1024)}
+    with running_cluster(root / "cluster", f"sqlite:///{root / 'metadata.db'}", env=env) as c:
         yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
-
-
-def _raw(
-    url: str, method: str, data: bytes | None, content_type: str = "application/json"
-) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        body = e.read()
-        try:
-            return e.code, json.loads(body)
-        except ValueError:
-            return e.code, body.decode(errors="replace")
 
 
 def _footprint(c: Cluster) -> tuple[int, int, int, list[str]]:
@@ -83,31 +59,15 @@ def _footprint(c: Cluster) -> tuple[int, int, int, list[str]]:
 
 
 def _spec(datasource: Any, topic: str = "events", bootstrap: str = "127.0.0.1:1") -> dict[str, Any]:
-    return {
-        "type": "kafka",
-        "spec": {
-            "dataSchema": {
-                "dataSource": datasource,
-                "timestampSpec": {"column": "ts", "format": "millis"},
-                "dimensionsSpec": {"dimensions": ["id"]},
-                "granularitySpec": {
-                    "segmentGranularity": "hour",
-                    "queryGranularity": "none",
-                    "rollup": False,
-                },
-            },
-            "ioConfig": {
-                "topic": topic,
-                "inputFormat": {"type": "json"},
-                "consumerProperties": {"bootstrap.servers": bootstrap},
-                "taskDuration": "PT5S",
-                "startDelay": "PT0.5S",
-                "period": "PT1S",
-                "useEarliestOffset": True,
-            },
-            "tuningConfig": {"type": "kafka"},
-        },
-    }
+    return kafka_spec(
+        datasource,
+        topic,
+        bootstrap,
+        taskDuration="PT5S",
+        taskCount=None,
+        replicas=None,
+        completionTimeout=None,
+    )
 
 
 BAD_BODIES: list[tuple[str, bytes]] = [
@@ -132,7 +92,7 @@ BAD_BODIES: list[tuple[str, bytes]] = [
 @pytest.mark.parametrize("body", [b for _, b in BAD_BODIES], ids=[n for n, _ in BAD_BODIES])
 def test_bad_supervisor_bodies_get_a_clear_4xx_and_touch_nothing(overlord: Cluster, body: bytes) -> None:
     before = _footprint(overlord)
-    code, answer = _raw(f"{overlord.url}{SUP}", "POST", body)
+    code, answer, _ = request("POST", f"{overlord.url}{SUP}", data=body)
     assert 400 <= code < 500, (code, answer)
     assert isinstance(answer, dict) and isinstance(answer.get("error"), str) and answer["error"], answer
     assert _footprint(overlord) == before
@@ -154,7 +114,7 @@ def test_huge_body_is_refused_with_413(overlord: Cluster) -> None:
     before = _footprint(overlord)
     spec = _spec("ds_huge")
     spec["spec"]["dataSchema"]["dimensionsSpec"]["dimensions"] = [f"d{i:07d}" for i in range(200_000)]
-    code, answer = _raw(f"{overlord.url}{SUP}", "POST", json.dumps(spec).encode())
+    code, answer, _ = request("POST", f"{overlord.url}{SUP}", data=json.dumps(spec).encode())
     assert code == 413, answer
     assert _footprint(overlord) == before
 
@@ -208,14 +168,14 @@ def test_unknown_supervisor_ids_get_404(overlord: Cluster, sup_id: str) -> None:
         ("POST", "/reset"),
         ("POST", "/terminate"),
     ]:
-        code, answer = _raw(f"{overlord.url}{SUP}/{path}{suffix}", method, None)
+        code, answer, _ = request(method, f"{overlord.url}{SUP}/{path}{suffix}")
         assert code == 404, (method, suffix, code, answer)
     for method, url in [
         ("GET", f"{overlord.url}/druid/indexer/v1/task/{path}"),
         ("GET", f"{overlord.url}/druid/indexer/v1/task/{path}/reports"),
         ("POST", f"{overlord.url}/druid/indexer/v1/task/{path}/shutdown"),
     ]:
-        code, answer = _raw(url, method, None)
+        code, answer, _ = request(method, url)
         assert code == 404, (method, url, code, answer)
     assert _footprint(overlord) == before
 
@@ -224,13 +184,13 @@ def test_bad_query_parameters_and_handoff_bodies(overlord: Cluster) -> None:
     code, _ = http("POST", f"{overlord.url}{SUP}", _spec("ds_params"))
     assert code == 200
     for query in ("count=-1", "count=abc", "count=99999999999999999999999"):
-        code, answer = _raw(f"{overlord.url}{SUP}/ds_params/history?{query}", "GET", None)
+        code, answer, _ = request("GET", f"{overlord.url}{SUP}/ds_params/history?{query}")
         assert code in (200, 400), (query, code, answer)
     for query in ("state=bogus", "max=-3", "max=x"):
-        code, answer = _raw(f"{overlord.url}/druid/indexer/v1/tasks?{query}", "GET", None)
+        code, answer, _ = request("GET", f"{overlord.url}/druid/indexer/v1/tasks?{query}")
         assert code == 400, (query, code, answer)
     for body in (b"{}", b'{"taskGroupIds": "0"}', b'{"taskGroupIds": [true]}', b"[0]"):
-        code, answer = _raw(f"{overlord.url}{SUP}/ds_params/taskGroups/handoff", "POST", body)
+        code, answer, _ = request("POST", f"{overlord.url}{SUP}/ds_params/taskGroups/handoff", data=body)
         assert code == 400, (body, code, answer)
     http("POST", f"{overlord.url}{SUP}/ds_params/terminate")
 
@@ -299,11 +259,8 @@ def test_odd_but_valid_datasource_names_ingest(tmp_path: Path, kafka_bootstrap: 
     """One supervisor per odd name, all at once, on one cluster: each one's events get published."""
     from confluent_kafka import Producer
 
-    cluster = Cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}")
-    cluster.migrate()
-    cluster.start_overlord()
-    cluster.start_middlemanager("mm1", capacity=len(ODD_VALID_NAMES) + 2)
-    try:
+    metadata_url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    with running_cluster(tmp_path / "cluster", metadata_url, {"mm1": len(ODD_VALID_NAMES) + 2}) as cluster:
         producer = Producer({"bootstrap.servers": kafka_bootstrap})
         now = int(time.time() * 1000)
         for name in ODD_VALID_NAMES:
@@ -328,8 +285,3 @@ def test_odd_but_valid_datasource_names_ingest(tmp_path: Path, kafka_bootstrap: 
 
             segments = wait_for(f"rows of {name!r} published", published, 120, 1.0)
             assert sorted(r["id"] for r in read_segments(segments)) == [f"e{i}" for i in range(10)]
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop()

@@ -15,13 +15,12 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, TopicPartition
 
 from overlord.client import OverlordClient, http, wait_for
 from supervisor.kafka.producer import (
@@ -33,8 +32,8 @@ from supervisor.kafka.producer import (
     HEADER_TRUNCATED,
     TRUNCATED_VALUE_BYTES,
 )
-from tests.cluster import Cluster, read_segments
-from tests.support import create_topic
+from tests.cluster import Cluster, kafka_spec, produce, read_segments, running_cluster
+from tests.support import create_topic, recreate_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -44,77 +43,32 @@ BIG = 1024 * 1024 + 100  # over the ingest engine's 1 MiB record limit
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}")
-    c.migrate()
-    c.start_overlord()
-    c.start_middlemanager("mm1", capacity=4)
-    try:
+    with running_cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}", {"mm1": 4}) as c:
         yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
 
 
 def _spec(datasource: str, topic: str, bootstrap: str, **tuning: Any) -> dict[str, Any]:
-    return {
-        "type": "kafka",
-        "spec": {
-            "dataSchema": {
-                "dataSource": datasource,
-                "timestampSpec": {"column": "ts", "format": "millis"},
-                "dimensionsSpec": {"dimensions": ["id", {"type": "long", "name": "n"}]},
-                "metricsSpec": [
-                    {"type": "count", "name": "count"},
-                    {"type": "longSum", "name": "v", "fieldName": "v"},
-                ],
-                "granularitySpec": {
-                    "segmentGranularity": "hour",
-                    "queryGranularity": "none",
-                    "rollup": False,
-                },
-            },
-            "ioConfig": {
-                "topic": topic,
-                "inputFormat": {"type": "json"},
-                "consumerProperties": {"bootstrap.servers": bootstrap},
-                "taskCount": 1,
-                "replicas": 1,
-                "taskDuration": "PT6S",
-                "startDelay": "PT0.5S",
-                "period": "PT1S",
-                "useEarliestOffset": True,
-                "completionTimeout": "PT2M",
-                "lateMessageRejectionPeriod": "PT1H",
-                "earlyMessageRejectionPeriod": "PT1H",
-            },
-            "tuningConfig": {"type": "kafka", **tuning},
-        },
-    }
+    return kafka_spec(
+        datasource,
+        topic,
+        bootstrap,
+        dimensions=["id", {"type": "long", "name": "n"}],
+        metrics=[
+            {"type": "count", "name": "count"},
+            {"type": "longSum", "name": "v", "fieldName": "v"},
+        ],
+        tuning=tuning,
+        taskDuration="PT6S",
+        lateMessageRejectionPeriod="PT1H",
+        earlyMessageRejectionPeriod="PT1H",
+    )
 
 
 def _produce(
     bootstrap: str, topic: str, values: list[bytes | None], partitions: int
 ) -> list[tuple[int, int]]:
-    """Produces in order; returns (partition, offset) of each record."""
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "message.max.bytes": 4 * 1024 * 1024}
-    )
-    where: dict[int, tuple[int, int]] = {}
-
-    def on_delivery(i: int) -> Callable[[KafkaError | None, Any], None]:
-        def delivered(err: KafkaError | None, msg: Any) -> None:
-            assert err is None, err
-            where[i] = (msg.partition(), msg.offset())
-
-        return delivered
-
-    for i, value in enumerate(values):
-        producer.produce(topic, value, partition=i % partitions, on_delivery=on_delivery(i))
-        producer.poll(0)
-    assert producer.flush(60) == 0
-    return [where[i] for i in range(len(values))]
+    """Produces in order (records up to 4 MiB); returns (partition, offset) of each record."""
+    return produce(bootstrap, topic, values, partitions, {"message.max.bytes": 4 * 1024 * 1024})
 
 
 def _bad_batch(now: int) -> tuple[list[bytes | None], dict[str, list[int]]]:
@@ -301,22 +255,6 @@ def test_task_fails_once_max_parse_exceptions_is_exceeded(cluster: Cluster, kafk
     cluster.api.suspend(sup)
 
 
-def _recreate(bootstrap: str, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for fut in admin.delete_topics([topic]).values():
-        fut.result()
-    wait_for(f"topic {topic} gone", lambda: topic not in admin.list_topics(timeout=10).topics, 60)
-
-    def created() -> bool:
-        try:
-            create_topic(bootstrap, topic, 1)
-        except Exception:  # the broker may still be deleting it
-            return False
-        return True
-
-    wait_for(f"topic {topic} recreated", created, 60, 1.0)
-
-
 def _events(prefix: str, n: int) -> list[bytes | None]:
     now = int(time.time() * 1000)
     return [json.dumps({"ts": now, "id": f"{prefix}-{i}", "n": i, "v": 1}).encode() for i in range(n)]
@@ -332,7 +270,7 @@ def test_offsets_gone_from_kafka(cluster: Cluster, kafka_bootstrap: str, automat
     cluster.api.wait_published(datasource, 30, 90)
 
     # the topic is deleted and recreated: offset 30 no longer exists (the log ends at 5)
-    _recreate(kafka_bootstrap, topic)
+    recreate_topic(kafka_bootstrap, topic, 1)
     _produce(kafka_bootstrap, topic, _events("after", 5), 1)
 
     def errors() -> list[str]:

@@ -27,7 +27,7 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from overlord.client import http, wait_for
-from tests.cluster import Cluster, read_segments
+from tests.cluster import Cluster, kafka_spec, read_segments, running_cluster
 from tests.support import create_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -90,34 +90,15 @@ class Stream:
 
 
 def _spec(datasource: str, topic: str, bootstrap: str) -> dict[str, Any]:
-    return {
-        "type": "kafka",
-        "spec": {
-            "dataSchema": {
-                "dataSource": datasource,
-                "timestampSpec": {"column": "ts", "format": "millis"},
-                "dimensionsSpec": {"dimensions": ["id", {"name": "n", "type": "long"}]},
-                "granularitySpec": {
-                    "segmentGranularity": "hour",
-                    "queryGranularity": "none",
-                    "rollup": False,
-                },
-            },
-            "ioConfig": {
-                "topic": topic,
-                "inputFormat": {"type": "json"},
-                "consumerProperties": {"bootstrap.servers": bootstrap},
-                "taskCount": TASK_COUNT,
-                "replicas": 1,
-                "taskDuration": "PT10S",
-                "startDelay": "PT1S",
-                "period": "PT1S",
-                "useEarliestOffset": True,
-                "completionTimeout": "PT2M",
-            },
-            "tuningConfig": {"type": "kafka"},
-        },
-    }
+    return kafka_spec(
+        datasource,
+        topic,
+        bootstrap,
+        dimensions=["id", {"name": "n", "type": "long"}],
+        taskCount=TASK_COUNT,
+        taskDuration="PT10S",
+        startDelay="PT1S",
+    )
 
 
 def _groups_reading(cluster: Cluster, sup: str) -> bool:
@@ -214,54 +195,51 @@ def _lose_a_worker(cluster: Cluster, sup: str) -> str:
 def test_rolling_restart_and_a_lost_worker_lose_and_duplicate_nothing(
     tmp_path: Path, fresh_postgres_url: str, kafka_bootstrap: str
 ) -> None:
-    cluster = Cluster(tmp_path / "cluster", fresh_postgres_url)
-    cluster.migrate()
-    cluster.start_overlord(worker_timeout_s=WORKER_TIMEOUT_S)
-    for name in WORKERS:
-        cluster.start_middlemanager(name, capacity=2)
-    topic = f"ops-{uuid.uuid4().hex[:10]}"
-    datasource = f"ops_{uuid.uuid4().hex[:8]}"
-    create_topic(kafka_bootstrap, topic, PARTITIONS)
-    stream = Stream(kafka_bootstrap, topic)
-    try:
-        sup = cluster.api.submit(_spec(datasource, topic, kafka_bootstrap))
-        wait_for("every group reading", lambda: _groups_reading(cluster, sup), 60, 0.2)
-        # spread by free capacity: one task group on each worker
-        counts = sorted(len(cluster.worker_tasks(n)) for n in WORKERS)
-        assert counts == [1, 1, 1], counts
-        stream.start()
-        time.sleep(3)
+    workers = dict.fromkeys(WORKERS, 2)
+    with running_cluster(
+        tmp_path / "cluster", fresh_postgres_url, workers, worker_timeout_s=WORKER_TIMEOUT_S
+    ) as cluster:
+        topic = f"ops-{uuid.uuid4().hex[:10]}"
+        datasource = f"ops_{uuid.uuid4().hex[:8]}"
+        create_topic(kafka_bootstrap, topic, PARTITIONS)
+        stream = Stream(kafka_bootstrap, topic)
+        try:
+            sup = cluster.api.submit(_spec(datasource, topic, kafka_bootstrap))
+            wait_for("every group reading", lambda: _groups_reading(cluster, sup), 60, 0.2)
+            # spread by free capacity: one task group on each worker
+            counts = sorted(len(cluster.worker_tasks(n)) for n in WORKERS)
+            assert counts == [1, 1, 1], counts
+            stream.start()
+            time.sleep(3)
 
-        for name in WORKERS:
-            _restart_middlemanager(cluster, sup, name)
-        _restart_overlord(cluster, sup)
-        victim = _lose_a_worker(cluster, sup)
-        time.sleep(3)  # some more ingestion on the two workers left
+            for name in WORKERS:
+                _restart_middlemanager(cluster, sup, name)
+            _restart_overlord(cluster, sup)
+            victim = _lose_a_worker(cluster, sup)
+            time.sleep(3)  # some more ingestion on the two workers left
 
-        delivered = stream.stop()
-        assert not stream.errors, stream.errors[:5]
-        assert len(delivered) == stream.produced > 1000
+            delivered = stream.stop()
+            assert not stream.errors, stream.errors[:5]
+            assert len(delivered) == stream.produced > 1000
 
-        def caught_up() -> bool:
-            st = cluster.api.status(sup)
-            latest = sum((st["latestOffsets"] or {}).values())
-            return bool(latest == len(delivered) and st["aggregateLag"] == 0)
+            def caught_up() -> bool:
+                st = cluster.api.status(sup)
+                latest = sum((st["latestOffsets"] or {}).values())
+                return bool(latest == len(delivered) and st["aggregateLag"] == 0)
 
-        wait_for("caught up", caught_up, 90, 0.5)
-        cluster.api.suspend(sup)
-        cluster.api.wait_quiet(datasource, 90)
+            wait_for("caught up", caught_up, 90, 0.5)
+            cluster.api.suspend(sup)
+            cluster.api.wait_quiet(datasource, 90)
 
-        ids = Counter(str(r["id"]) for r in read_segments(cluster.api.segments(datasource)))
-        duplicated = {k: v for k, v in ids.items() if v > 1}
-        assert not duplicated, f"{len(duplicated)} duplicated, e.g. {list(duplicated.items())[:5]}"
-        missing = delivered - set(ids)
-        assert not missing, f"{len(missing)} missing, e.g. {sorted(missing)[:5]}"
-        assert set(ids) == delivered
-        assert victim not in {p.name for p in cluster.procs.values() if p.popen and p.popen.poll() is None}
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        if not stream._stop.is_set():
-            stream._stop.set()
-        cluster.stop()
+            ids = Counter(str(r["id"]) for r in read_segments(cluster.api.segments(datasource)))
+            duplicated = {k: v for k, v in ids.items() if v > 1}
+            assert not duplicated, f"{len(duplicated)} duplicated, e.g. {list(duplicated.items())[:5]}"
+            missing = delivered - set(ids)
+            assert not missing, f"{len(missing)} missing, e.g. {sorted(missing)[:5]}"
+            assert set(ids) == delivered
+            assert victim not in {
+                p.name for p in cluster.procs.values() if p.popen and p.popen.poll() is None
+            }
+        finally:
+            if not stream._stop.is_set():
+                stream._stop.set()

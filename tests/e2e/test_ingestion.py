@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
 from overlord.client import wait_for
-from tests.cluster import Cluster, read_segments
-from tests.support import create_topic
+from tests.cluster import Cluster, kafka_spec, produce, read_segments, running_cluster
+from tests.support import create_topic, recreate_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -37,39 +36,8 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def cluster(tmp_path: Path, metadata_url: str) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster", metadata_url)
-    c.migrate()
-    c.start_overlord()
-    c.start_middlemanager("mm1", capacity=3)
-    c.start_middlemanager("mm2", capacity=3)
-    try:
+    with running_cluster(tmp_path / "cluster", metadata_url, {"mm1": 3, "mm2": 3}) as c:
         yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
-
-
-def _recreate_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    if topic in admin.list_topics(timeout=10).topics:
-        for fut in admin.delete_topics([topic]).values():
-            fut.result()
-        wait_for(f"topic {topic} gone", lambda: topic not in admin.list_topics(timeout=10).topics, 30)
-    create_topic(bootstrap, topic, partitions)
-
-
-def _produce(bootstrap: str, topic: str, values: list[bytes], partitions: int | None = None) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
-    for i, value in enumerate(values):
-        if partitions is None:
-            producer.produce(topic, value)
-        else:
-            producer.produce(topic, value, partition=i % partitions)
-        if i % 10000 == 0:
-            producer.poll(0)
-    assert producer.flush(60) == 0
 
 
 def _wait_reading(cluster: Cluster, sup: str, groups: int) -> dict[str, Any]:
@@ -86,7 +54,7 @@ def test_druid_wikipedia_tutorial(cluster: Cluster, kafka_bootstrap: str) -> Non
     """Druid's tutorial spec byte for byte, Druid's tutorial data, Druid's tutorial answer."""
     if not kafka_bootstrap.endswith(":9092"):
         pytest.fail("the tutorial spec names localhost:9092; the test broker must listen there")
-    _recreate_topic(kafka_bootstrap, "wikipedia", 1)
+    recreate_topic(kafka_bootstrap, "wikipedia", 1, timeout=30)
     spec = json.loads(WIKI_SPEC.read_text())
     sup = cluster.api.submit(spec)
     assert sup == "wikipedia"
@@ -95,7 +63,7 @@ def test_druid_wikipedia_tutorial(cluster: Cluster, kafka_bootstrap: str) -> Non
     with gzip.open(WIKI_DATA, "rb") as f:
         lines = [line.rstrip(b"\n") for line in f if line.strip()]
     assert len(lines) == 39244
-    _produce(kafka_bootstrap, "wikipedia", lines)
+    produce(kafka_bootstrap, "wikipedia", lines)
 
     wait_for(
         "lag 0",
@@ -125,38 +93,23 @@ def test_druid_wikipedia_tutorial(cluster: Cluster, kafka_bootstrap: str) -> Non
 
 
 def _rollup_spec(datasource: str, topic: str, bootstrap: str) -> dict[str, Any]:
-    return {
-        "type": "kafka",
-        "spec": {
-            "dataSchema": {
-                "dataSource": datasource,
-                "timestampSpec": {"column": "ts", "format": "millis"},
-                "dimensionsSpec": {"dimensions": ["id", "kind"]},
-                "metricsSpec": [
-                    {"type": "count", "name": "count"},
-                    {"type": "longSum", "name": "value_sum", "fieldName": "value"},
-                ],
-                "granularitySpec": {
-                    "segmentGranularity": "hour",
-                    "queryGranularity": "minute",
-                    "rollup": True,
-                },
-            },
-            "ioConfig": {
-                "topic": topic,
-                "inputFormat": {"type": "json"},
-                "consumerProperties": {"bootstrap.servers": bootstrap},
-                "taskCount": 2,
-                "replicas": 2,
-                "taskDuration": "PT8S",
-                "startDelay": "PT1S",
-                "period": "PT1S",
-                "useEarliestOffset": True,
-                "completionTimeout": "PT2M",
-            },
-            "tuningConfig": {"type": "kafka", "maxRowsInMemory": 2000},
-        },
-    }
+    return kafka_spec(
+        datasource,
+        topic,
+        bootstrap,
+        dimensions=["id", "kind"],
+        metrics=[
+            {"type": "count", "name": "count"},
+            {"type": "longSum", "name": "value_sum", "fieldName": "value"},
+        ],
+        rollup=True,
+        query_granularity="minute",
+        tuning={"maxRowsInMemory": 2000},
+        taskCount=2,
+        replicas=2,
+        taskDuration="PT8S",
+        startDelay="PT1S",
+    )
 
 
 def _event(i: int, ts: int, tag: str) -> bytes:

@@ -5,11 +5,8 @@ PostgreSQL, Overlord and MiddleManager processes."""
 from __future__ import annotations
 
 import base64
-import json
 import signal
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -20,8 +17,8 @@ import pytest
 from confluent_kafka import Producer
 
 from overlord.client import http, wait_for
-from tests.cluster import Cluster, event, id_spec, produce, published_ids
-from tests.support import create_topic
+from tests.cluster import Cluster, event, id_spec, produce, published_ids, request, running_cluster
+from tests.support import create_topic, fresh_database
 
 pytestmark = pytest.mark.e2e
 
@@ -30,28 +27,11 @@ V1 = "/druid/indexer/v1"
 
 @pytest.fixture(scope="module")
 def pg_cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Cluster]:
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    name = f"op_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    c = Cluster(tmp_path_factory.mktemp("operate"), url)
-    c.migrate()
-    c.start_overlord()
-    c.start_middlemanager("mm1", capacity=4)
-    try:
+    with (
+        fresh_database(postgres_url, "op") as url,
+        running_cluster(tmp_path_factory.mktemp("operate"), url, {"mm1": 4}) as c,
+    ):
         yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _names() -> tuple[str, str]:
@@ -306,38 +286,18 @@ def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def _request(method: str, url: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json", **headers}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            raw = resp.read()
-            return int(resp.status), json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        return int(e.code), None
-
-
 def _call(method: str, url: str, headers: dict[str, str], body: Any = None) -> int:
-    return _request(method, url, headers, body)[0]
+    return request(method, url, body, headers=headers).status
 
 
 def test_access_control(tmp_path: Path, kafka_bootstrap: str) -> None:
-    c = Cluster(
-        tmp_path / "auth",
-        f"sqlite:///{tmp_path / 'auth.db'}",
-        env={
-            "OVERLORD_AUTH_USERS": "root:s3cret:admin,viewer:look:read",
-            "OVERLORD_AUTH_TOKENS": "tok-admin:admin",
-            "OVERLORD_CLUSTER_TOKEN": "cluster-t0ken",
-            "MIDDLEMANAGER_CLUSTER_TOKEN": "cluster-t0ken",
-        },
-    )
-    c.migrate()
-    c.start_overlord()
-    try:
-        c.start_middlemanager("mm1", capacity=2)
+    env = {
+        "OVERLORD_AUTH_USERS": "root:s3cret:admin,viewer:look:read",
+        "OVERLORD_AUTH_TOKENS": "tok-admin:admin",
+        "OVERLORD_CLUSTER_TOKEN": "cluster-t0ken",
+        "MIDDLEMANAGER_CLUSTER_TOKEN": "cluster-t0ken",
+    }
+    with running_cluster(tmp_path / "auth", f"sqlite:///{tmp_path / 'auth.db'}", {"mm1": 2}, env=env) as c:
         url = f"{c.url}{V1}/supervisor"
         topic, ds = _names()
         create_topic(kafka_bootstrap, topic, 1)
@@ -357,22 +317,22 @@ def test_access_control(tmp_path: Path, kafka_bootstrap: str) -> None:
             "reading under auth",
             lambda: (
                 _call("GET", f"{url}/{ds}/status", _basic("viewer", "look")) == 200
-                and _request("GET", f"{url}/{ds}/status", _basic("viewer", "look"))[1]["payload"][
+                and request("GET", f"{url}/{ds}/status", headers=_basic("viewer", "look")).body["payload"][
                     "activeTasks"
                 ]
             ),
             60,
         )
-        status = _request("GET", f"{url}/{ds}/status", _basic("viewer", "look"))[1]["payload"]
+        status = request("GET", f"{url}/{ds}/status", headers=_basic("viewer", "look")).body["payload"]
         task = status["activeTasks"][0]["id"]
         loc = wait_for(
             "task location",
             lambda: (
                 loc
                 if (
-                    loc := _request("GET", f"{c.url}{V1}/task/{task}/status", _basic("viewer", "look"))[1][
-                        "status"
-                    ]["location"]
+                    loc := request(
+                        "GET", f"{c.url}{V1}/task/{task}/status", headers=_basic("viewer", "look")
+                    ).body["status"]["location"]
                 )["port"]
                 > 0
                 else None
@@ -383,11 +343,6 @@ def test_access_control(tmp_path: Path, kafka_bootstrap: str) -> None:
         assert _call("GET", chat, {}) == 401
         assert _call("GET", chat, _basic("root", "s3cret")) == 401
         assert _call("GET", chat, {"Authorization": "Bearer cluster-t0ken"}) == 200
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
 
 
 def test_new_partitions_are_read_from_their_earliest_offset(

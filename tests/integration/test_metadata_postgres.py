@@ -7,14 +7,12 @@ and dropped after it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from overlord.metadata import MetadataStore
+from tests.support import fresh_database
 from tests.unit.test_metadata_store import *  # noqa: F403  (the shared behaviour suite)
 
 pytestmark = pytest.mark.postgres
@@ -23,18 +21,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture  # type: ignore[no-redef]
 def blank_url(postgres_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL database (overrides the SQLite fixture of the shared suite)."""
-    name = f"metadata_test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with fresh_database(postgres_url, "metadata_test") as url:
+        yield url
 
 
 def test_runs_on_postgresql(store: MetadataStore) -> None:

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, inspect
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from overlord.metadata import (
     MetadataStore,
+    MetadataStoreUnavailable,
     PublishResult,
     SchemaNotMigrated,
     SegmentToPublish,
@@ -99,6 +102,20 @@ def offsets(store: MetadataStore) -> dict[int, int] | None:
 
 def total_rows(store: MetadataStore) -> int:
     return sum(int(s["numRows"]) for s in store.list_segments(DS))
+
+
+@contextmanager
+def database_down(engine: Engine) -> Iterator[None]:
+    """Every statement on ``engine`` fails as on a database whose server went away."""
+
+    def refuse(*_args: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly\nmore"))
+
+    event.listen(engine, "before_cursor_execute", refuse)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", refuse)
 
 
 # --------------------------------------------------------------------------- publishing
@@ -372,6 +389,36 @@ def test_database_error_rolls_back_and_is_retryable(store: MetadataStore) -> Non
     finally:
         event.remove(store.engine, "before_cursor_execute", fail_segment_insert)
     assert offsets(store) == {0: 20}
+
+
+def test_an_outage_is_metadata_store_unavailable_and_publish_stays_retryable(store: MetadataStore) -> None:
+    assert publish(store, "seq-0", {0: 0}, {0: 10}, [seg(0)]).ok
+    task = TaskRow(id="t1", datasource=DS, type="index_kafka", payload={"id": "t1"})
+    calls = [
+        lambda: store.get_offsets(DS),
+        lambda: store.reset_partitions(DS, TOPIC, {1: 0}),
+        lambda: store.insert_supervisor(DS, {"type": "kafka"}),
+        lambda: store.latest_supervisors(),
+        lambda: store.supervisor_history(DS),
+        lambda: store.list_segments(DS),
+        lambda: store.upsert_task(task),
+        lambda: store.list_tasks(),
+    ]
+    with database_down(store.engine):
+        for call in calls:
+            with pytest.raises(MetadataStoreUnavailable, match=r"server closed the connection unexpectedly$"):
+                call()
+        # the publish's answer is unchanged: a value, retryable, nothing written
+        result = publish(store, "seq-1", {0: 10}, {0: 20}, [seg(0)])
+        assert result.kind == "retryable" and "server closed the connection" in result.reason
+    # back: nothing of the above was written, and the same store works without being reopened
+    assert offsets(store) == {0: 10}
+    assert store.latest_supervisors() == {} and store.list_tasks() == []
+    for call in calls:
+        call()
+    assert offsets(store) == {0: 10, 1: 0}
+    assert [t.id for t in store.list_tasks()] == ["t1"]
+    assert publish(store, "seq-1", {0: 10}, {0: 20}, [seg(0)]).ok
 
 
 # --------------------------------------------------------------------------- concurrency

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+import time
 from typing import Any
 
 import pytest
 
+from supervisor.errors import MetadataStoreUnavailable
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import StoredOffsets, TaskState
 from supervisor.spec import parse_supervisor_spec
@@ -19,6 +23,7 @@ from tests.unit.test_supervisor_loop import (
     make_spec,
     make_supervisor,
     run,
+    run_past_task_duration,
 )
 
 
@@ -130,8 +135,7 @@ def test_running_supervisor_whose_tasks_all_died_starts_new_ones_without_a_state
     run(sup.run_once())
     run(sup.run_once())
     assert sup.state.basic is BasicState.RUNNING
-    clock.now += 61
-    run(sup.run_once())  # the group publishes, the next one starts
+    run_past_task_duration(sup, clock)  # the group publishes, the next one starts
     for t in tasks.running():
         t.state = TaskState.FAILED  # publishing and reading tasks die together (a lost worker)
     run(sup.run_once())
@@ -189,3 +193,70 @@ def test_task_ids_and_sequence_names_are_safe_whatever_the_datasource(world: Any
         assert re.fullmatch(r"[A-Za-z0-9_.-]+", name), name
         assert len(name) <= 128
     assert task.spec.data_source == datasource
+
+
+async def _store_down(*_args: Any) -> Any:
+    raise MetadataStoreUnavailable("metadata store unavailable, retry later: OperationalError: refused")
+
+
+def test_a_metadata_store_outage_is_one_warning_a_run_and_the_next_run_recovers(
+    world: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: while PostgreSQL was down every run logged a full traceback."""
+    _, _, tasks, offsets = world
+    sup = make_supervisor(world, _spec(False))
+    # every step that asks the store fails (here: discovering tasks, their status, the offsets)
+    monkeypatch.setattr(tasks, "tasks_for", _store_down)
+    monkeypatch.setattr(offsets, "stored_offsets", _store_down)
+    with caplog.at_level(logging.DEBUG, logger="supervisor.supervisor"):
+        run(sup.run_once())
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        "supervisor[ds]: discover_tasks: metadata store unavailable, retry later: OperationalError: refused"
+    ]
+    assert warnings[0].exc_info is None
+    assert [e.kind for e in sup.state.recent_errors] == ["MetadataStoreUnavailable"]
+    assert not tasks.tasks
+    monkeypatch.undo()  # the store is back
+    run(sup.run_once())
+    assert [t.spec.start_offsets for t in tasks.running()] == [{0: 50}]
+
+
+def test_a_reset_during_a_metadata_store_outage_is_retried_not_lost(
+    world: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, tasks, offsets = world
+    base = _spec(False).to_json()
+    base["spec"]["ioConfig"]["period"] = "PT0.1S"
+    sup = make_supervisor(world, parse_supervisor_spec(base))
+
+    async def until(check: Any, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> Any:
+        sup.start()  # the loop; its ticker waits startDelay (5s) before the first run
+        try:
+            sup.notify()
+            await until(lambda: len(tasks.running()) == 1)
+            (first,) = tasks.running()
+            monkeypatch.setattr(offsets, "reset_offsets", _store_down)
+            sup.request_reset()
+            await until(lambda: len([r for r in caplog.records if "run failed" in r.getMessage()]) >= 2)
+            failed = [r for r in caplog.records if "run failed" in r.getMessage()]
+            assert all(r.levelno == logging.WARNING and r.exc_info is None for r in failed)
+            assert offsets.resets == 0 and offsets.stored is not None
+            monkeypatch.undo()  # the store is back: the reset goes through at its next try
+            await until(lambda: offsets.resets == 1)
+            await until(lambda: len(tasks.running()) == 1 and tasks.running()[0] is not first)
+            return first
+        finally:
+            await sup.stop(graceful=False)
+
+    with caplog.at_level(logging.WARNING, logger="supervisor.supervisor"):
+        first = run(scenario())
+    assert offsets.resets == 1
+    assert first.spec.id in tasks.killed
+    assert [t.spec.start_offsets for t in tasks.running()] == [{0: 0}]

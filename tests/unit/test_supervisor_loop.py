@@ -161,6 +161,11 @@ class FakeTasks:
         return {}
 
     # helpers
+    def read(self, records: int) -> None:
+        """Every running task reads ``records`` more records of each of its partitions."""
+        for t in self.running():
+            t.current = {p: o + records for p, o in t.current.items()}
+
     def running(self) -> list[FakeTask]:
         return [t for t in self.tasks.values() if t.state is TaskState.RUNNING]
 
@@ -222,6 +227,12 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def run_past_task_duration(sup: Supervisor, clock: FakeClock) -> None:
+    """The taskDuration of ``make_spec`` (60s) elapses; the next run ends the reading groups."""
+    clock.now += 61
+    run(sup.run_once())
+
+
 def test_groups_by_partition_modulo_task_count_with_replicas(world: Any) -> None:
     _, _, tasks, offsets = world
     offsets.stored = StoredOffsets("events", PartitionOffsets({0: 10, 2: 20}))
@@ -254,8 +265,7 @@ def test_task_duration_hands_off_and_next_group_starts_at_the_end_offsets(world:
         t.current = {
             p: o + (5 if t.spec.id.endswith(("0", "2", "4", "6", "8")) else 7) for p, o in t.current.items()
         }
-    clock.now += 61
-    run(sup.run_once())
+    run_past_task_duration(sup, clock)
     publishing = tasks.publishing()
     assert {t.spec.id for t in publishing} == set(first)
     for t in publishing:
@@ -275,8 +285,7 @@ def test_published_group_is_dropped_and_replicas_killed(world: Any) -> None:
     clock, _, tasks, _ = world
     sup = make_supervisor(world)
     run(sup.run_once())
-    clock.now += 61
-    run(sup.run_once())
+    run_past_task_duration(sup, clock)
     g0 = [t for t in tasks.publishing() if t.spec.group_id == 0]
     g0[0].state = TaskState.SUCCESS
     run(sup.run_once())
@@ -303,11 +312,9 @@ def test_failed_publishing_group_restarts_reading_from_its_start(world: Any) -> 
     clock, _, tasks, _ = world
     sup = make_supervisor(world)
     run(sup.run_once())
-    for t in tasks.running():
-        t.current = {p: o + 10 for p, o in t.current.items()}
+    tasks.read(10)
     start_g0 = next(t.spec.start_offsets for t in tasks.running() if t.spec.group_id == 0)
-    clock.now += 61
-    run(sup.run_once())
+    run_past_task_duration(sup, clock)
     for t in tasks.publishing():
         if t.spec.group_id == 0:
             t.state = TaskState.FAILED
@@ -322,10 +329,8 @@ def test_a_group_whose_commit_landed_is_not_read_again(world: Any) -> None:
     clock, _, tasks, offsets = world
     sup = make_supervisor(world)
     run(sup.run_once())
-    for t in tasks.running():
-        t.current = {p: o + 10 for p, o in t.current.items()}
-    clock.now += 61
-    run(sup.run_once())
+    tasks.read(10)
+    run_past_task_duration(sup, clock)
     g0 = [t for t in tasks.publishing() if t.spec.group_id == 0]
     # the publish committed, then both replicas died before they heard so
     assert offsets.stored is not None
@@ -343,8 +348,7 @@ def test_completion_timeout_kills_the_group(world: Any) -> None:
     clock, _, tasks, _ = world
     sup = make_supervisor(world, make_spec(completionTimeout="PT0.01S"))
     run(sup.run_once())
-    clock.now += 61
-    run(sup.run_once())
+    run_past_task_duration(sup, clock)
     publishing = {t.spec.id for t in tasks.publishing()}
     import time
 
@@ -374,8 +378,7 @@ def test_a_task_that_cannot_pause_is_killed_and_its_replica_decides(world: Any) 
     g0[1].current = {p: o + 10 for p, o in g0[1].current.items()}
     # the frozen one is ahead, but it cannot answer: the end comes from the live replica
     g0[0].responsive = False
-    clock.now += 61
-    run(sup.run_once())
+    run_past_task_duration(sup, clock)
     assert g0[0].spec.id in tasks.killed
     assert g0[1].end == g0[1].current
 
@@ -384,8 +387,7 @@ def test_adopts_running_tasks_after_a_restart(world: Any) -> None:
     clock, _stream, tasks, _offsets = world
     first = make_supervisor(world)
     run(first.run_once())
-    clock.now += 61
-    run(first.run_once())
+    run_past_task_duration(first, clock)
     before = {t.spec.id for t in tasks.running()}
     second = make_supervisor(world)  # a new Overlord: same tasks, fresh supervisor
     run(second.run_once())
