@@ -543,6 +543,12 @@ _OTHER_SCHEMAS: dict[str, Any] = {
             "port": {"type": "integer"},
             "capacity": {"type": "integer", "minimum": 0},
             "version": {"type": "string"},
+            "waitS": {
+                "type": "number",
+                "minimum": 0,
+                "description": "how long the Overlord may hold the answer when it has nothing new for "
+                "this worker (long poll; it answers at once when it assigns or kills a task here)",
+            },
             "running": {
                 "type": "array",
                 "items": {
