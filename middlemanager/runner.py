@@ -262,8 +262,10 @@ class TaskRunner:
         attempt = 0
         while True:
             attempt += 1
+            # A stop (the MiddleManager shutting down) once the segments are written still lets
+            # one attempt through: if it commits, no replacement has to read it all again.
             with self._cond:
-                if self._stop_requested:
+                if self._stop_requested and attempt > 1:
                     return self._outcome("FAILED", "stopped while publishing")
             try:
                 result = _post_json(f"{self.overlord_url}/druid/indexer/v1/action", action, timeout=30.0)[

@@ -340,7 +340,8 @@ class MiddleManager:
         without publishing and exits FAILED, which the next heartbeat reports; its
         supervisor then starts a replacement from the same start offsets on another
         worker, so nothing is lost, and nothing is duplicated because nothing of the
-        stopped task was published. What has not exited by ``shutdown_timeout_s`` (or by
+        stopped task was published. A task already publishing makes its publish attempt
+        first (SUCCESS if it commits; if the Overlord says wait, it stops). What has not exited by ``shutdown_timeout_s`` (or by
         a second stop signal) is killed.
         """
         self._draining = True

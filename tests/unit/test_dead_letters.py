@@ -105,9 +105,13 @@ class FakeSupplier:
         pass
 
 
+# What the stand-in Overlord answers to a publish (a test may change it with monkeypatch).
+PUBLISH_ANSWER = {"kind": "ok", "reason": ""}
+
+
 @pytest.fixture
 def overlord(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str], list[dict[str, Any]]]]:
-    """A stand-in Overlord answering every publish ``ok``; records the order of events."""
+    """A stand-in Overlord answering every publish with ``PUBLISH_ANSWER``; records the order of events."""
     events: list[str] = []
     actions: list[dict[str, Any]] = []
 
@@ -116,7 +120,7 @@ def overlord(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str], l
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             actions.append(body)
             events.append("publish")
-            data = json.dumps({"result": {"kind": "ok", "reason": "", "segmentIds": ["s"]}}).encode()
+            data = json.dumps({"result": {**PUBLISH_ANSWER, "segmentIds": ["s"]}}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -305,6 +309,57 @@ def test_task_without_a_dead_letter_topic_makes_no_producer(
         dead_letter_factory=no_producer,
     )
     assert runner.run().status == "SUCCESS"
+
+
+def test_a_stop_once_publishing_lets_the_publish_through(
+    tmp_path: Path, overlord: tuple[str, list[str], list[dict[str, Any]]]
+) -> None:
+    """A MiddleManager stopping (SIGTERM) while a task publishes: the written segments are offered."""
+    url, _events, actions = overlord
+    runner: TaskRunner | None = None
+
+    def stop_now() -> None:
+        assert runner is not None
+        runner.stop()
+
+    runner = TaskRunner(
+        _task(None),
+        tmp_path / "task",
+        tmp_path / "deep",
+        url,
+        supplier_factory=lambda _t: FakeSupplier(_records()),  # type: ignore[arg-type,return-value]
+        before_publish=stop_now,
+    )
+    outcome = runner.run()
+    assert outcome.status == "SUCCESS", outcome.error
+    assert len(actions) == 1
+
+
+def test_a_stop_while_a_publish_must_wait_ends_the_task(
+    tmp_path: Path, overlord: tuple[str, list[str], list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt is made; when the Overlord says wait, the stop wins (a replacement redoes it)."""
+    url, _events, actions = overlord
+    monkeypatch.setitem(PUBLISH_ANSWER, "kind", "retryable")
+    monkeypatch.setitem(PUBLISH_ANSWER, "reason", "an earlier group has not published yet")
+    runner: TaskRunner | None = None
+
+    def stop_now() -> None:
+        assert runner is not None
+        runner.stop()
+
+    runner = TaskRunner(
+        _task(None),
+        tmp_path / "task",
+        tmp_path / "deep",
+        url,
+        supplier_factory=lambda _t: FakeSupplier(_records()),  # type: ignore[arg-type,return-value]
+        before_publish=stop_now,
+    )
+    outcome = runner.run()
+    assert outcome.status == "FAILED"
+    assert outcome.error == "stopped while publishing"
+    assert len(actions) == 1
 
 
 def test_too_many_parse_exceptions_fail_the_task_after_sending_what_was_rejected(
