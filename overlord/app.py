@@ -17,6 +17,7 @@ from overlord.metadata.engine import make_engine
 from overlord.metadata.store import MetadataStore
 from overlord.supervisors import SupervisorManager
 from overlord.task_queue import TaskQueue
+from supervisor.errors import MetadataStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -80,5 +81,7 @@ async def _watch_workers(queue: TaskQueue) -> None:
         await asyncio.sleep(1.0)
         try:
             await queue.check_workers()
+        except MetadataStoreUnavailable as e:  # an outage: one line per pass, no traceback
+            logger.warning("worker check skipped: %s", e)
         except Exception:  # keep watching whatever one pass hit
             logger.exception("worker check failed")
