@@ -341,8 +341,8 @@ class MiddleManager:
         supervisor then starts a replacement from the same start offsets on another
         worker, so nothing is lost, and nothing is duplicated because nothing of the
         stopped task was published. A task already publishing makes its publish attempt
-        first (SUCCESS if it commits; if the Overlord says wait, it stops). What has not exited by ``shutdown_timeout_s`` (or by
-        a second stop signal) is killed.
+        first (SUCCESS if it commits; if the Overlord says wait, it stops). What has not
+        exited by ``shutdown_timeout_s`` (or by a second stop signal) is killed.
         """
         self._draining = True
         self._retire_warm()

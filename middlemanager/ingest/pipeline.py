@@ -752,7 +752,7 @@ class IngestPipeline:
             parts = runs.pop(start)
             files.extend(
                 write_segment(
-                    [part.open() for part in parts],
+                    parts,
                     self.plan,
                     rollup_enabled=self._rollup,
                     start_ms=start,

@@ -110,7 +110,7 @@ def exact(table: pa.Table) -> list[tuple[Any, ...]]:
 # ----------------------------------------------------------------------------- merging pieces
 
 
-LAYOUTS = ["disjoint", "touching", "overlapping", "interleaved", "all-tied", "mixed"]
+LAYOUTS = ["disjoint", "touching", "overlapping", "interleaved", "all-tied", "nested", "mixed"]
 
 
 def pieces_for(layout: str, rng: random.Random, rollup: bool) -> list[pa.Table]:
@@ -132,6 +132,12 @@ def pieces_for(layout: str, rng: random.Random, rollup: bool) -> list[pa.Table]:
             continue
         elif layout == "all-tied":
             lo, hi = 7, 9
+        elif layout == "nested":  # a long piece with short ones inside and around it
+            lo, hi = (
+                (0, 300)
+                if i == 0
+                else (lambda low: (low, low + rng.randrange(0, 20)))(rng.randrange(-10, 380))
+            )
         else:
             lo = rng.choice([0, 100, 200])
             hi = lo + rng.choice([0, 3, 150])
@@ -149,6 +155,18 @@ def test_merging_pieces_equals_the_full_sort(layout: str, rollup: bool) -> None:
         pieces = pieces_for(layout, rng, rollup)
         merged = segments._merge_pieces(pieces, PLAN, keys, rollup)
         assert exact(merged) == exact(reference(pieces, rollup)), (layout, seed)
+
+
+def test_overlaps() -> None:
+    overlaps = segments._overlaps
+    assert overlaps([(0, 10), (20, 30)]) == []
+    assert overlaps([(20, 30), (0, 10), (10, 20)]) == [(10, 10), (20, 20)]
+    assert overlaps([(0, 100), (5, 7), (6, 9), (50, 200), (300, 300), (300, 301)]) == [
+        (5, 9),
+        (50, 100),
+        (300, 300),
+    ]
+    assert overlaps([(0, 10), (0, 10), (0, 10)]) == [(0, 10)]
 
 
 def test_disjoint_pieces_are_concatenated_without_copying() -> None:
@@ -482,3 +500,20 @@ def test_time_slices_are_aligned_and_ordered(tmp_path: Path, monkeypatch: pytest
     bounds = [[(p.column(TIME)[0].as_py(), p.column(TIME)[-1].as_py()) for p in pieces] for pieces in slices]
     for before, after in pairwise(bounds):
         assert max(last for _, last in before) < min(first for first, _ in after)
+
+
+def test_spill_files_with_empty_batches(tmp_path: Path) -> None:
+    rng = random.Random(12)
+    runs = runs_in_time_order(rng, False, 3, 400)
+    parts = []
+    for index, run in enumerate(runs):
+        path = tmp_path / f"{index}.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, run.schema) as writer:
+            empty = pa.RecordBatch.from_pylist([], schema=run.schema)
+            writer.write_batch(empty)
+            for offset in range(0, run.num_rows, 50):
+                writer.write_table(run.slice(offset, 50))
+                writer.write_batch(empty)
+        parts.append(RunPart(0, run.num_rows, path=path))
+    files = write(parts, tmp_path / "out", False, slice_rows=120)
+    assert internal_rows(files) == exact(reference(runs, False))
