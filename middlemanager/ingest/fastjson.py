@@ -10,7 +10,10 @@ the caller uses the reference path for that batch. Arrow's parser (RapidJSON) an
 (strict RFC 8259) agree on valid JSON; where RapidJSON is more lenient or differs, a
 check here sends the batch to the reference path:
 
-* ``NaN``/``Infinity`` literals (accepted by RapidJSON): looked for in value position;
+* ``NaN``/``Infinity`` literals (accepted by RapidJSON): in a column that is read, the
+  double columns must hold finite numbers only; in a field nobody reads, they cannot
+  appear while the reader is strict (a field outside the schema fails the read), and
+  once records carry other fields the batch is scanned for them in value position;
 * invalid UTF-8 and UTF-8-encoded surrogates (not validated by RapidJSON): the batch
   must decode as strict UTF-8;
 * nesting deeper than orjson's limit: batches with many brackets are checked per record;
@@ -87,9 +90,20 @@ class FastJsonPath:
             if m.field is not None:
                 fields[m.field] = _JSON_TYPES[m.value_kind]
         self.schema = pa.schema([pa.field(name, kind) for name, kind in fields.items()])
-        self._parse_options = pj.ParseOptions(
+        # Strict: a field outside the schema fails the read. Then no NaN/Infinity literal
+        # can hide in a field nobody reads (RapidJSON accepts them, orjson does not), and
+        # the byte scan for them is not needed. Used while the records carry no other
+        # field; after the first batch that does, the lenient options (and the scan) are.
+        self._strict_options = pj.ParseOptions(
+            explicit_schema=self.schema, unexpected_field_behavior="error", newlines_in_values=False
+        )
+        self._lenient_options = pj.ParseOptions(
             explicit_schema=self.schema, unexpected_field_behavior="ignore", newlines_in_values=False
         )
+        self._strict = True
+        self._float_fields = [
+            f.name for f in self.schema if f.type == pa.float64() and f.name != timestamp_column
+        ]
 
     @staticmethod
     def supports(plan: ColumnPlan, timestamp_column: str, timestamp_format: str, has_filter: bool) -> bool:
@@ -112,56 +126,72 @@ class FastJsonPath:
         return True
 
     def parse(self, values: list[bytes | None]) -> ParsedBatch | None:
-        """The batch as a table with one column per schema field; ``None``: use the reference path."""
-        limit = self.max_record_bytes
+        """The batch as a table with one column per schema field; ``None``: use the reference path.
+
+        Runs on the pipeline's parser threads: the byte checks use numpy and Arrow, which
+        work without the GIL.
+        """
         n = len(values)
         try:
             data = b"\n".join(values)  # type: ignore[arg-type]  # a None makes join fail
+            lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)  # type: ignore[arg-type]
         except TypeError:
             return None
-        # One object per line: every line starts with "{" and ends with "}", no empty line, no CR.
-        if not data or data[0] != _OPEN or data[-1] != _CLOSE or b"\r" in data:
+        if n == 0 or int(lengths.min()) == 0 or int(lengths.max()) > self.max_record_bytes:
             return None
-        # The byte scans run on numpy (several times faster than bytes.find/count, and
-        # without the GIL: this runs on the pipeline's parser thread).
+        # One object per line: each value starts with "{", ends with "}", holds no line break or CR.
         buf = np.frombuffer(data, dtype=np.uint8)
-        newlines = np.flatnonzero(buf == _NEWLINE)
-        if len(newlines) != n - 1:
-            return None
-        if n > 1 and not (np.all(buf[newlines - 1] == _CLOSE) and np.all(buf[newlines + 1] == _OPEN)):
-            return None
-        longest = int(np.diff(newlines, prepend=-1, append=len(data)).max()) - 1
-        if longest > limit:
+        ends = np.cumsum(lengths) + np.arange(n)  # where the line break after each value goes
+        if (
+            b"\r" in data
+            or not np.all(buf[ends - lengths] == _OPEN)
+            or not np.all(buf[ends - 1] == _CLOSE)
+            or np.count_nonzero(buf == _NEWLINE) != n - 1
+        ):
             return None
         if not data.isascii():
             try:
                 data.decode("utf-8")
             except UnicodeDecodeError:
                 return None
-        if _has_nan_or_infinity(data, buf):
-            return None
-        if longest >= _DEEP_RECORD_BYTES and any(
+        if int(lengths.max()) >= _DEEP_RECORD_BYTES and any(
             value.count(b"[") + value.count(b"{") >= _MAX_BRACKETS  # type: ignore[union-attr]
             for value in values
             if len(value) >= _DEEP_RECORD_BYTES  # type: ignore[arg-type]
         ):
             return None
-        try:
-            table = pj.read_json(
-                io.BytesIO(data),
-                read_options=pj.ReadOptions(use_threads=True, block_size=max(2 * limit, len(data) // 4 + 1)),
-                parse_options=self._parse_options,
-            )
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        table = self._read_json(data, self._strict_options) if self._strict else None
+        if table is None:
+            if _has_nan_or_infinity(data, buf):
+                return None
+            table = self._read_json(data, self._lenient_options)
+        if table is None or table.num_rows != n:
             return None
-        if table.num_rows != n:
-            return None
-        for field in self.schema:
-            if field.type == pa.float64() and field.name != self.timestamp_column:
-                column = table.column(field.name)
-                if column.null_count < n and _has_negative_zero(_contiguous(column)):
+        for name in self._float_fields:
+            column = table.column(name)
+            if column.null_count < n:
+                array = _contiguous(column)
+                # a NaN/Infinity literal in a read field (RapidJSON takes it, orjson does not)
+                if not pc.all(pc.is_finite(array)).as_py() or _has_negative_zero(array):
                     return None
-        return ParsedBatch(table, len(_occurrences(buf, b"\\u0000")) > 0, len(data) - (n - 1))
+        may_have_nul = b"\\" in data and len(_occurrences(buf, b"\\u0000")) > 0
+        return ParsedBatch(table, may_have_nul, len(data) - (n - 1))
+
+    def _read_json(self, data: bytes, options: pj.ParseOptions) -> pa.Table | None:
+        try:
+            return pj.read_json(
+                io.BytesIO(data), read_options=self._read_options(data), parse_options=options
+            )
+        except pa.ArrowInvalid as e:
+            if options is self._strict_options and "unexpected field" in str(e):
+                self._strict = False  # records carry other fields: lenient reads from now on
+            return None
+        except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+
+    def _read_options(self, data: bytes) -> pj.ReadOptions:
+        # blocks of a quarter of the batch keep Arrow's threads busy
+        return pj.ReadOptions(use_threads=True, block_size=max(2 * self.max_record_bytes, len(data) // 4 + 1))
 
     def build(self, parsed: pa.Table, times: pa.Array, may_have_nul: bool) -> pa.Table:
         """The internal table (see ``schema.RowConverter``) of the parsed rows that were kept."""

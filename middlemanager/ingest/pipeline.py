@@ -81,6 +81,8 @@ MAX_RECORD_BYTES = 1024 * 1024
 BUFFER_ROWS = 4096
 # Raw records parsed together by the fast path (more rows: better use of Arrow's threads).
 FAST_BATCH_ROWS = 16384
+# Batches parsed at the same time (each on a thread of its own, with Arrow's threads inside).
+_PARSE_DEPTH = 2
 # The raw JSON waiting for the fast path may take up to this share of maxBytesInMemory.
 _FAST_BYTES_SHARE = 8
 # A refused fast batch is split in halves down to this size, to keep clean records on the fast path.
@@ -204,8 +206,8 @@ class IngestPipeline:
         self._fast_bytes = max(1, self._max_bytes_in_memory // _FAST_BYTES_SHARE)
         # One batch at a time is parsed on a thread of its own while the caller reads on.
         self._parser: ThreadPoolExecutor | None = None
-        self._in_flight: tuple[RecordBatch, Future[ParsedBatch | None]] | None = None
-        self._in_flight_bytes = 0
+        # Batches on the parser threads, oldest first, with their raw bytes.
+        self._in_flight: deque[tuple[RecordBatch, Future[ParsedBatch | None], int]] = deque()
         # Ingest each add() at once when a parse exception limit must be enforced right away.
         self._eager = tuning.max_parse_exceptions < MAX_PARSE_EXCEPTIONS_UNLIMITED
         self._failed = False
@@ -340,10 +342,10 @@ class IngestPipeline:
             self._settling = False
 
     def _drain_pending(self) -> None:
-        """Send the raw records waiting for the fast path to the parser thread (or the reference path).
+        """Send the raw records waiting for the fast path to a parser thread (or the reference path).
 
-        At most one batch is parsed at a time: the one sent before is ingested first, so
-        rows and reports keep the record order.
+        At most :data:`_PARSE_DEPTH` batches are parsed at a time; they are ingested in the
+        order they were sent, so rows and reports keep the record order.
         """
         if not self._pending:
             return
@@ -351,24 +353,25 @@ class IngestPipeline:
         batch_bytes = self._pending_bytes
         self._pending = []
         self._pending_rows = self._pending_bytes = 0
-        self._collect()
         if self._fast_skip > 0:
+            self._collect()
             self._fast_skip -= 1
             self._reference(batch)
             return
+        while len(self._in_flight) >= _PARSE_DEPTH:
+            self._collect_oldest()
         assert self._fast is not None
         if self._parser is None:
-            self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="json-parser")
-        self._in_flight = (batch, self._parser.submit(self._fast.parse, batch.values))
-        self._in_flight_bytes = batch_bytes
+            self._parser = ThreadPoolExecutor(max_workers=_PARSE_DEPTH, thread_name_prefix="json-parser")
+        self._in_flight.append((batch, self._parser.submit(self._fast.parse, batch.values), batch_bytes))
 
     def _collect(self) -> None:
-        """Ingest the batch the parser thread was given (waiting for it if need be)."""
-        if self._in_flight is None:
-            return
-        batch, future = self._in_flight
-        self._in_flight = None
-        self._in_flight_bytes = 0
+        """Ingest every batch given to the parser threads (waiting for them if need be)."""
+        while self._in_flight:
+            self._collect_oldest()
+
+    def _collect_oldest(self) -> None:
+        batch, future, _ = self._in_flight.popleft()
         if self._fast_or_split(batch, future.result()):
             self._fast_backoff = 0
         else:
@@ -690,10 +693,9 @@ class IngestPipeline:
         if self._settling:
             return
         # the batch on the parser thread counts as in memory already: it lands there next
-        in_flight_rows = len(self._in_flight[0]) if self._in_flight else 0
-        in_memory_bytes = (
-            self._buffer_bytes * _PY_BYTES_PER_JSON_BYTE + self._chunk_bytes + self._in_flight_bytes
-        )
+        in_flight_rows = sum(len(batch) for batch, _, _ in self._in_flight)
+        in_flight_bytes = sum(size for _, _, size in self._in_flight)
+        in_memory_bytes = self._buffer_bytes * _PY_BYTES_PER_JSON_BYTE + self._chunk_bytes + in_flight_bytes
         if self._chunk_rows + len(self._rows) + in_flight_rows >= self._max_rows_in_memory or (
             in_memory_bytes >= self._max_bytes_in_memory
         ):
@@ -771,10 +773,9 @@ class IngestPipeline:
         self._finished = True
         self._pending = []
         self._pending_rows = self._pending_bytes = 0
-        if self._in_flight is not None:
-            self._in_flight[1].cancel()
-            self._in_flight = None
-            self._in_flight_bytes = 0
+        for _, future, _ in self._in_flight:
+            future.cancel()
+        self._in_flight.clear()
         if self._parser is not None:
             self._parser.shutdown(wait=False, cancel_futures=True)
             self._parser = None

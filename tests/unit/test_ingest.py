@@ -1069,6 +1069,49 @@ def test_fast_path_refuses_batches_it_cannot_prove_equal(tmp_path: Path, tricky:
     assert refused != same_either_way
 
 
+def strict_clean_event(rng: random.Random) -> bytes:
+    """A clean event with no field outside the schema (the strict reader takes it)."""
+    data = orjson.loads(iso_clean_event(rng))
+    del data["other"]
+    return orjson.dumps(data)
+
+
+@pytest.mark.parametrize(
+    "tricky",
+    [
+        b"{" + TS + b',"page":"a","d":NaN}',
+        b"{" + TS + b',"page":"a","d":-Infinity}',
+        b"{" + TS + b',"page":"a","fl":Infinity}',
+        b"{" + TS + b',"page":"a","n":NaN}',
+        b"{" + TS + b',"page":"a","x":NaN}',
+        b"{" + TS + b',"page":"a","d":-0}',
+    ],
+)
+def test_strict_reader_refuses_literals_orjson_rejects(tmp_path: Path, tricky: bytes) -> None:
+    pipeline = IngestPipeline(fast_spec(), tmp_path / "work")
+    fast = pipeline._fast
+    assert isinstance(fast, FastJsonPath)
+    clean = strict_clean_event(random.Random(3))
+    assert fast.parse([clean, clean]) is not None
+    assert fast._strict  # no field outside the schema so far
+    assert fast.parse([clean, tricky, clean]) is None
+
+
+def test_reader_turns_lenient_once_records_carry_other_fields(tmp_path: Path) -> None:
+    pipeline = IngestPipeline(fast_spec(), tmp_path / "work")
+    fast = pipeline._fast
+    assert isinstance(fast, FastJsonPath)
+    rng = random.Random(4)
+    assert fast.parse([strict_clean_event(rng) for _ in range(10)]) is not None
+    assert fast._strict
+    # a record with a field outside the schema: still taken, by the lenient reader
+    assert fast.parse([strict_clean_event(rng), iso_clean_event(rng)]) is not None
+    assert not fast._strict
+    # from now on NaN/Infinity literals in unread fields are found by the byte scan
+    assert fast.parse([strict_clean_event(rng), b"{" + TS + b',"page":"a","x":NaN}']) is None
+    assert fast.parse([strict_clean_event(rng), b"{" + TS + b',"page":"Information NaN Inf-"}']) is not None
+
+
 def ingest_both_ways(
     tmp_path: Path, values: list[Any], batch: int, monkeypatch: pytest.MonkeyPatch, **tuning: Any
 ) -> list[tuple[Any, ...]]:
@@ -1100,16 +1143,18 @@ def ingest_both_ways(
 
 
 @pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("strict", [False, True], ids=["other-fields", "schema-fields-only"])
 def test_fast_and_reference_paths_give_identical_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, strict: bool
 ) -> None:
     rng = random.Random(seed)
+    clean = strict_clean_event if strict else iso_clean_event
     values: list[Any] = []
     for _ in range(600):
         if rng.random() < 0.03:
             values.append(rng.choice(TRICKY))
         else:
-            values.append(iso_clean_event(rng))
+            values.append(clean(rng))
     fast, reference = ingest_both_ways(
         tmp_path, values, batch=rng.choice([25, 60, 200]), monkeypatch=monkeypatch
     )
@@ -1124,7 +1169,7 @@ def test_fast_and_reference_paths_agree_on_every_tricky_record(
     rng = random.Random(7)
     values: list[Any] = []
     for tricky in TRICKY:
-        values += [iso_clean_event(rng), tricky, iso_clean_event(rng)]
+        values += [strict_clean_event(rng), tricky, strict_clean_event(rng)]
     fast, reference = ingest_both_ways(tmp_path, values, batch=3, monkeypatch=monkeypatch)
     assert fast == reference
 
