@@ -209,12 +209,15 @@ def _use_jemalloc() -> None:
     """Arrow allocates through jemalloc in a task process unless ``ARROW_DEFAULT_MEMORY_POOL`` says otherwise.
 
     Arrow's default pool (mimalloc) keeps much of what it freed; jemalloc hands it back
-    (bench/ingest.py: about 45 MiB less peak RSS per task, same throughput).
+    (bench/ingest.py: about 45 MiB less peak RSS per task, same throughput). Freed pages go
+    back after 250 ms (2M events, rollup off: peak RSS 377 MiB and 22.5 CPU s, against 342
+    MiB and 28.9 CPU s at 0 ms: returning every page at once costs a quarter more CPU).
     """
     if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
         return
     with contextlib.suppress(NotImplementedError, AttributeError):
         pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(250)
 
 
 def _yield_cpu_to_readers() -> None:

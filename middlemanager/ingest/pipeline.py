@@ -84,7 +84,7 @@ FAST_BATCH_ROWS = 16384
 # Batches parsed at the same time (each on a thread of its own, with Arrow's threads inside).
 _PARSE_DEPTH = 2
 # The raw JSON waiting for the fast path may take up to this share of maxBytesInMemory.
-_FAST_BYTES_SHARE = 8
+_FAST_BYTES_SHARE = 16
 # A refused fast batch is split in halves down to this size, to keep clean records on the fast path.
 _FAST_MIN_SPLIT = 256
 # At most this many batches go straight to the reference path after the fast path refused one.
@@ -692,10 +692,18 @@ class IngestPipeline:
     def _maybe_persist(self) -> None:
         if self._settling:
             return
-        # the batch on the parser thread counts as in memory already: it lands there next
+        # the batches on the parser threads count as in memory already: they land there next
         in_flight_rows = sum(len(batch) for batch, _, _ in self._in_flight)
         in_flight_bytes = sum(size for _, _, size in self._in_flight)
-        in_memory_bytes = self._buffer_bytes * _PY_BYTES_PER_JSON_BYTE + self._chunk_bytes + in_flight_bytes
+        # Everything the pipeline holds: rows as Python objects (reference path), raw JSON
+        # waiting and being parsed (with the table it becomes), and the tables in memory
+        # twice over, because a persist sorts them into a copy before writing it.
+        in_memory_bytes = (
+            self._buffer_bytes * _PY_BYTES_PER_JSON_BYTE
+            + self._pending_bytes
+            + 2 * in_flight_bytes
+            + 2 * self._chunk_bytes
+        )
         if self._chunk_rows + len(self._rows) + in_flight_rows >= self._max_rows_in_memory or (
             in_memory_bytes >= self._max_bytes_in_memory
         ):
