@@ -716,11 +716,17 @@ class IngestPipeline:
             return None
         tables = [t for t, _ in self._chunks]
         table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        before = table.num_rows
         table = finalize_run(table, self.plan, self._rollup)
         self._chunks = []
         self._chunk_rows = 0
         self._chunk_bytes = 0
-        self._next_rollup_merge = 0
+        if self._rollup:
+            # When a whole run does not shrink by rolling up, merging what memory holds
+            # before the next persist will not either: only try again with four times as
+            # many rows (never, at the same memory limits) unless it did shrink.
+            useful = table.num_rows <= before * _USEFUL_ROLLUP
+            self._next_rollup_merge = 0 if useful else max(self._next_rollup_merge, 4 * before)
         return table
 
     @_locked
