@@ -204,7 +204,7 @@ class IngestPipeline:
         self._fast_rows = min(FAST_BATCH_ROWS, self._max_rows_in_memory)
         # Raw JSON waiting for the fast path costs about its own size (no Python objects).
         self._fast_bytes = max(1, self._max_bytes_in_memory // _FAST_BYTES_SHARE)
-        # One batch at a time is parsed on a thread of its own while the caller reads on.
+        # Up to _PARSE_DEPTH batches are parsed on threads of their own while the caller reads on.
         self._parser: ThreadPoolExecutor | None = None
         # Batches on the parser threads, oldest first, with their raw bytes.
         self._in_flight: deque[tuple[RecordBatch, Future[ParsedBatch | None], int]] = deque()
@@ -294,12 +294,11 @@ class IngestPipeline:
         """
         if self._finished:
             raise IllegalStateTransition("ingest pipeline already finished")
-        batch = records if isinstance(records, RecordBatch) else RecordBatch.of(records)
         with _gc_paused():
             if self._fast is None:
-                self._parse_records(batch)
+                self._parse_records(records)
             else:
-                self._queue_fast(batch)
+                self._queue_fast(RecordBatch.of(records))
             if self._eager:
                 self._drain_pending()
                 self._collect()
@@ -308,7 +307,7 @@ class IngestPipeline:
                 self._maybe_persist()
 
     def _queue_fast(self, batch: RecordBatch) -> None:
-        """Buffer records for the fast path; hand each full buffer to the parser thread."""
+        """Buffer records for the fast path; hand each full buffer to a parser thread."""
         sizes = _value_sizes(batch.values)
         ends = list(accumulate(sizes))
         start = 0
