@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from middlemanager.runner import TaskRunner
+from middlemanager.runner import Outcome, TaskRunner
 from supervisor.errors import StreamError
 from supervisor.kafka.producer import (
     HEADER_KIND,
@@ -311,11 +311,8 @@ def test_task_without_a_dead_letter_topic_makes_no_producer(
     assert runner.run().status == "SUCCESS"
 
 
-def test_a_stop_once_publishing_lets_the_publish_through(
-    tmp_path: Path, overlord: tuple[str, list[str], list[dict[str, Any]]]
-) -> None:
-    """A MiddleManager stopping (SIGTERM) while a task publishes: the written segments are offered."""
-    url, _events, actions = overlord
+def _run_stopped_once_publishing(tmp_path: Path, url: str) -> Outcome:
+    """Run a task whose stop (SIGTERM from its MiddleManager) comes right as it starts publishing."""
     runner: TaskRunner | None = None
 
     def stop_now() -> None:
@@ -330,7 +327,15 @@ def test_a_stop_once_publishing_lets_the_publish_through(
         supplier_factory=lambda _t: FakeSupplier(_records()),  # type: ignore[arg-type,return-value]
         before_publish=stop_now,
     )
-    outcome = runner.run()
+    return runner.run()
+
+
+def test_a_stop_once_publishing_lets_the_publish_through(
+    tmp_path: Path, overlord: tuple[str, list[str], list[dict[str, Any]]]
+) -> None:
+    """A MiddleManager stopping (SIGTERM) while a task publishes: the written segments are offered."""
+    url, _events, actions = overlord
+    outcome = _run_stopped_once_publishing(tmp_path, url)
     assert outcome.status == "SUCCESS", outcome.error
     assert len(actions) == 1
 
@@ -342,21 +347,7 @@ def test_a_stop_while_a_publish_must_wait_ends_the_task(
     url, _events, actions = overlord
     monkeypatch.setitem(PUBLISH_ANSWER, "kind", "retryable")
     monkeypatch.setitem(PUBLISH_ANSWER, "reason", "an earlier group has not published yet")
-    runner: TaskRunner | None = None
-
-    def stop_now() -> None:
-        assert runner is not None
-        runner.stop()
-
-    runner = TaskRunner(
-        _task(None),
-        tmp_path / "task",
-        tmp_path / "deep",
-        url,
-        supplier_factory=lambda _t: FakeSupplier(_records()),  # type: ignore[arg-type,return-value]
-        before_publish=stop_now,
-    )
-    outcome = runner.run()
+    outcome = _run_stopped_once_publishing(tmp_path, url)
     assert outcome.status == "FAILED"
     assert outcome.error == "stopped while publishing"
     assert len(actions) == 1
