@@ -258,7 +258,7 @@ def in_process(bootstrap: str, topic: str, events: int, rollup: bool, workdir: P
     task_dir = workdir / "inproc" / task.id
     deep = workdir / "inproc-deep"
     with stub_overlord() as url:
-        runner = TaskRunner(task, task_dir, deep, url)
+        runner = TaskRunner(task.model_copy(update={"deep_storage": deep.absolute().as_uri()}), task_dir, url)
         read_end: list[float] = []
         read = runner._read  # the read phase alone is timed too
 

@@ -6,7 +6,7 @@ Serves the supervisor-to-task control paths on a port of its own (written to
 
 With ``--warm`` (a warm peon, started by the MiddleManager ahead of its task) the process
 has imported everything and waits on its stdin for one line, a JSON object with
-``taskFile``, ``taskDir`` and ``deepStorage``; it then sends its output to
+``taskFile`` and ``taskDir``; it then sends its output to
 ``<taskDir>/log`` and runs that task as if it had been started for it. It exits quietly
 when its stdin closes without a task.
 """
@@ -26,38 +26,32 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import pyarrow as pa
 from aiohttp import web
+from pydantic import Field
 
-from middlemanager.runner import Outcome, TaskRunner
-from supervisor.errors import IndexerError, InvalidInput
+from middlemanager.runner import CLUSTER_TOKEN_ENV, Outcome, TaskRunner
+from supervisor import protocol as wire
+from supervisor.errors import IndexerError
 from supervisor.logs import configure
 from supervisor.offsets import PartitionOffsets
 from supervisor.task_spec import KafkaIndexTaskSpec
+from transport.server import answer, error_middleware, parse_as, read_json
 
 logger = logging.getLogger(__name__)
 
 RUNNER: web.AppKey[TaskRunner] = web.AppKey("runner", TaskRunner)
-# the cluster's own credential, handed down by the MiddleManager
-CLUSTER_TOKEN_ENV = "INDEXER_CLUSTER_TOKEN"
+
+
+class _EndOffsets(wire.WireModel):
+    offsets: Annotated[wire.Offsets, Field(min_length=1)]
+
+
+_END_OFFSETS = _EndOffsets
 # added to the niceness of a task's threads while it publishes
 PUBLISH_NICENESS = 10
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except IndexerError as e:
-        return web.json_response({"error": e.message}, status=e.status)
-    except web.HTTPException:
-        raise
-    except Exception as e:
-        logger.exception("control path %s failed", request.path)
-        return web.json_response({"error": f"{type(e).__name__}: {e}"}, status=500)
 
 
 def _runner(request: web.Request) -> TaskRunner:
@@ -70,45 +64,41 @@ def _runner(request: web.Request) -> TaskRunner:
     return runner
 
 
+def _offsets(offsets: dict[int, int] | None) -> web.Response:
+    return web.json_response(PartitionOffsets(offsets).to_json() if offsets is not None else None)
+
+
 async def status(request: web.Request) -> web.Response:
     return web.json_response(_runner(request).status.value)
 
 
 async def start_time(request: web.Request) -> web.Response:
-    runner = _runner(request)
-    return web.json_response({"epochSeconds": runner.start_time})
+    return answer(wire.TaskStartTime(epoch_seconds=_runner(request).start_time))
 
 
 async def current_offsets(request: web.Request) -> web.Response:
-    return web.json_response(PartitionOffsets(_runner(request).current).to_json())
+    return _offsets(_runner(request).current)
 
 
 async def get_end_offsets(request: web.Request) -> web.Response:
-    end = _runner(request).end
-    return web.json_response(PartitionOffsets(end).to_json() if end is not None else None)
+    return _offsets(_runner(request).end)
 
 
 async def set_end_offsets(request: web.Request) -> web.Response:
     runner = _runner(request)
-    try:
-        body = await request.json()
-        offsets = {int(k): int(v) for k, v in body.items()}
-    except (ValueError, AttributeError, TypeError) as e:
-        raise InvalidInput(f"end offsets must be a JSON object of partition to offset: {e}") from e
+    offsets = parse_as(_END_OFFSETS, {"offsets": await read_json(request)}, "end offsets").offsets
     finish = request.query.get("finish", "true").lower() != "false"
-    end = runner.set_end_offsets(offsets, finish)
-    return web.json_response(PartitionOffsets(end).to_json())
+    return _offsets(runner.set_end_offsets(dict(offsets), finish))
 
 
 async def pause(request: web.Request) -> web.Response:
     runner = _runner(request)
-    offsets = await asyncio.to_thread(runner.pause)
-    return web.json_response(PartitionOffsets(offsets).to_json())
+    return _offsets(await asyncio.to_thread(runner.pause))
 
 
 async def resume(request: web.Request) -> web.Response:
     _runner(request).resume()
-    return web.json_response({})
+    return answer(wire.Empty())
 
 
 async def checkpoints(request: web.Request) -> web.Response:
@@ -118,34 +108,21 @@ async def checkpoints(request: web.Request) -> web.Response:
 
 async def stop(request: web.Request) -> web.Response:
     _runner(request).stop()
-    return web.json_response({})
+    return answer(wire.Empty())
 
 
 async def row_stats(request: web.Request) -> web.Response:
-    runner = _runner(request)
-    return web.json_response(
-        {"movingAverages": {}, "totals": {"buildSegments": runner.pipeline.stats.to_json()}}
-    )
+    stats = _runner(request).row_stats()
+    return answer(wire.TaskRowStats(totals=wire.RowStatsTotals(build_segments=stats)))
 
 
 async def unparseable(request: web.Request) -> web.Response:
-    runner = _runner(request)
-    return web.json_response({"buildSegments": [e.to_json() for e in runner.pipeline.parse_exceptions]})
+    return answer(_runner(request).unparseable_events())
 
 
 async def progress(request: web.Request) -> web.Response:
     """Everything the supervisor polls each run, in one call (our extension)."""
-    runner = _runner(request)
-    return web.json_response(
-        {
-            "status": runner.status.value,
-            "startTime": runner.start_time,
-            "currentOffsets": PartitionOffsets(runner.current).to_json(),
-            "endOffsets": PartitionOffsets(runner.end).to_json() if runner.end is not None else None,
-            "lastRecordTimestamps": {str(p): t for p, t in runner.last_record_ms.items()},
-            "rowStats": runner.pipeline.stats.to_json(),
-        }
-    )
+    return answer(_runner(request).progress())
 
 
 async def log(request: web.Request) -> web.Response:
@@ -157,11 +134,11 @@ async def log(request: web.Request) -> web.Response:
 
 async def live_reports(request: web.Request) -> web.Response:
     runner = _runner(request)
-    return web.json_response(runner.report(runner.status.value, runner.error))
+    return answer(runner.report(runner.status.value, runner.error))
 
 
 def build_app(runner: TaskRunner) -> web.Application:
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[error_middleware])
     app[RUNNER] = runner
     base = "/druid/worker/v1/chat/{task}"
     r = app.router
@@ -248,7 +225,6 @@ def _await_task(args: argparse.Namespace) -> bool:
     order = json.loads(line)
     args.task_file = Path(order["taskFile"])
     args.task_dir = Path(order["taskDir"])
-    args.deep_storage = Path(order["deepStorage"])
     sys.stdout.flush()
     sys.stderr.flush()
     log = os.open(args.task_dir / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -265,7 +241,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="middlemanager.peon")
     p.add_argument("--task-file", type=Path)
     p.add_argument("--task-dir", type=Path)
-    p.add_argument("--deep-storage", type=Path)
     p.add_argument("--overlord", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--log-format", default="text", choices=["text", "json"])
@@ -274,15 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.warm:
         if not _await_task(args):
             return 0
-    elif args.task_file is None or args.task_dir is None or args.deep_storage is None:
-        p.error("--task-file, --task-dir and --deep-storage are required (or --warm)")
+    elif args.task_file is None or args.task_dir is None:
+        p.error("--task-file and --task-dir are required (or --warm)")
     configure("INFO", args.log_format, "peon")
     _use_jemalloc()
     task = KafkaIndexTaskSpec.model_validate(json.loads(args.task_file.read_text()))
     try:
-        runner = TaskRunner(
-            task, args.task_dir, args.deep_storage, args.overlord, before_publish=_yield_cpu_to_readers
-        )
+        runner = TaskRunner(task, args.task_dir, args.overlord, before_publish=_yield_cpu_to_readers)
     except IndexerError as e:
         outcome = Outcome("FAILED", str(e), {})
     else:

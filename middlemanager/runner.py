@@ -8,26 +8,25 @@ the Overlord to publish them together with the offsets.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from middlemanager.ingest import IngestPipeline, SegmentFile
+from supervisor import protocol as wire
+from supervisor.deep_storage import local_path, to_uri
 from supervisor.errors import IndexerError, InvalidInput, TaskFailed
 from supervisor.kafka.producer import DeadLetterProducer
 from supervisor.kafka.supplier import KafkaRecordSupplier
-from supervisor.offsets import PartitionOffsets
 from supervisor.ports import TaskRunStatus
 from supervisor.spec import SupervisorSpec, parse_supervisor_spec
 from supervisor.task_spec import KafkaIndexTaskSpec
+from transport.client import SyncClient
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +34,10 @@ POLL_RECORDS = 5000
 POLL_TIMEOUT_S = 0.1
 PAUSE_WAIT_S = 10.0
 DEAD_LETTER_FLUSH_S = 30.0
+PUBLISH_TIMEOUT_S = 30.0
+ACTION_PATH = "/druid/indexer/v1/action"
+# the cluster's own credential, handed down by the MiddleManager
+CLUSTER_TOKEN_ENV = "INDEXER_CLUSTER_TOKEN"
 
 
 @dataclass
@@ -49,7 +52,6 @@ class TaskRunner:
         self,
         task: KafkaIndexTaskSpec,
         task_dir: Path,
-        deep_storage: Path,
         overlord_url: str,
         supplier_factory: Callable[[KafkaIndexTaskSpec], KafkaRecordSupplier] | None = None,
         dead_letter_factory: Callable[[KafkaIndexTaskSpec, str], DeadLetterProducer] | None = None,
@@ -58,8 +60,13 @@ class TaskRunner:
         self.task = task
         self.spec: SupervisorSpec = parse_supervisor_spec(task.supervisor_spec)
         self.task_dir = task_dir
-        self.deep_storage = deep_storage
-        self.overlord_url = overlord_url.rstrip("/")
+        if task.deep_storage is None:
+            raise InvalidInput(f"task [{task.id}]: the task spec names no deepStorage")
+        # where segments go: a directory every machine sees (file://); see supervisor.deep_storage
+        self.deep_storage = local_path(to_uri(task.deep_storage))
+        self._overlord = SyncClient(
+            overlord_url, token=os.environ.get(CLUSTER_TOKEN_ENV, ""), timeout_s=PUBLISH_TIMEOUT_S
+        )
         self._supplier_factory = supplier_factory or (
             lambda t: KafkaRecordSupplier(t.topic, t.consumer_properties, client_id=t.id)
         )
@@ -246,18 +253,17 @@ class TaskRunner:
         segments = self.pipeline.finish(out_dir)
         if not self._flush_dead_letters(log_prefix):
             return self._outcome("FAILED", "stopped while writing to the dead-letter topic")
-        action = {
-            "task": self.task.id,
-            "action": {
-                "type": "segmentTransactionalInsert",
-                "dataSource": self.task.data_source,
-                "stream": self.task.topic,
-                "sequenceName": self.task.sequence_name,
-                "startOffsets": PartitionOffsets(self.task.start_offsets).to_json(),
-                "endOffsets": PartitionOffsets(self.end).to_json(),
-                "segments": [_segment_json(i, s) for i, s in enumerate(_ordered(segments))],
-            },
-        }
+        action = wire.TaskActionRequest(
+            task=self.task.id,
+            action=wire.SegmentTransactionalInsert(
+                data_source=self.task.data_source,
+                stream=self.task.topic,
+                sequence_name=self.task.sequence_name,
+                start_offsets=self.task.start_offsets,
+                end_offsets=self.end,
+                segments=tuple(_descriptor(i, s) for i, s in enumerate(_ordered(segments))),
+            ),
+        )
         delay = 0.2
         attempt = 0
         while True:
@@ -268,35 +274,32 @@ class TaskRunner:
                 if self._stop_requested and attempt > 1:
                     return self._outcome("FAILED", "stopped while publishing")
             try:
-                result = _post_json(f"{self.overlord_url}/druid/indexer/v1/action", action, timeout=30.0)[
-                    "result"
-                ]
-            except ValueError as e:
-                return self._outcome("FAILED", f"publish rejected by the Overlord: {e}")
-            except (OSError, KeyError) as e:
+                result = self._overlord.fetch(wire.TaskActionAnswer, "POST", ACTION_PATH, action).result
+            except IndexerError as e:
+                if not e.retriable:  # a 4xx: the Overlord will not take this request, ever
+                    return self._outcome("FAILED", f"publish rejected by the Overlord: {e}")
                 logger.warning("%s publish attempt %d: Overlord unreachable: %s", log_prefix, attempt, e)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            kind = result.get("kind")
-            if kind == "ok":
+            if result.kind == "ok":
                 logger.info(
                     "%s published %d segments, offsets %s -> %s",
                     log_prefix,
-                    len(result.get("segmentIds", [])),
+                    len(result.segment_ids),
                     self.task.start_offsets,
                     self.end,
                 )
                 return self._outcome("SUCCESS", None)
-            if kind == "retryable":
+            if result.kind == "retryable":
                 if attempt == 1 or attempt % 20 == 0:
-                    logger.info("%s publish must wait: %s", log_prefix, result.get("reason"))
+                    logger.info("%s publish must wait: %s", log_prefix, result.reason)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             # The files stay: an earlier attempt of this very task may have committed them before
             # its answer was lost; unreferenced files in deep storage are only wasted space.
-            return self._outcome("FAILED", f"publish refused: {result.get('reason')}")
+            return self._outcome("FAILED", f"publish refused: {result.reason}")
 
     def _send_dead_letters(self) -> None:
         if self._dead_letters is not None:
@@ -319,57 +322,56 @@ class TaskRunner:
 
     def _outcome(self, status: str, error: str | None) -> Outcome:
         self.error = error
-        return Outcome(status, error, self.report(status, error))
+        return Outcome(status, error, self.report(status, error).to_json())
 
-    def report(self, state: str, error: str | None) -> dict[str, Any]:
-        stats = self.pipeline.stats.to_json()
-        return {
-            "ingestionStatsAndErrors": {
-                "type": "ingestionStatsAndErrors",
-                "taskId": self.task.id,
-                "payload": {
-                    "ingestionState": "COMPLETED" if state in ("SUCCESS", "FAILED") else "BUILD_SEGMENTS",
-                    "unparseableEvents": {
-                        "buildSegments": [e.to_json() for e in self.pipeline.parse_exceptions]
-                    },
-                    "rowStats": {"buildSegments": stats},
-                    "errorMsg": error,
-                    "segmentAvailabilityConfirmed": False,
-                },
-            }
-        }
+    # ------------------------------------------------------------ what the control paths answer
+
+    def row_stats(self) -> wire.RowStats:
+        return wire.RowStats.model_validate(self.pipeline.stats.to_json())
+
+    def unparseable_events(self) -> wire.UnparseableEvents:
+        return wire.UnparseableEvents.model_validate(
+            {"buildSegments": [e.to_json() for e in self.pipeline.parse_exceptions]}
+        )
+
+    def progress(self) -> wire.ProgressReport:
+        with self._cond:
+            return wire.ProgressReport(
+                status=self.status,
+                start_time=self.start_time,
+                current_offsets=dict(self.current),
+                end_offsets=dict(self.end) if self.end is not None else None,
+                last_record_timestamps=dict(self.last_record_ms),
+                row_stats=self.row_stats(),
+            )
+
+    def report(self, state: str, error: str | None) -> wire.TaskReport:
+        return wire.TaskReport(
+            ingestion_stats_and_errors=wire.IngestionStatsAndErrors(
+                task_id=self.task.id,
+                payload=wire.IngestionStatsPayload(
+                    ingestion_state="COMPLETED" if state in ("SUCCESS", "FAILED") else "BUILD_SEGMENTS",
+                    unparseable_events=self.unparseable_events(),
+                    row_stats=wire.RowStatsTotals(build_segments=self.row_stats()),
+                    error_msg=error,
+                ),
+            )
+        )
 
 
 def _ordered(segments: list[SegmentFile]) -> list[SegmentFile]:
     return sorted(segments, key=lambda s: (s.interval_start_ms, s.interval_end_ms, s.shard))
 
 
-def _segment_json(index: int, s: SegmentFile) -> dict[str, Any]:
+def _descriptor(index: int, s: SegmentFile) -> wire.SegmentDescriptor:
     """``shard`` is the segment's place in the task's whole output (the allocation key)."""
-    return {
-        "interval_start_ms": s.interval_start_ms,
-        "interval_end_ms": s.interval_end_ms,
-        "shard": index,
-        "num_rows": s.num_rows,
-        "size_bytes": s.size_bytes,
-        "path": str(Path(s.path).absolute()),
-        "dimensions": list(s.dimensions),
-        "metrics": list(s.metrics),
-    }
-
-
-def _post_json(url: str, body: Any, timeout: float) -> Any:
-    data = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    token = os.environ.get("INDEXER_CLUSTER_TOKEN", "")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=data, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        detail = e.read()[:300].decode(errors="replace")
-        if e.code >= 500:
-            raise OSError(f"HTTP {e.code}: {detail}") from e
-        raise ValueError(f"HTTP {e.code}: {detail}") from e
+    return wire.SegmentDescriptor(
+        interval_start_ms=s.interval_start_ms,
+        interval_end_ms=s.interval_end_ms,
+        shard=index,
+        num_rows=s.num_rows,
+        size_bytes=s.size_bytes,
+        location=Path(s.path).absolute().as_uri(),
+        dimensions=tuple(s.dimensions),
+        metrics=tuple(s.metrics),
+    )

@@ -28,17 +28,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
+from middlemanager import __version__
 from middlemanager.config import MiddleManagerSettings
-from middlemanager.peon import CLUSTER_TOKEN_ENV
+from middlemanager.runner import CLUSTER_TOKEN_ENV
+from supervisor import protocol as wire
+from supervisor.errors import HttpStatusError, IndexerError, Unavailable
+from supervisor.ports import TaskState
+from supervisor.task_spec import KafkaIndexTaskSpec
+from transport.client import AsyncClient
+from transport.server import answer, error_middleware
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 # an HTTP call to the Overlord may take this long, plus the time the Overlord may hold a heartbeat
 HTTP_TIMEOUT_S = 10.0
+REGISTER_PATH = "/druid/indexer/v1/workers/register"
+HEARTBEAT_PATH = "/druid/indexer/v1/workers/heartbeat"
 # a used warm peon is replaced this long after, when the task it became has started
 WARM_RESPAWN_DELAY_S = 1.0
 # a warm peon that exited without a task is replaced only after this long (it may crash again)
@@ -68,10 +76,12 @@ class MiddleManager:
         self.settings = settings
         self.task_root = settings.task_dir.absolute()
         self._tasks: dict[str, RunningTask] = {}
-        self._completed: dict[str, dict[str, Any]] = {}
+        self._completed: dict[str, wire.CompletedTaskReport] = {}
         self._draining = False
         self._hurry = asyncio.Event()
-        self._session: aiohttp.ClientSession | None = None
+        self._overlord = AsyncClient(
+            settings.overlord, token=settings.cluster_token.get_secret_value(), timeout_s=HTTP_TIMEOUT_S
+        )
         self._warm: list[subprocess.Popen[bytes]] = []  # started peons waiting for a task
         self._warm_due = 0.0  # monotonic time from which a warm peon may be started
         # where the Overlord reaches this worker's tasks (the listen address may be 0.0.0.0)
@@ -87,14 +97,32 @@ class MiddleManager:
 
     # ------------------------------------------------------------ heartbeat loop
 
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "host": self.advertised_host,
+            "port": self.settings.port,
+            "capacity": 0 if self._draining else self.settings.capacity,
+            "version": __version__,
+            "protocol_version": wire.PROTOCOL_VERSION,
+        }
+
+    async def register(self) -> None:
+        """Announce this worker and its wire protocol. A refusal (an Overlord that cannot serve this
+        protocol) stops the worker with the Overlord's reason; an unreachable Overlord does not: the
+        heartbeats register the worker as soon as it answers."""
+        try:
+            await self._overlord.call("POST", REGISTER_PATH, wire.WorkerRegistration(**self._identity()))
+        except HttpStatusError as e:
+            if not e.retriable:
+                raise
+            logger.warning("registration with %s failed: %s", self.settings.overlord, e)
+        except Unavailable as e:
+            logger.warning("registration with %s failed: %s", self.settings.overlord, e)
+
     async def run(self, stop: asyncio.Event) -> None:
         self.task_root.mkdir(parents=True, exist_ok=True)
-        token = self.settings.cluster_token.get_secret_value()
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S),
-            headers={"Authorization": f"Bearer {token}"} if token else None,
-        )
         try:
+            await self.register()
             while not stop.is_set():
                 self._reap()
                 self._keep_warm()
@@ -102,7 +130,7 @@ class MiddleManager:
                 news = False
                 try:
                     news = await self._long_poll(stop)
-                except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                except IndexerError as e:
                     logger.warning("heartbeat to %s failed: %s", self.settings.overlord, e)
                 if news:
                     continue  # report what just started or was killed at once
@@ -114,7 +142,7 @@ class MiddleManager:
             await self._drain()
         finally:
             self._retire_warm()
-            await self._session.close()
+            await self._overlord.close()
 
     async def _long_poll(self, stop: asyncio.Event) -> bool:
         """One heartbeat the Overlord may hold up to ``heartbeat_s``; given up when ``stop`` is set."""
@@ -136,47 +164,38 @@ class MiddleManager:
 
         ``wait_s``: how long the Overlord may hold the answer while it has nothing new.
         """
-        assert self._session is not None
-        report = {
-            "host": self.advertised_host,
-            "port": self.settings.port,
-            "capacity": 0 if self._draining else self.settings.capacity,
-            "version": "1",
-            "running": [{"taskId": t.task_id, "port": t.port} for t in self._tasks.values()],
-            "completed": list(self._completed.values()),
-            "waitS": wait_s,
-        }
-        url = f"{self.settings.overlord}/druid/indexer/v1/workers/heartbeat"
-        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S + wait_s)
-        async with self._session.post(url, json=report, timeout=timeout) as resp:
-            if resp.status != 200:
-                raise ValueError(f"HTTP {resp.status}: {(await resp.text())[:200]}")
-            answer = await resp.json()
+        report = wire.Heartbeat(
+            **self._identity(),
+            wait_s=wait_s,
+            running=tuple(
+                wire.RunningTaskReport(task_id=t.task_id, port=t.port) for t in self._tasks.values()
+            ),
+            completed=tuple(self._completed.values()),
+        )
+        answer = await self._overlord.fetch(
+            wire.HeartbeatAnswer, "POST", HEARTBEAT_PATH, report, timeout_s=HTTP_TIMEOUT_S + wait_s
+        )
         news = False
-        for tid in answer.get("ack", []):
+        for tid in answer.ack:
             self._completed.pop(tid, None)
-        for tid in answer.get("shutdown", []):
+        for tid in answer.shutdown:
             news |= self.kill(tid, "the Overlord asked")
         if not self._draining:
-            for item in answer.get("assign", []):
+            for item in answer.assign:
                 try:
-                    news |= self._launch(item["task"], item["deepStorage"])
-                except (OSError, ValueError, KeyError, TypeError) as e:
+                    news |= self._launch(item.task)
+                except (OSError, ValueError) as e:
                     # one task that cannot start must not take the worker down: report it failed
-                    tid = str(item.get("task", {}).get("id", "?"))
-                    logger.error("task [%s] could not start: %s", tid, e)
-                    self._completed[tid] = {
-                        "taskId": tid,
-                        "status": "FAILED",
-                        "error": f"could not start: {e}",
-                        "report": None,
-                    }
+                    logger.error("task [%s] could not start: %s", item.task.id, e)
+                    self._completed[item.task.id] = wire.CompletedTaskReport(
+                        task_id=item.task.id, status=TaskState.FAILED, error=f"could not start: {e}"
+                    )
                     news = True
         return news
 
-    def _launch(self, task: dict[str, Any], deep_storage: str) -> bool:
+    def _launch(self, task: KafkaIndexTaskSpec) -> bool:
         """Start the task (in a warm peon if there is one); whether it was new here."""
-        task_id = str(task["id"])
+        task_id = task.id
         if task_id in ("", ".", "..") or Path(task_id).name != task_id:
             raise ValueError(f"task id {task_id!r} is not a plain file name")
         if task_id in self._tasks or task_id in self._completed:
@@ -184,8 +203,8 @@ class MiddleManager:
         task_dir = self.task_root / task_id
         shutil.rmtree(task_dir, ignore_errors=True)
         task_dir.mkdir(parents=True)
-        (task_dir / "task.json").write_text(json.dumps(task))
-        process = self._take_warm(task_dir, deep_storage)
+        (task_dir / "task.json").write_text(task.model_dump_json(by_alias=True))
+        process = self._take_warm(task_dir)
         if process is not None:
             self._tasks[task_id] = RunningTask(task_id, process, task_dir)
             logger.info("task [%s] handed to warm peon pid %d", task_id, process.pid)
@@ -193,7 +212,7 @@ class MiddleManager:
         task_args = ["--task-file", str(task_dir / "task.json"), "--task-dir", str(task_dir)]
         with open(task_dir / "log", "ab") as log:
             process = subprocess.Popen(
-                self._peon_command([*task_args, "--deep-storage", deep_storage]),
+                self._peon_command(task_args),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -260,13 +279,9 @@ class MiddleManager:
         self._warm.append(process)
         logger.debug("warm peon started as pid %d", process.pid)
 
-    def _take_warm(self, task_dir: Path, deep_storage: str) -> subprocess.Popen[bytes] | None:
+    def _take_warm(self, task_dir: Path) -> subprocess.Popen[bytes] | None:
         """A warm peon that took the task (it then logs to the task's log file), or None."""
-        order = {
-            "taskFile": str(task_dir / "task.json"),
-            "taskDir": str(task_dir),
-            "deepStorage": deep_storage,
-        }
+        order = {"taskFile": str(task_dir / "task.json"), "taskDir": str(task_dir)}
         while self._warm:
             process = self._warm.pop(0)
             self._warm_due = max(self._warm_due, time.monotonic() + WARM_RESPAWN_DELAY_S)
@@ -323,14 +338,18 @@ class MiddleManager:
                 continue
             del self._tasks[task_id]
             status_file = task.task_dir / "status.json"
-            entry: dict[str, Any] = {"taskId": task_id, "status": "FAILED", "error": None, "report": None}
             try:
-                data = json.loads(status_file.read_text())
-                entry.update(status=data["status"], error=data.get("error"), report=data.get("report"))
-            except (OSError, ValueError, KeyError):
-                entry["error"] = f"task process exited with code {code} and no status"
+                entry = wire.CompletedTaskReport.model_validate(
+                    {**json.loads(status_file.read_text()), "taskId": task_id}
+                )
+            except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
+                entry = wire.CompletedTaskReport(
+                    task_id=task_id,
+                    status=TaskState.FAILED,
+                    error=f"task process exited with code {code} and no status",
+                )
             self._completed[task_id] = entry
-            logger.info("task [%s] exited (%s) with %s", task_id, code, entry["status"])
+            logger.info("task [%s] exited (%s) with %s", task_id, code, entry.status.value)
 
     async def _drain(self) -> None:
         """Graceful stop: take no new task, hand the running ones back, then go.
@@ -382,7 +401,7 @@ class MiddleManager:
     async def _heartbeat_quietly(self) -> bool:
         try:
             await self._heartbeat()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+        except IndexerError as e:
             logger.warning("heartbeat to %s failed: %s", self.settings.overlord, e)
             return False
         return True
@@ -390,14 +409,17 @@ class MiddleManager:
     # ------------------------------------------------------------ HTTP
 
     def build_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[error_middleware])
 
         async def health(_: web.Request) -> web.Response:
             return web.json_response(True)
 
         async def tasks(_: web.Request) -> web.Response:
-            return web.json_response(
-                [{"taskId": t.task_id, "pid": t.process.pid, "port": t.port} for t in self._tasks.values()]
+            return answer(
+                [
+                    wire.WorkerTask(task_id=t.task_id, pid=t.process.pid, port=t.port)
+                    for t in self._tasks.values()
+                ]
             )
 
         async def task_log(request: web.Request) -> web.Response:

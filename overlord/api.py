@@ -1,223 +1,246 @@
-"""The Overlord's REST API, on Druid's paths. Handlers stay thin."""
+"""The Overlord's REST API, on Druid's paths. Handlers stay thin.
+
+Every handler declares (``@documented``) the models it reads and answers with; it validates its
+body and query with those same models (``transport.server``), and ``overlord/openapi.py``
+generates the API document from them.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from overlord import metrics
 from overlord.chat import HttpTaskClient
 from overlord.metadata.store import MetadataStore, SegmentToPublish, TaskRow
 from overlord.supervisors import SupervisorManager
 from overlord.task_queue import TaskQueue
-from supervisor.errors import IndexerError, InvalidInput, NotFound, PayloadTooLarge
+from supervisor import protocol as wire
+from supervisor.errors import IndexerError, InvalidInput, NotFound
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import TaskLocation, TaskState
 from supervisor.secrets import mask
 from supervisor.supervisor import Supervisor
+from transport.server import answer, documented, read_body, read_json, read_query
 
 logger = logging.getLogger(__name__)
 
 SUPERVISOR = "/druid/indexer/v1/supervisor"
 INDEXER = "/druid/indexer/v1"
+COORDINATOR = "/druid/coordinator/v1"
 
 MANAGER: web.AppKey[SupervisorManager] = web.AppKey("manager", SupervisorManager)
 QUEUE: web.AppKey[TaskQueue] = web.AppKey("queue", TaskQueue)
 STORE: web.AppKey[MetadataStore] = web.AppKey("store", MetadataStore)
 CHAT: web.AppKey[HttpTaskClient] = web.AppKey("chat", HttpTaskClient)
-MAX_BYTES: web.AppKey[int] = web.AppKey("max_bytes", int)
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """The one place that turns exceptions into HTTP statuses and ``{"error": ...}`` bodies."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except web.HTTPException as e:
-        if e.status >= 400:
-            return web.json_response({"error": e.reason}, status=e.status)
-        raise
-    except IndexerError as e:
-        headers = {"WWW-Authenticate": 'Basic realm="druid"'} if e.status == 401 else {}
-        if e.retry_after_s is not None:  # e.g. the metadata store is down: 503, come back later
-            headers["Retry-After"] = str(e.retry_after_s)
-        return web.json_response({"error": e.message}, status=e.status, headers=headers or None)
-    except Exception as e:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response({"error": f"{type(e).__name__}: {e}"}, status=500)
-
-
-async def read_json(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > request.app[MAX_BYTES]:
-        raise PayloadTooLarge(f"request body larger than {request.app[MAX_BYTES]} bytes")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as e:
-        raise PayloadTooLarge(f"request body larger than {request.app[MAX_BYTES]} bytes") from e
-    if not raw:
-        raise InvalidInput("request body is empty; expected JSON")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"request body is not valid JSON: {e}") from e
-    except RecursionError as e:
-        raise InvalidInput("request body is nested too deeply") from e
-
-
-def _flag(request: web.Request, name: str) -> bool:
-    if name not in request.query:
-        return False
-    return request.query[name].lower() not in ("false", "0")
-
 
 # Larger counts and offsets mean nothing, and overflow the database's integers.
 MAX_INT_PARAM = 2**31 - 1
 
 
-def _int_param(request: web.Request, name: str) -> int | None:
-    value = request.query.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        number = int(value)
-    except ValueError as e:
-        raise InvalidInput(f"query parameter '{name}' must be an integer, got '{value}'") from e
-    if number < 0:
-        raise InvalidInput(f"query parameter '{name}' must not be negative")
-    if number > MAX_INT_PARAM:
-        raise InvalidInput(f"query parameter '{name}' must be at most {MAX_INT_PARAM}")
-    return number
+def _flag(value: Any) -> bool:
+    """A query flag: present means on, unless it says ``false`` or ``0``."""
+    return str(value).lower() not in ("false", "0")
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT_PARAM)]
+
+
+class Query(BaseModel):
+    """Base of query-parameter models: Druid's names, unknown parameters ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ListSupervisorsQuery(Query):
+    full: Flag = Field(default=False, description="Each entry with its state and (masked) spec.")
+    state: Flag = Field(default=False, description="Each entry with its state.")
+
+
+class HistoryQuery(Query):
+    count: Count | None = Field(default=None, description="Keep at most this many entries per supervisor.")
+
+
+class ListTasksQuery(Query):
+    state: Literal["running", "pending", "waiting", "complete"] | None = Field(
+        default=None, description="Only tasks in this state."
+    )
+    datasource: str | None = Field(default=None, description="Only tasks of this datasource.")
+    type: str | None = Field(default=None, description="Only tasks of this type (`index_kafka`).")
+    max: Count | None = Field(default=None, description="At most this many tasks.")
+
+
+class LogQuery(Query):
+    offset: Count | None = Field(default=None, description="Skip this many characters of the log.")
+
+
+class SegmentsQuery(Query):
+    full: Flag = Field(default=False, description="Whole DataSegment objects instead of their ids.")
 
 
 # ---------------------------------------------------------------- supervisors
 
 
-def _state_entry(sup: Supervisor) -> dict[str, Any]:
-    return {
-        "id": sup.id,
-        "state": sup.state.basic.label,
-        "detailedState": sup.state.detailed.name,
-        "healthy": sup.state.healthy,
-        "suspended": sup.suspended,
-    }
+def _state_entry(sup: Supervisor, full: bool = False) -> wire.SupervisorStateEntry:
+    return wire.SupervisorStateEntry(
+        id=sup.id,
+        state=sup.state.basic.label,
+        detailed_state=sup.state.detailed.name,
+        healthy=sup.state.healthy,
+        suspended=sup.suspended,
+        spec=mask(sup.spec.to_json()) if full else None,
+    )
 
 
+def _spec_answer(spec: dict[str, Any]) -> web.Response:
+    return web.json_response(mask(spec))
+
+
+@documented(
+    "Create or update a supervisor",
+    request=wire.SupervisorSpecBody,
+    response=wire.SupervisorCreated,
+    errors=(413,),
+    tags=("supervisor",),
+)
 async def post_supervisor(request: web.Request) -> web.Response:
+    """Druid's Kafka supervisor spec, wrapped (`spec`) or in the legacy unwrapped form. A spec that
+    changes nothing but the suspended flag restarts no task. The spec is validated as a whole: a
+    400 names the first field that is wrong as a Druid path (`spec.ioConfig.taskCount: ...`)."""
     spec = await request.app[MANAGER].create_or_update(await read_json(request))
-    return web.json_response({"id": spec.id})
+    return answer(wire.SupervisorCreated(id=spec.id))
 
 
+@documented(
+    "List supervisors",
+    query=ListSupervisorsQuery,
+    response=list[str] | list[wire.SupervisorStateEntry],
+    tags=("supervisor",),
+)
 async def list_supervisors(request: web.Request) -> web.Response:
+    """Supervisor ids; with `?state` or `?full`, one object per supervisor."""
+    query = read_query(request, ListSupervisorsQuery)
     manager = request.app[MANAGER]
-    if _flag(request, "full"):
-        out = []
-        for sup in manager.all():
-            entry = _state_entry(sup)
-            entry["spec"] = mask(sup.spec.to_json())
-            out.append(entry)
-        return web.json_response(out)
-    if _flag(request, "state"):
-        return web.json_response([_state_entry(s) for s in manager.all()])
+    if query.full or query.state:
+        entries = [
+            _state_entry(s, query.full).model_dump(mode="json", exclude_none=True) for s in manager.all()
+        ]
+        return web.json_response(entries)
     return web.json_response(manager.ids())
 
 
+@documented("A supervisor's spec", response=wire.SupervisorSpecBody, errors=(404,), tags=("supervisor",))
 async def get_supervisor(request: web.Request) -> web.Response:
+    """The spec as stored (normalised, wrapped form, secrets masked); it can be posted back."""
     sup = request.app[MANAGER].get(request.match_info["id"])
-    return web.json_response(mask(sup.spec.to_json()))
+    return _spec_answer(sup.spec.to_json())
 
 
+@documented("A supervisor's status", response=wire.SupervisorStatus, errors=(404,), tags=("supervisor",))
 async def supervisor_status(request: web.Request) -> web.Response:
+    """Druid's status report: tasks, offsets, lag, state and recent errors."""
     sup = request.app[MANAGER].get(request.match_info["id"])
-    return web.json_response(sup.status_payload())
+    return answer(wire.SupervisorStatus.model_validate(sup.status_payload()))
 
 
+@documented("A supervisor's health", response=wire.SupervisorHealth, errors=(404, 503), tags=("supervisor",))
 async def supervisor_health(request: web.Request) -> web.Response:
+    """200 when healthy, 503 when not."""
     sup = request.app[MANAGER].get(request.match_info["id"])
-    return web.json_response({"healthy": sup.state.healthy}, status=200 if sup.state.healthy else 503)
+    return answer(wire.SupervisorHealth(healthy=sup.state.healthy), status=200 if sup.state.healthy else 503)
 
 
+@documented("Suspend a supervisor", response=wire.SupervisorSpecBody, errors=(404,), tags=("supervisor",))
 async def suspend(request: web.Request) -> web.Response:
+    """Its reading tasks publish what they read; no new task starts until it is resumed."""
     spec = await request.app[MANAGER].set_suspended(request.match_info["id"], True)
-    return web.json_response(mask(spec.to_json()))
+    return _spec_answer(spec.to_json())
 
 
+@documented("Resume a supervisor", response=wire.SupervisorSpecBody, errors=(404,), tags=("supervisor",))
 async def resume(request: web.Request) -> web.Response:
     spec = await request.app[MANAGER].set_suspended(request.match_info["id"], False)
-    return web.json_response(mask(spec.to_json()))
+    return _spec_answer(spec.to_json())
 
 
+@documented("Suspend every supervisor", response=wire.SuccessStatus, tags=("supervisor",))
 async def suspend_all(request: web.Request) -> web.Response:
     await request.app[MANAGER].set_all_suspended(True)
-    return web.json_response({"status": "success"})
+    return answer(wire.SuccessStatus())
 
 
+@documented("Resume every supervisor", response=wire.SuccessStatus, tags=("supervisor",))
 async def resume_all(request: web.Request) -> web.Response:
     await request.app[MANAGER].set_all_suspended(False)
-    return web.json_response({"status": "success"})
+    return answer(wire.SuccessStatus())
 
 
+@documented("Terminate a supervisor", response=wire.SupervisorCreated, errors=(404,), tags=("supervisor",))
 async def terminate(request: web.Request) -> web.Response:
+    """Its tasks stop (reading ones publish first), and it leaves the list; its history stays."""
     spec_id = request.match_info["id"]
     await request.app[MANAGER].terminate(spec_id)
-    return web.json_response({"id": spec_id})
+    return answer(wire.SupervisorCreated(id=spec_id))
 
 
+@documented("Terminate every supervisor", response=wire.SuccessStatus, tags=("supervisor",))
 async def terminate_all(request: web.Request) -> web.Response:
     await request.app[MANAGER].terminate_all()
-    return web.json_response({"status": "success"})
+    return answer(wire.SuccessStatus())
 
 
+@documented("Reset a supervisor", response=wire.SupervisorCreated, errors=(404,), tags=("supervisor",))
 async def reset(request: web.Request) -> web.Response:
+    """Forget the stored offsets; tasks start over from `useEarliestOffset`'s end of the stream."""
     spec_id = request.match_info["id"]
     request.app[MANAGER].reset(spec_id)
-    return web.json_response({"id": spec_id})
+    return answer(wire.SupervisorCreated(id=spec_id))
 
 
+@documented(
+    "Hand off task groups early",
+    request=wire.HandoffRequest,
+    response=wire.Empty,
+    status=202,
+    errors=(404,),
+    tags=("supervisor",),
+)
 async def handoff(request: web.Request) -> web.Response:
+    """The reading tasks of the named groups end now (as if their `taskDuration` were over)."""
     sup = request.app[MANAGER].get(request.match_info["id"])
-    body = await read_json(request)
-    ids = body.get("taskGroupIds") if isinstance(body, dict) else None
-    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise InvalidInput("taskGroupIds: must be a list of integers")
-    sup.request_handoff(ids)
-    return web.json_response({}, status=202)
+    body = await read_body(request, wire.HandoffRequest, "handoff")
+    sup.request_handoff(list(body.task_group_ids))
+    return answer(wire.Empty(), status=202)
 
 
+@documented(
+    "Reset some partitions' offsets",
+    request=wire.ResetOffsetsRequest,
+    response=wire.SupervisorCreated,
+    errors=(404,),
+    tags=("supervisor",),
+)
 async def reset_offsets(request: web.Request) -> web.Response:
-    """Druid's resetOffsets: merge the given offsets into the stored ones; only the
-    task groups reading those partitions restart."""
+    """Druid's resetOffsets: merge the given offsets into the stored ones; only the task groups
+    reading those partitions restart."""
     sup = request.app[MANAGER].get(request.match_info["id"])
-    body = await read_json(request)
-    partitions = body.get("partitions") if isinstance(body, dict) else None
-    if not isinstance(body, dict) or body.get("type") != "kafka":
-        raise InvalidInput("type: must be 'kafka'")
-    if not isinstance(partitions, dict) or partitions.get("type") != "end":
-        raise InvalidInput("partitions.type: must be 'end'")
-    if partitions.get("stream") != sup.topic:
+    body = await read_body(request, wire.ResetOffsetsRequest, "resetOffsets")
+    if body.partitions.stream != sup.topic:
         raise InvalidInput(f"partitions.stream: must be the supervisor's topic [{sup.topic}]")
-    offsets = partitions.get("partitionOffsetMap")
-    if not isinstance(offsets, dict) or not offsets:
-        raise InvalidInput("partitions.partitionOffsetMap: must be a non-empty object of partition to offset")
-    try:
-        parsed = {int(p): int(o) for p, o in offsets.items()}
-    except (TypeError, ValueError) as e:
-        raise InvalidInput(
-            f"partitions.partitionOffsetMap: partitions and offsets must be integers: {e}"
-        ) from e
-    if any(p < 0 or o < 0 for p, o in parsed.items()):
-        raise InvalidInput("partitions.partitionOffsetMap: partitions and offsets must not be negative")
-    sup.request_reset_offsets(PartitionOffsets(parsed))
-    return web.json_response({"id": sup.id})
+    sup.request_reset_offsets(PartitionOffsets(dict(body.partitions.partition_offset_map)))
+    return answer(wire.SupervisorCreated(id=sup.id))
 
 
+@documented("A supervisor's row statistics", response=dict[str, Any], errors=(404,), tags=("supervisor",))
 async def supervisor_stats(request: web.Request) -> web.Response:
+    """Row counts of its running tasks, by task group and task id, as Druid's `/stats`."""
     sup = request.app[MANAGER].get(request.match_info["id"])
     return web.json_response(sup.stats())
 
@@ -234,6 +257,13 @@ def _saved_parse_errors(report: Any) -> list[dict[str, Any]]:
     return [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
 
 
+class ParseErrorEntry(wire.ParseException):
+    task_id: str
+
+
+@documented(
+    "A supervisor's parse errors", response=list[ParseErrorEntry], errors=(404,), tags=("supervisor",)
+)
 async def supervisor_parse_errors(request: web.Request) -> web.Response:
     """The parse exceptions saved by the supervisor's tasks, newest first: live from its running
     tasks (their ``unparseableEvents`` control path), from the reports of its recent completed ones."""
@@ -245,13 +275,13 @@ async def supervisor_parse_errors(request: web.Request) -> web.Response:
     active = {r.id: r for r in request.app[QUEUE].active_rows() if r.supervisor_id == sup.id}
     live = [r for r in active.values() if r.host and r.port]
     answers = await asyncio.gather(
-        *(chat.get(TaskLocation(str(r.host), int(r.port or 0)), r.id, "unparseableEvents") for r in live),
+        *(chat.unparseable_events(TaskLocation(str(r.host), int(r.port or 0)), r.id) for r in live),
         return_exceptions=True,
     )
     errors: list[dict[str, Any]] = []
-    for row, answer in zip(live, answers, strict=True):
-        events = answer.get("buildSegments") if isinstance(answer, dict) else None
-        errors.extend({**e, "taskId": row.id} for e in events or [] if isinstance(e, dict))
+    for row, got in zip(live, answers, strict=True):
+        if isinstance(got, wire.UnparseableEvents):
+            errors.extend({**e.to_json(), "taskId": row.id} for e in got.build_segments)
     for row in rows:
         if row.supervisor_id == sup.id and row.id not in active and row.status != TaskState.RUNNING.value:
             errors.extend({**e, "taskId": row.id} for e in _saved_parse_errors(row.report))
@@ -259,9 +289,18 @@ async def supervisor_parse_errors(request: web.Request) -> web.Response:
     return web.json_response(errors)
 
 
+@documented(
+    "Spec history",
+    query=HistoryQuery,
+    response=list[wire.HistoryEntry] | dict[str, list[wire.HistoryEntry]],
+    errors=(404,),
+    tags=("supervisor",),
+)
 async def history(request: web.Request) -> web.Response:
+    """One supervisor's specs, newest first; without an id, every supervisor's keyed by id."""
     spec_id = request.match_info.get("id")
-    result = await request.app[MANAGER].history(spec_id, _int_param(request, "count"))
+    query = read_query(request, HistoryQuery)
+    result = await request.app[MANAGER].history(spec_id, query.count)
     if spec_id is not None and not result:
         raise NotFound(f"No history for [{spec_id}].")
     return web.json_response(mask(result))
@@ -270,71 +309,73 @@ async def history(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- tasks
 
 
-def _task_status(row: TaskRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "type": row.type,
-        "groupId": row.id,
-        "createdTime": row.created_date,
-        "queueInsertionTime": row.created_date,
-        "statusCode": row.status,
-        "status": row.status,
-        "runnerStatusCode": row.runner_status,
-        "duration": -1,
-        "location": {"host": row.host, "port": row.port or -1, "tlsPort": -1},
-        "dataSource": row.datasource,
-        "errorMsg": row.error,
-    }
+def _task_status(row: TaskRow) -> wire.TaskStatusObject:
+    return wire.TaskStatusObject(
+        id=row.id,
+        type=row.type,
+        group_id=row.id,
+        created_time=row.created_date,
+        queue_insertion_time=row.created_date,
+        status_code=row.status,
+        status=row.status,
+        runner_status_code=row.runner_status,
+        location=wire.TaskLocationBody(host=row.host, port=row.port or -1),
+        data_source=row.datasource,
+        error_msg=row.error,
+    )
 
 
 _STATE_FILTER = {
-    "running": lambda r: r.status == "RUNNING" and r.runner_status == "RUNNING",
-    "pending": lambda r: r.status == "RUNNING" and r.runner_status == "PENDING",
-    "waiting": lambda r: r.status == "RUNNING" and r.runner_status == "WAITING",
-    "complete": lambda r: r.status != "RUNNING",
+    "running": lambda r: r.status == TaskState.RUNNING and r.runner_status == "RUNNING",
+    "pending": lambda r: r.status == TaskState.RUNNING and r.runner_status == "PENDING",
+    "waiting": lambda r: r.status == TaskState.RUNNING and r.runner_status == "WAITING",
+    "complete": lambda r: r.status != TaskState.RUNNING,
 }
 
 
+@documented("List tasks", query=ListTasksQuery, response=list[wire.TaskStatusObject], tags=("tasks",))
 async def list_tasks(request: web.Request) -> web.Response:
-    state = request.query.get("state")
-    if state is not None and state not in _STATE_FILTER:
-        raise InvalidInput(f"state: must be one of {sorted(_STATE_FILTER)}, got '{state}'")
-    datasource = request.query.get("datasource")
-    task_type = request.query.get("type")
-    limit = _int_param(request, "max")
+    """Active tasks first as the task queue knows them, then completed ones from the metadata store."""
+    query = read_query(request, ListTasksQuery)
     store = request.app[STORE]
-    status = None if state is None else ("RUNNING" if state != "complete" else None)
-    rows: list[TaskRow] = await asyncio.to_thread(store.list_tasks, status, datasource, None)
+    status = None if query.state in (None, "complete") else TaskState.RUNNING.value
+    rows: list[TaskRow] = await asyncio.to_thread(store.list_tasks, status, query.datasource, None)
     active = {r.id: r for r in request.app[QUEUE].active_rows()}
     merged = [active.get(r.id, r) for r in rows]
-    if state is not None:
-        merged = [r for r in merged if _STATE_FILTER[state](r)]
-    if task_type:
-        merged = [r for r in merged if r.type == task_type]
-    if limit is not None:
-        merged = merged[:limit]
-    return web.json_response([_task_status(r) for r in merged])
+    if query.state is not None:
+        merged = [r for r in merged if _STATE_FILTER[query.state](r)]
+    if query.type:
+        merged = [r for r in merged if r.type == query.type]
+    if query.max is not None:
+        merged = merged[: query.max]
+    return answer([_task_status(r) for r in merged])
 
 
+@documented("A task's payload", response=wire.TaskPayloadAnswer, errors=(404,), tags=("tasks",))
 async def get_task(request: web.Request) -> web.Response:
     row = await request.app[QUEUE].require_row(request.match_info["id"])
-    return web.json_response({"task": row.id, "payload": mask(row.payload)})
+    return answer(wire.TaskPayloadAnswer(task=row.id, payload=mask(row.payload)))
 
 
+@documented("A task's status", response=wire.TaskStatusAnswer, errors=(404,), tags=("tasks",))
 async def task_status(request: web.Request) -> web.Response:
+    """As Druid: an unknown task is a 404 whose body still has the shape `{"task", "status": null}`."""
     task_id = request.match_info["id"]
     row = await request.app[QUEUE].get_row(task_id)
     if row is None:
-        return web.json_response({"task": task_id, "status": None}, status=404)
-    return web.json_response({"task": task_id, "status": _task_status(row)})
+        return answer(wire.TaskStatusAnswer(task=task_id, status=None), status=404)
+    return answer(wire.TaskStatusAnswer(task=task_id, status=_task_status(row)))
 
 
+@documented("A task's report", response=wire.TaskReport, errors=(404,), tags=("tasks",))
 async def task_reports(request: web.Request) -> web.Response:
+    """Live from the task while it runs, else the report it ended with."""
     row = await request.app[QUEUE].require_row(request.match_info["id"])
-    report = row.report
+    report: Any = row.report
     if row.status == TaskState.RUNNING.value and row.host and row.port:
         try:
-            report = await request.app[CHAT].get(TaskLocation(row.host, row.port), row.id, "liveReports")
+            live = await request.app[CHAT].live_report(TaskLocation(row.host, row.port), row.id)
+            report = live.to_json()
         except IndexerError:
             report = row.report
     if report is None:
@@ -342,20 +383,23 @@ async def task_reports(request: web.Request) -> web.Response:
     return web.json_response(report)
 
 
+@documented(
+    "A task's log", query=LogQuery, response=str, response_type="text/plain", errors=(404,), tags=("tasks",)
+)
 async def task_log(request: web.Request) -> web.Response:
     """The task's log: from the task itself while it runs, else from its MiddleManager."""
     row = await request.app[QUEUE].require_row(request.match_info["id"])
-    offset = _int_param(request, "offset")
+    offset = read_query(request, LogQuery).offset
     chat = request.app[CHAT]
     text: str | None = None
     if row.status == TaskState.RUNNING.value and row.host and row.port:
         try:
-            text = await chat.get_text(f"http://{row.host}:{row.port}/druid/worker/v1/chat/{row.id}/log")
+            text = await chat.task_log(TaskLocation(row.host, row.port), row.id)
         except IndexerError:
             text = None
     if text is None and row.worker:
         try:
-            text = await chat.get_text(f"http://{row.worker}/druid/worker/v1/task/{row.id}/log")
+            text = await chat.worker_task_log(row.worker, row.id)
         except IndexerError:
             text = None
     if text is None:
@@ -367,151 +411,164 @@ async def task_log(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/plain")
 
 
+@documented(
+    "Statuses of several tasks",
+    request=wire.TaskIdList,
+    response=dict[str, wire.TaskStatusObject],
+    errors=(413,),
+    tags=("tasks",),
+)
 async def task_statuses(request: web.Request) -> web.Response:
-    """Druid's ``POST /taskStatus``: statuses of the listed task ids."""
-    body = await read_json(request)
-    if not isinstance(body, list) or not all(isinstance(i, str) for i in body):
-        raise InvalidInput("body: must be a JSON array of task ids")
+    """Druid's ``POST /taskStatus``: statuses of the listed task ids (unknown ids left out)."""
+    ids = (await read_body(request, wire.TaskIdList, "body")).root
     out: dict[str, Any] = {}
-    for task_id in body[:1000]:
+    for task_id in ids[:1000]:
         row = await request.app[QUEUE].get_row(task_id)
         if row is not None:
-            out[task_id] = _task_status(row)
+            out[task_id] = _task_status(row).to_json()
     return web.json_response(out)
 
 
+@documented("Shut a task down", response=wire.TaskIdAnswer, errors=(404,), tags=("tasks",))
 async def task_shutdown(request: web.Request) -> web.Response:
     queue = request.app[QUEUE]
     row = await queue.require_row(request.match_info["id"])
     await queue.kill(row.id, "shutdown requested through the API")
-    return web.json_response({"task": row.id})
+    return answer(wire.TaskIdAnswer(task=row.id))
 
 
+@documented("Shut down every task of a datasource", response=wire.DataSourceAnswer, tags=("tasks",))
 async def shutdown_datasource_tasks(request: web.Request) -> web.Response:
     ds = request.match_info["ds"]
     await request.app[QUEUE].shutdown_datasource(ds)
-    return web.json_response({"dataSource": ds})
+    return answer(wire.DataSourceAnswer(data_source=ds))
 
 
 # ---------------------------------------------------------------- workers and task actions
 
 
+def _check_protocol(worker: wire.WorkerIdentity, what: str) -> None:
+    if not wire.MIN_PROTOCOL_VERSION <= worker.protocol_version <= wire.PROTOCOL_VERSION:
+        raise InvalidInput(
+            f"{what}: worker [{worker.host}:{worker.port}] speaks wire protocol {worker.protocol_version}; "
+            f"this Overlord serves protocols {wire.MIN_PROTOCOL_VERSION} to {wire.PROTOCOL_VERSION}: "
+            "run MiddleManagers and the Overlord of compatible versions"
+        )
+
+
+@documented(
+    "Register a worker",
+    request=wire.WorkerRegistration,
+    response=wire.RegistrationAnswer,
+    tags=("workers", "internal"),
+)
 async def worker_register(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise InvalidInput("worker registration must be a JSON object with host, port, capacity")
-    try:
-        await request.app[QUEUE].register(
-            str(body["host"]), int(body["port"]), int(body.get("capacity", 1)), str(body.get("version", ""))
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise InvalidInput(f"worker registration needs host, port, capacity: {e}") from e
-    return web.json_response({"ok": True})
+    """A MiddleManager announces itself and the wire protocol it speaks; one the Overlord cannot serve is
+    refused with a 400 that says which versions it serves."""
+    body = await read_body(request, wire.WorkerRegistration, "worker registration")
+    _check_protocol(body, "worker registration")
+    await request.app[QUEUE].register(body)
+    return answer(wire.RegistrationAnswer())
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _heartbeat_problem(body: Any) -> str | None:
-    """What is wrong with a worker's heartbeat, checked before anything acts on it."""
-    if not isinstance(body, dict) or not isinstance(body.get("host"), str) or not _is_int(body.get("port")):
-        return "needs host (a string) and port (an integer)"
-    if "capacity" in body and not _is_int(body["capacity"]):
-        return "capacity must be an integer"
-    wait = body.get("waitS", 0)
-    if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait < float("inf"):
-        return "waitS (how long the answer may be held) must be a number of seconds, 0 or more"
-    for key in ("running", "completed"):
-        items = body.get(key, [])
-        if not isinstance(items, list) or not all(
-            isinstance(i, dict) and isinstance(i.get("taskId"), str) for i in items
-        ):
-            return f"{key} must be a list of objects with a string taskId"
-    if any(i.get("port") is not None and not _is_int(i["port"]) for i in body.get("running", [])):
-        return "the port of a running task must be an integer"
-    return None
-
-
+@documented(
+    "Worker heartbeat",
+    request=wire.Heartbeat,
+    response=wire.HeartbeatAnswer,
+    tags=("workers", "internal"),
+)
 async def worker_heartbeat(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    problem = _heartbeat_problem(body)
-    if problem is not None:
-        raise InvalidInput(f"heartbeat: {problem}")
-    return web.json_response(await request.app[QUEUE].heartbeat(body))
+    """What a worker runs and what ended; the answer lists the tasks it must start and kill. A long
+    poll: with nothing new, the answer is held up to `waitS` (at most 10 s and a third of the worker
+    timeout) and sent as soon as something is assigned to or killed on the worker."""
+    body = await read_body(request, wire.Heartbeat, "heartbeat")
+    _check_protocol(body, "heartbeat")
+    return answer(await request.app[QUEUE].heartbeat(body))
 
 
+@documented("List workers", response=list[wire.WorkerEntry], tags=("workers",))
 async def list_workers(request: web.Request) -> web.Response:
-    return web.json_response([w.to_json() for w in request.app[QUEUE].workers()])
+    return answer([w.to_wire() for w in request.app[QUEUE].workers()])
 
 
+@documented(
+    "Run a task action",
+    request=wire.TaskActionRequest,
+    response=wire.TaskActionAnswer,
+    errors=(413,),
+    tags=("internal",),
+)
 async def task_action(request: web.Request) -> web.Response:
-    """Task actions; only ``segmentTransactionalInsert`` is needed by Kafka tasks."""
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise InvalidInput("a task action must be a JSON object")
-    task_id = body.get("task")
-    action = body.get("action")
-    if not isinstance(task_id, str) or not isinstance(action, dict):
-        raise InvalidInput("a task action needs 'task' and 'action'")
-    if action.get("type") != "segmentTransactionalInsert":
-        raise InvalidInput(f"unknown task action type '{action.get('type')}'")
+    """Task actions; only ``segmentTransactionalInsert`` is needed by Kafka tasks: the segments and the
+    task's end offsets are committed in one transaction, with a compare-and-swap on its start offsets."""
+    body = await read_body(request, wire.TaskActionRequest, "task action")
     queue = request.app[QUEUE]
-    if not await queue.is_running(task_id):
+    action = body.action
+    if not await queue.is_running(body.task):
         # a killed (or already finished) task must not publish stale data
-        return web.json_response(
-            {"result": {"kind": "failed", "reason": f"task [{task_id}] is not running", "segmentIds": []}}
-        )
-    try:
-        segments = [SegmentToPublish(**s) for s in action.get("segments", [])]
-        start = {int(k): int(v) for k, v in action["startOffsets"].items()}
-        end = {int(k): int(v) for k, v in action["endOffsets"].items()}
-        datasource = str(action["dataSource"])
-        stream = str(action["stream"])
-        sequence = str(action["sequenceName"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise InvalidInput(f"malformed segmentTransactionalInsert: {e}") from e
+        refused = wire.PublishOutcome(kind="failed", reason=f"task [{body.task}] is not running")
+        return answer(wire.TaskActionAnswer(result=refused))
+    segments = [SegmentToPublish.from_wire(s) for s in action.segments]
     started = time.monotonic()
     result = await asyncio.to_thread(
-        request.app[STORE].publish_segments, datasource, stream, sequence, start, end, segments
+        request.app[STORE].publish_segments,
+        action.data_source,
+        action.stream,
+        action.sequence_name,
+        dict(action.start_offsets),
+        dict(action.end_offsets),
+        segments,
     )
-    metrics.PUBLISH_SECONDS.labels(datasource).observe(time.monotonic() - started)
-    metrics.PUBLISHES.labels(datasource, result.kind).inc()
+    elapsed = time.monotonic() - started
+    metrics.PUBLISH_SECONDS.labels(action.data_source).observe(elapsed)
+    metrics.PUBLISHES.labels(action.data_source, result.kind).inc()
     if result.kind == "ok" and not result.reason.startswith("already published"):
-        metrics.PUBLISHED_ROWS.labels(datasource).inc(sum(s.num_rows for s in segments))
+        metrics.PUBLISHED_ROWS.labels(action.data_source).inc(sum(s.num_rows for s in segments))
     logger.info(
         "task [%s] publish %s in %.3fs: %s",
-        task_id,
+        body.task,
         result.kind,
-        time.monotonic() - started,
+        elapsed,
         result.reason or f"{len(result.segment_ids)} segments",
     )
-    return web.json_response(
-        {"result": {"kind": result.kind, "reason": result.reason, "segmentIds": list(result.segment_ids)}}
+    outcome = wire.PublishOutcome(
+        kind=result.kind, reason=result.reason, segment_ids=tuple(result.segment_ids)
     )
+    return answer(wire.TaskActionAnswer(result=outcome))
 
 
 # ---------------------------------------------------------------- segments and health
 
 
+@documented(
+    "A datasource's published segments",
+    query=SegmentsQuery,
+    response=list[str] | list[dict[str, Any]],
+    tags=("segments",),
+)
 async def datasource_segments(request: web.Request) -> web.Response:
+    """Ids of the used segments; with `?full`, Druid's DataSegment objects."""
     ds = request.match_info["ds"]
     segments = await asyncio.to_thread(request.app[STORE].list_segments, ds)
-    if "full" in request.query:
+    if read_query(request, SegmentsQuery).full:
         return web.json_response(segments)
     return web.json_response([s["identifier"] if "identifier" in s else s.get("id") for s in segments])
 
 
+@documented("Datasources with published segments", response=list[str], tags=("segments",))
 async def datasources(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(request.app[STORE].list_datasources))
 
 
+@documented("Prometheus metrics", response=str, response_type="text/plain", tags=("status",))
 async def prometheus(request: web.Request) -> web.Response:
     body = generate_latest(metrics.REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+@documented("Health", response=bool, tags=("status",))
 async def health(request: web.Request) -> web.Response:
+    """`true` while the Overlord serves; never needs credentials."""
     return web.json_response(True)
 
 
@@ -548,7 +605,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{INDEXER}/workers/heartbeat", worker_heartbeat)
     r.add_get(f"{INDEXER}/workers", list_workers)
     r.add_post(f"{INDEXER}/action", task_action)
-    r.add_get("/druid/coordinator/v1/metadata/datasources", datasources)
-    r.add_get("/druid/coordinator/v1/metadata/datasources/{ds}/segments", datasource_segments)
+    r.add_get(f"{COORDINATOR}/metadata/datasources", datasources)
+    r.add_get(COORDINATOR + "/metadata/datasources/{ds}/segments", datasource_segments)
     r.add_get("/status/health", health)
     r.add_get("/metrics", prometheus)

@@ -17,7 +17,9 @@ from overlord.metadata.engine import make_engine
 from overlord.metadata.store import MetadataStore
 from overlord.supervisors import SupervisorManager
 from overlord.task_queue import TaskQueue
+from supervisor.deep_storage import local_path
 from supervisor.errors import MetadataStoreUnavailable
+from transport.server import MAX_BYTES, error_middleware
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +31,10 @@ def build_app(settings: OverlordSettings) -> web.Application:
         settings.cluster_token.get_secret_value(),
     )
     app = web.Application(
-        middlewares=[api.error_middleware, auth.middleware(auth_config)],
+        middlewares=[error_middleware, auth.middleware(auth_config)],
         client_max_size=settings.max_request_bytes,
     )
-    app[api.MAX_BYTES] = settings.max_request_bytes
+    app[MAX_BYTES] = settings.max_request_bytes
     api.add_routes(app)
     from overlord.openapi import add_openapi_route
 
@@ -41,13 +43,14 @@ def build_app(settings: OverlordSettings) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = MetadataStore(make_engine(settings.metadata_url))
-        settings.deep_storage.mkdir(parents=True, exist_ok=True)
+        if settings.deep_storage.startswith("file:"):
+            local_path(settings.deep_storage).mkdir(parents=True, exist_ok=True)
         chat = HttpTaskClient(settings.task_chat_timeout_s, settings.cluster_token.get_secret_value())
         manager_ref: list[SupervisorManager] = []
         queue = TaskQueue(
             store,
             settings.worker_timeout_s,
-            str(settings.deep_storage.absolute()),
+            settings.deep_storage,
             on_change=lambda ds: manager_ref[0].notify(ds) if manager_ref else None,
         )
         await queue.load()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from supervisor.deep_storage import to_uri
+from supervisor.errors import InvalidInput
 from supervisor.logs import LogFormat, LogLevel
 
 
@@ -21,9 +24,12 @@ class OverlordSettings(BaseSettings):
         default_factory=default_metadata_url,
         description="SQLAlchemy URL of the metadata store (sqlite:///... or postgresql+psycopg2://...)",
     )
-    deep_storage: Path = Field(
-        default=Path("var/deep-storage"),
-        description="deep storage directory, the same path on every MiddleManager",
+    deep_storage: str = Field(
+        default="var/deep-storage",
+        description=(
+            "deep storage: a URI (file:///dir, a directory every MiddleManager sees at that path) or a "
+            "local directory, made a file:// URI; handed to the tasks in their task specs"
+        ),
     )
     host: str = Field(default="127.0.0.1", description="listen address (0.0.0.0 in a container)")
     port: int = Field(default=8090, ge=0, le=65535, description="listen port")
@@ -35,6 +41,14 @@ class OverlordSettings(BaseSettings):
         default=15.0, gt=0, description="seconds without a heartbeat before a worker is lost"
     )
     task_chat_timeout_s: float = Field(default=10.0, gt=0, description="timeout of one call to a task")
+    @field_validator("deep_storage", mode="before")
+    @classmethod
+    def _deep_storage_uri(cls, value: Any) -> str:
+        try:
+            return to_uri(str(value))
+        except InvalidInput as e:
+            raise ValueError(e.message) from e
+
     max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="largest request body")
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: LogFormat = Field(default="text", description="text or json (one JSON object per line)")

@@ -32,6 +32,14 @@ from overlord.metadata.druid import now_iso
 from overlord.metadata.store import MetadataStore, TaskRow
 from supervisor.errors import Conflict, NotFound
 from supervisor.ports import RunnerState, TaskInfo, TaskLocation, TaskState
+from supervisor.protocol import (
+    Heartbeat,
+    HeartbeatAnswer,
+    TaskAssignment,
+    WorkerEntry,
+    WorkerInfo,
+    WorkerRegistration,
+)
 from supervisor.task_spec import KafkaIndexTaskSpec
 
 logger = logging.getLogger(__name__)
@@ -58,13 +66,9 @@ class Worker:
         if self.wake is not None:
             self.wake.set()
 
-    def answer(self, active: dict[str, TaskRow], deep_storage: str) -> tuple[list[dict[str, Any]], list[str]]:
+    def answer(self, active: dict[str, TaskRow], deep_storage: str) -> tuple[list[TaskAssignment], list[str]]:
         """What to start and what to kill, as of now."""
-        assign = [
-            {"task": active[t].payload, "deepStorage": deep_storage}
-            for t in sorted(self.assigned)
-            if t in active
-        ]
+        assign = [_assignment(active[t], deep_storage) for t in sorted(self.assigned) if t in active]
         kill = sorted(self.to_kill)
         self.kills_sent = set(kill)
         return assign, kill
@@ -77,20 +81,19 @@ class Worker:
     def free(self) -> int:
         return self.capacity - len(self.running | self.assigned)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "worker": {
-                "host": self.name,
-                "ip": self.host,
-                "capacity": self.capacity,
-                "version": self.version,
-            },
-            "currCapacityUsed": len(self.running | self.assigned),
-            "availabilityGroups": [],
-            "runningTasks": sorted(self.running | self.assigned),
-            "lastCompletedTaskTime": None,
-            "blacklistedUntil": None,
-        }
+    def to_wire(self) -> WorkerEntry:
+        return WorkerEntry(
+            worker=WorkerInfo(host=self.name, ip=self.host, capacity=self.capacity, version=self.version),
+            curr_capacity_used=len(self.running | self.assigned),
+            running_tasks=tuple(sorted(self.running | self.assigned)),
+        )
+
+
+def _assignment(row: TaskRow, deep_storage: str) -> TaskAssignment:
+    task = KafkaIndexTaskSpec.model_validate(row.payload)
+    if task.deep_storage is None:  # queued before task specs named their deep storage
+        task = task.model_copy(update={"deep_storage": deep_storage})
+    return TaskAssignment(task=task)
 
 
 def _info(row: TaskRow) -> TaskInfo:
@@ -132,6 +135,8 @@ class TaskQueue:
     # ------------------------------------------------------------ TaskQueuePort
 
     async def submit(self, spec: KafkaIndexTaskSpec) -> None:
+        if spec.deep_storage is None:
+            spec = spec.model_copy(update={"deep_storage": self._deep_storage})
         now = now_iso()
         row = TaskRow(
             id=spec.id,
@@ -212,64 +217,70 @@ class TaskQueue:
 
     # ------------------------------------------------------------ workers
 
-    async def register(self, host: str, port: int, capacity: int, version: str) -> None:
+    async def register(self, body: WorkerRegistration) -> None:
         async with self._lock:
-            name = f"{host}:{port}"
+            name = f"{body.host}:{body.port}"
             worker = self._workers.get(name)
             if worker is None:
-                self._workers[name] = Worker(host, port, capacity, version)
-                logger.info("worker [%s] registered with capacity %d", name, capacity)
+                self._workers[name] = Worker(body.host, body.port, body.capacity, body.version)
+                logger.info(
+                    "worker [%s] registered with capacity %d (version %s, wire protocol %d)",
+                    name,
+                    body.capacity,
+                    body.version or "?",
+                    body.protocol_version,
+                )
             else:
-                worker.capacity = capacity
+                worker.capacity = body.capacity
+                worker.version = body.version
                 worker.last_seen = time.monotonic()
 
     def max_hold_s(self) -> float:
         """The longest a heartbeat is held: well inside the time that loses a worker."""
         return min(MAX_HOLD_S, self._timeout / 3)
 
-    async def heartbeat(self, report: dict[str, Any]) -> dict[str, Any]:
+    async def heartbeat(self, report: Heartbeat) -> HeartbeatAnswer:
         """One worker's report; the answer lists what it must start and kill.
 
         With ``waitS`` in the report and nothing new to tell, the answer waits up to that
         long for a task to be assigned to this worker or one of its tasks to be killed.
         """
-        host = str(report["host"])
-        port = int(report["port"])
+        host = report.host
+        port = report.port
         name = f"{host}:{port}"
-        wait_s = min(float(report.get("waitS") or 0.0), self.max_hold_s())
+        wait_s = min(report.wait_s, self.max_hold_s())
         changed: set[str] = set()
         wake: asyncio.Event | None = None
         async with self._lock:
             worker = self._workers.get(name)
             if worker is None:
-                worker = Worker(host, port, int(report.get("capacity", 1)), str(report.get("version", "")))
+                worker = Worker(host, port, report.capacity, report.version)
                 self._workers[name] = worker
                 logger.info("worker [%s] (re)joined", name)
-            worker.capacity = int(report.get("capacity", worker.capacity))
+            worker.capacity = report.capacity
             worker.last_seen = time.monotonic()
             acks: list[str] = []
-            for done in report.get("completed", []):
-                tid = str(done["taskId"])
+            for done in report.completed:
+                tid = done.task_id
                 acks.append(tid)
                 row = self._active.get(tid)
                 worker.running.discard(tid)
                 worker.assigned.discard(tid)
                 if row is None:
                     continue
-                state = TaskState.SUCCESS if done.get("status") == "SUCCESS" else TaskState.FAILED
-                await self._complete(row, state, done.get("error"), done.get("report"))
+                await self._complete(row, done.status, done.error, done.report)
                 changed.add(row.datasource)
             running: set[str] = set()
-            reported = {str(item["taskId"]) for item in report.get("running", [])}
+            reported = {item.task_id for item in report.running}
             worker.to_kill &= reported  # a kill is repeated until the worker stops reporting the task
-            for item in report.get("running", []):
-                tid = str(item["taskId"])
+            for item in report.running:
+                tid = item.task_id
                 row = self._active.get(tid)
                 if row is None or (row.worker is not None and row.worker != name):
                     worker.to_kill.add(tid)  # unknown, finished, or given to another worker
                     continue
                 running.add(tid)
-                task_port = item.get("port")
+                task_port = item.port
                 if (
                     row.worker != name
                     or row.port != task_port
@@ -279,7 +290,7 @@ class TaskQueue:
                         row,
                         worker=name,
                         host=host,
-                        port=int(task_port) if task_port else None,
+                        port=task_port or None,
                         runner_status=RunnerState.RUNNING.value,
                         updated_date=now_iso(),
                     )
@@ -305,16 +316,16 @@ class TaskQueue:
             self._on_change(ds)
         if wake is not None:
             assign, kill = await self._hold(worker, wake, wait_s, assign, kill)
-        return {"assign": assign, "shutdown": kill, "ack": acks}
+        return HeartbeatAnswer(assign=tuple(assign), shutdown=tuple(kill), ack=tuple(acks))
 
     async def _hold(
         self,
         worker: Worker,
         wake: asyncio.Event,
         wait_s: float,
-        assign: list[dict[str, Any]],
+        assign: list[TaskAssignment],
         kill: list[str],
-    ) -> tuple[list[dict[str, Any]], list[str]]:
+    ) -> tuple[list[TaskAssignment], list[str]]:
         """The long poll: wait for news for ``worker``, then answer as of then."""
         try:
             with contextlib.suppress(TimeoutError):

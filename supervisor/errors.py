@@ -73,6 +73,21 @@ class StreamError(Unavailable):
         self.retriable = retriable
 
 
+class HttpStatusError(IndexerError):
+    """Another process answered an HTTP call with an error status (``status``: the one it sent)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retriable = status >= 500 or status == 429
+
+
+class BadAnswer(IndexerError):
+    """Another process answered with a body that does not follow the wire contract."""
+
+    status = 502
+
+
 class TaskFailed(IndexerError):
     """An indexing task cannot go on (too many parse errors, lost offsets, ...)."""
 

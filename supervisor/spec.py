@@ -26,12 +26,15 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
+    GetJsonSchemaHandler,
     PlainSerializer,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, ErrorDetails
 
 from supervisor._spec_common import (
     SPEC_ERROR,
@@ -129,6 +132,15 @@ GranularityField = Annotated[
     Granularity,
     BeforeValidator(_to_granularity),
     PlainSerializer(lambda g: g.name, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "description": "a granularity name, any case: `hour`, `DAY`, `none`"},
+                {"type": "object", "description": "Druid's granularity object (`type` `period`, ...)"},
+            ]
+        },
+        mode="validation",
+    ),
 ]
 
 
@@ -223,6 +235,13 @@ class DimensionSchema(DruidModel):
     multi_value_handling: Literal["SORTED_ARRAY", "SORTED_SET", "ARRAY"] = Field(
         default="SORTED_ARRAY", alias="multiValueHandling"
     )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # the API document: a plain JSON string is the string dimension of that name (_druid_forms)
+        return {"anyOf": [{"type": "string", "minLength": 1}, handler(core_schema)]}
 
     @model_validator(mode="before")
     @classmethod

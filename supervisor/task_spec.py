@@ -36,6 +36,9 @@ class KafkaIndexTaskSpec(BaseModel):
     min_message_time: int | None = Field(default=None, alias="minimumMessageTime")
     max_message_time: int | None = Field(default=None, alias="maximumMessageTime")
     created_time: str = Field(alias="createdTime")
+    # Where the task writes its segments: a deep-storage URI (``file:///...``), filled in by the
+    # Overlord when the task is queued (None only in specs stored before it was).
+    deep_storage: str | None = Field(default=None, alias="deepStorage")
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

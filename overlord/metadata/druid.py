@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from supervisor.deep_storage import load_spec
+
 MS_PER_DAY = 86_400_000
 
 #: ``JodaUtils.MIN_INSTANT`` / ``MAX_INSTANT`` (Long.MIN_VALUE / 2, Long.MAX_VALUE / 2).
@@ -89,13 +91,13 @@ def data_segment_json(
     size_bytes: int,
     num_rows: int,
 ) -> dict[str, Any]:
-    """Druid's DataSegment JSON for a segment on local deep storage (``numRows`` is our extra)."""
+    """Druid's DataSegment JSON for a segment at ``path`` (a deep-storage URI; ``numRows`` is our extra)."""
     ident = segment_id(datasource, start_ms, end_ms, version, partition_num)
     return {
         "dataSource": datasource,
         "interval": format_interval(start_ms, end_ms),
         "version": version,
-        "loadSpec": {"type": "local", "path": path},
+        "loadSpec": load_spec(path),
         "dimensions": ",".join(dimensions),
         "metrics": ",".join(metrics),
         "shardSpec": {"type": "numbered", "partitionNum": partition_num, "partitions": 0},

@@ -31,6 +31,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from supervisor.errors import InvalidInput
 from supervisor.offsets import PartitionOffsets
+from supervisor.protocol import SegmentDescriptor
 
 from .druid import data_segment_json, format_instant, now_iso, segment_id
 from .engine import READ_ONLY, current_revision, head_revision, make_engine
@@ -68,9 +69,22 @@ class SegmentToPublish:
     shard: int  # index of this segment within the task's sequence output
     num_rows: int
     size_bytes: int
-    path: str  # the loadSpec path
+    path: str  # where the segment is: a deep-storage URI (a bare absolute path: a local file)
     dimensions: list[str]
     metrics: list[str]
+
+    @classmethod
+    def from_wire(cls, s: SegmentDescriptor) -> SegmentToPublish:
+        return cls(
+            interval_start_ms=s.interval_start_ms,
+            interval_end_ms=s.interval_end_ms,
+            shard=s.shard,
+            num_rows=s.num_rows,
+            size_bytes=s.size_bytes,
+            path=s.location,
+            dimensions=list(s.dimensions),
+            metrics=list(s.metrics),
+        )
 
 
 @dataclass(frozen=True)

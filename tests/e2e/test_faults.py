@@ -68,7 +68,12 @@ def test_metadata_store_outage_is_a_503_and_heals_without_a_restart(
             (task,) = wait_for("a pending task", lambda: cluster.api.tasks(datasource=topic), 30)
             v1 = f"{cluster.url}/druid/indexer/v1"
             # a worker says it runs the task: the Overlord must write that down
-            heartbeat = {"host": "127.0.0.1", "port": 1, "running": [{"taskId": task["id"], "port": 2}]}
+            heartbeat = {
+                "host": "127.0.0.1",
+                "port": 1,
+                "protocolVersion": 1,
+                "running": [{"taskId": task["id"], "port": 2}],
+            }
             calls = [
                 ("GET", f"{v1}/tasks", None),
                 ("GET", f"{v1}/supervisor/history", None),

@@ -268,9 +268,10 @@ def test_task_writes_rejected_records_before_it_publishes(
     url, events, actions = overlord
     fake = FakeKafkaProducer(events)
     runner = TaskRunner(
-        _task("events-dlq", maxSavedParseExceptions=10),
+        _task("events-dlq", maxSavedParseExceptions=10).model_copy(
+            update={"deep_storage": (tmp_path / "deep").as_uri()}
+        ),
         tmp_path / "task",
-        tmp_path / "deep",
         url,
         supplier_factory=lambda _t: FakeSupplier(_records()),  # type: ignore[arg-type,return-value]
         dead_letter_factory=lambda t, topic: DeadLetterProducer(
@@ -301,9 +302,8 @@ def test_task_without_a_dead_letter_topic_makes_no_producer(
         raise AssertionError("no dead-letter topic configured")
 
     runner = TaskRunner(
-        _task(None),
+        _task(None).model_copy(update={"deep_storage": (tmp_path / "deep").as_uri()}),
         tmp_path / "task",
-        tmp_path / "deep",
         url,
         supplier_factory=lambda _t: FakeSupplier(_records()),  # type: ignore[arg-type,return-value]
         dead_letter_factory=no_producer,
@@ -320,9 +320,8 @@ def _run_stopped_once_publishing(tmp_path: Path, url: str) -> Outcome:
         runner.stop()
 
     runner = TaskRunner(
-        _task(None),
+        _task(None).model_copy(update={"deep_storage": (tmp_path / "deep").as_uri()}),
         tmp_path / "task",
-        tmp_path / "deep",
         url,
         supplier_factory=lambda _t: FakeSupplier(_records()),  # type: ignore[arg-type,return-value]
         before_publish=stop_now,
@@ -359,9 +358,10 @@ def test_too_many_parse_exceptions_fail_the_task_after_sending_what_was_rejected
     url, events, actions = overlord
     fake = FakeKafkaProducer(events)
     runner = TaskRunner(
-        _task("events-dlq", maxParseExceptions=2),
+        _task("events-dlq", maxParseExceptions=2).model_copy(
+            update={"deep_storage": (tmp_path / "deep").as_uri()}
+        ),
         tmp_path / "task",
-        tmp_path / "deep",
         url,
         supplier_factory=lambda _t: FakeSupplier(_records()),  # type: ignore[arg-type,return-value]
         dead_letter_factory=lambda t, topic: DeadLetterProducer(

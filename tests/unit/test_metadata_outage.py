@@ -53,7 +53,12 @@ def test_an_api_call_during_an_outage_is_a_503_with_retry_after_and_heals(tmp_pa
         async with TestClient(TestServer(build_app(settings))) as client:
             app = client.server.app
             await app[api.QUEUE].submit(_task("t1"))
-            heartbeat = {"host": "127.0.0.1", "port": 7, "running": [{"taskId": "t1", "port": 8100}]}
+            heartbeat = {
+                "host": "127.0.0.1",
+                "port": 7,
+                "protocolVersion": 1,
+                "running": [{"taskId": "t1", "port": 8100}],
+            }
             with database_down(app[api.STORE].engine):
                 for method, path, body in [
                     ("GET", f"{V1}/tasks", None),

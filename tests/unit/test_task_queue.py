@@ -13,6 +13,7 @@ from overlord.metadata.engine import migrate
 from overlord.metadata.store import MetadataStore
 from overlord.task_queue import TaskQueue
 from supervisor.ports import TaskState
+from supervisor.protocol import Heartbeat, WorkerRegistration
 from supervisor.task_spec import KafkaIndexTaskSpec
 
 
@@ -34,7 +35,7 @@ def _queue(tmp_path: Path, worker_timeout_s: float) -> TaskQueue:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     migrate(url)
     return TaskQueue(
-        MetadataStore(url), worker_timeout_s=worker_timeout_s, deep_storage=str(tmp_path / "deep")
+        MetadataStore(url), worker_timeout_s=worker_timeout_s, deep_storage=(tmp_path / "deep").as_uri()
     )
 
 
@@ -42,6 +43,11 @@ def _queue(tmp_path: Path, worker_timeout_s: float) -> TaskQueue:
 def queue(tmp_path: Path) -> TaskQueue:
     # long enough that a slow machine never loses a worker by accident
     return _queue(tmp_path, 60.0)
+
+
+async def beat(queue: TaskQueue, report: dict[str, Any]) -> dict[str, Any]:
+    """One heartbeat through the wire contract; the answer as the worker reads it (JSON)."""
+    return (await queue.heartbeat(Heartbeat.model_validate(report))).to_json()
 
 
 def hb(
@@ -62,19 +68,19 @@ def hb(
 
 def test_tasks_go_to_the_worker_with_most_free_slots_and_get_a_location(queue: TaskQueue) -> None:
     async def go() -> None:
-        await queue.register("a", 1, 1, "1")
-        await queue.register("b", 1, 3, "1")
+        await queue.register(WorkerRegistration(host="a", port=1, capacity=1, version="1"))
+        await queue.register(WorkerRegistration(host="b", port=1, capacity=3, version="1"))
         for i in range(3):
             await queue.submit(_spec(f"t{i}"))
-        to_b = (await queue.heartbeat(hb("b", 1, capacity=3)))["assign"]
-        to_a = (await queue.heartbeat(hb("a", 1, capacity=1)))["assign"]
+        to_b = (await beat(queue, hb("b", 1, capacity=3)))["assign"]
+        to_a = (await beat(queue, hb("a", 1, capacity=1)))["assign"]
         assert len(to_b) == 2 and len(to_a) == 1
         tid = to_a[0]["task"]["id"]
-        await queue.heartbeat(hb("a", 1, [(tid, 4242)], capacity=1))
+        await beat(queue, hb("a", 1, [(tid, 4242)], capacity=1))
         info = await queue.get(tid)
         assert info is not None and info.location is not None and info.location.port == 4242
         # the assignment is repeated until the worker reports the task
-        again = (await queue.heartbeat(hb("b", 1, capacity=3)))["assign"]
+        again = (await beat(queue, hb("b", 1, capacity=3)))["assign"]
         assert {a["task"]["id"] for a in again} == {a["task"]["id"] for a in to_b}
 
     asyncio.run(go())
@@ -82,22 +88,22 @@ def test_tasks_go_to_the_worker_with_most_free_slots_and_get_a_location(queue: T
 
 def test_completion_kill_and_vanished_tasks(queue: TaskQueue) -> None:
     async def go() -> None:
-        await queue.register("a", 1, 3, "1")
+        await queue.register(WorkerRegistration(host="a", port=1, capacity=3, version="1"))
         for i in range(3):
             await queue.submit(_spec(f"t{i}"))
-        await queue.heartbeat(hb("a", 1, capacity=3))
-        await queue.heartbeat(hb("a", 1, [("t0", 1), ("t1", 2), ("t2", 3)], capacity=3))
-        answer = await queue.heartbeat(
-            hb("a", 1, [("t1", 2), ("t2", 3)], [{"taskId": "t0", "status": "SUCCESS"}], capacity=3)
+        await beat(queue, hb("a", 1, capacity=3))
+        await beat(queue, hb("a", 1, [("t0", 1), ("t1", 2), ("t2", 3)], capacity=3))
+        answer = await beat(
+            queue, hb("a", 1, [("t1", 2), ("t2", 3)], [{"taskId": "t0", "status": "SUCCESS"}], capacity=3)
         )
         assert answer["ack"] == ["t0"]
         assert (await queue.get("t0")).state is TaskState.SUCCESS  # type: ignore[union-attr]
         await queue.kill("t1", "test")
-        answer = await queue.heartbeat(hb("a", 1, [("t1", 2), ("t2", 3)], capacity=3))
+        answer = await beat(queue, hb("a", 1, [("t1", 2), ("t2", 3)], capacity=3))
         assert answer["shutdown"] == ["t1"]
         assert (await queue.get("t1")).state is TaskState.FAILED  # type: ignore[union-attr]
         # the worker restarted and lost t2
-        await queue.heartbeat(hb("a", 1, [], capacity=3))
+        await beat(queue, hb("a", 1, [], capacity=3))
         t2 = await queue.get("t2")
         assert t2 is not None and t2.state is TaskState.FAILED and "no longer runs" in (t2.error or "")
 
@@ -108,10 +114,10 @@ def test_lost_worker_fails_its_tasks(tmp_path: Path) -> None:
     queue = _queue(tmp_path, 0.3)
 
     async def go() -> None:
-        await queue.register("a", 1, 1, "1")
+        await queue.register(WorkerRegistration(host="a", port=1, capacity=1, version="1"))
         await queue.submit(_spec("t0"))
-        await queue.heartbeat(hb("a", 1, capacity=1))
-        await queue.heartbeat(hb("a", 1, [("t0", 1)], capacity=1))
+        await beat(queue, hb("a", 1, capacity=1))
+        await beat(queue, hb("a", 1, [("t0", 1)], capacity=1))
         time.sleep(0.4)
         await queue.check_workers()
         info = await queue.get("t0")
@@ -123,11 +129,11 @@ def test_lost_worker_fails_its_tasks(tmp_path: Path) -> None:
 
 def test_a_task_reported_by_the_wrong_worker_is_shut_down_there(queue: TaskQueue) -> None:
     async def go() -> None:
-        await queue.register("a", 1, 1, "1")
+        await queue.register(WorkerRegistration(host="a", port=1, capacity=1, version="1"))
         await queue.submit(_spec("t0"))
-        await queue.heartbeat(hb("a", 1, capacity=1))
-        await queue.heartbeat(hb("a", 1, [("t0", 1)], capacity=1))
-        answer = await queue.heartbeat(hb("b", 1, [("t0", 9), ("ghost", 8)], capacity=1))
+        await beat(queue, hb("a", 1, capacity=1))
+        await beat(queue, hb("a", 1, [("t0", 1)], capacity=1))
+        answer = await beat(queue, hb("b", 1, [("t0", 9), ("ghost", 8)], capacity=1))
         assert set(answer["shutdown"]) == {"t0", "ghost"}
 
     asyncio.run(go())
@@ -137,12 +143,12 @@ def test_a_task_reported_by_the_wrong_worker_is_shut_down_there(queue: TaskQueue
 
 
 def _held(queue: TaskQueue, report: dict[str, Any], wait_s: float) -> asyncio.Task[dict[str, Any]]:
-    return asyncio.ensure_future(queue.heartbeat({**report, "waitS": wait_s}))
+    return asyncio.ensure_future(beat(queue, {**report, "waitS": wait_s}))
 
 
 def test_a_held_heartbeat_is_answered_as_soon_as_a_task_is_assigned(queue: TaskQueue) -> None:
     async def go() -> None:
-        await queue.register("a", 1, 2, "1")
+        await queue.register(WorkerRegistration(host="a", port=1, capacity=2, version="1"))
         beat = _held(queue, hb("a", 1), 5.0)
         await asyncio.sleep(0.2)
         assert not beat.done(), "nothing new for the worker: the heartbeat is held"
@@ -160,11 +166,11 @@ def test_a_held_heartbeat_ends_after_the_wait_and_still_counts(tmp_path: Path) -
 
     async def go() -> None:
         began = time.monotonic()
-        answer = await queue.heartbeat({**hb("a", 1), "waitS": 0.3})
+        answer = await beat(queue, {**hb("a", 1), "waitS": 0.3})
         assert 0.25 <= time.monotonic() - began < 1.0
         assert answer == {"assign": [], "shutdown": [], "ack": []}
         began = time.monotonic()
-        await queue.heartbeat({**hb("a", 1), "waitS": 30})
+        await beat(queue, {**hb("a", 1), "waitS": 30})
         assert 0.9 <= time.monotonic() - began < 2.0
         await queue.check_workers()
         assert [w.name for w in queue.workers()] == ["a:1"]
@@ -174,16 +180,16 @@ def test_a_held_heartbeat_ends_after_the_wait_and_still_counts(tmp_path: Path) -
 
 def test_what_is_new_is_answered_at_once(queue: TaskQueue) -> None:
     async def go() -> None:
-        await queue.register("a", 1, 2, "1")
+        await queue.register(WorkerRegistration(host="a", port=1, capacity=2, version="1"))
         await queue.submit(_spec("t0"))
         began = time.monotonic()
-        answer = await queue.heartbeat({**hb("a", 1), "waitS": 5.0})  # an assignment waits
+        answer = await beat(queue, {**hb("a", 1), "waitS": 5.0})  # an assignment waits
         assert [a["task"]["id"] for a in answer["assign"]] == ["t0"]
-        answer = await queue.heartbeat({**hb("b", 1, [("ghost", 9)]), "waitS": 5.0})  # a kill
+        answer = await beat(queue, {**hb("b", 1, [("ghost", 9)]), "waitS": 5.0})  # a kill
         assert answer["shutdown"] == ["ghost"]
-        answer = await queue.heartbeat({**hb("a", 1, capacity=0), "waitS": 5.0})  # a stopping worker
+        answer = await beat(queue, {**hb("a", 1, capacity=0), "waitS": 5.0})  # a stopping worker
         assert answer["assign"] == []
-        await queue.heartbeat(hb("a", 1))  # no waitS: a plain heartbeat
+        await beat(queue, hb("a", 1))  # no waitS: a plain heartbeat
         assert time.monotonic() - began < 1.0
 
     asyncio.run(go())
@@ -191,19 +197,19 @@ def test_what_is_new_is_answered_at_once(queue: TaskQueue) -> None:
 
 def test_a_kill_ends_a_held_heartbeat_and_is_not_news_again(queue: TaskQueue) -> None:
     async def go() -> None:
-        await queue.register("a", 1, 2, "1")
+        await queue.register(WorkerRegistration(host="a", port=1, capacity=2, version="1"))
         await queue.submit(_spec("t0"))
-        await queue.heartbeat(hb("a", 1))
-        await queue.heartbeat(hb("a", 1, [("t0", 7)]))
-        beat = _held(queue, hb("a", 1, [("t0", 7)]), 5.0)
+        await beat(queue, hb("a", 1))
+        await beat(queue, hb("a", 1, [("t0", 7)]))
+        held = _held(queue, hb("a", 1, [("t0", 7)]), 5.0)
         await asyncio.sleep(0.2)
-        assert not beat.done()
+        assert not held.done()
         await queue.kill("t0", "test")
-        answer = await asyncio.wait_for(beat, 1.0)
+        answer = await asyncio.wait_for(held, 1.0)
         assert answer["shutdown"] == ["t0"]
         # repeated while the worker still reports the task, but no reason to answer early
         began = time.monotonic()
-        answer = await queue.heartbeat({**hb("a", 1, [("t0", 7)]), "waitS": 0.3})
+        answer = await beat(queue, {**hb("a", 1, [("t0", 7)]), "waitS": 0.3})
         assert answer["shutdown"] == ["t0"] and time.monotonic() - began >= 0.25
 
     asyncio.run(go())

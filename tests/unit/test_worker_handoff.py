@@ -19,38 +19,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
+from pydantic import BaseModel
 
 from middlemanager import peon, worker
 from middlemanager.config import MiddleManagerSettings
 from middlemanager.worker import WARM_LOG, MiddleManager
+from supervisor.protocol import CompletedTaskReport
+from supervisor.task_spec import KafkaIndexTaskSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class _Answer:
-    def __init__(self, body: dict[str, Any], hold_s: float) -> None:
-        self.status = 200
-        self._body = body
-        self._hold_s = hold_s
-
-    async def json(self) -> dict[str, Any]:
-        return self._body
-
-    async def text(self) -> str:
-        return ""
-
-    async def __aenter__(self) -> _Answer:
-        await asyncio.sleep(self._hold_s)
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        return None
-
-
-class _Overlord:
-    """A fake ClientSession: answers heartbeats from a script, holding the empty answers as asked."""
+class FakeOverlord:
+    """Stands in for the MiddleManager's Overlord client (``transport.client.AsyncClient``): answers
+    heartbeats from a script, holding the empty answers as asked; keeps every report as JSON."""
 
     def __init__(self, answers: list[dict[str, Any]], hold: bool = True, stop_after: int = 0) -> None:
         self.answers = answers
@@ -59,19 +42,42 @@ class _Overlord:
         self.stop: asyncio.Event | None = None
         self.reports: list[tuple[float, dict[str, Any]]] = []
 
-    def __call__(self, *_args: Any, **_kw: Any) -> _Overlord:  # stands in for aiohttp.ClientSession
-        return self
-
-    def post(self, _url: str, json: dict[str, Any], **_kw: Any) -> _Answer:
-        self.reports.append((time.monotonic(), json))
+    async def call(self, _method: str, path: str, body: Any = None, **_kw: Any) -> Any:
+        if path.endswith("/register"):
+            return {"ok": True}
+        report = body.to_json()
+        self.reports.append((time.monotonic(), report))
         if self.stop is not None and len(self.reports) == self.stop_after:
             self.stop.set()
-        body = self.answers.pop(0) if self.answers else {}
-        hold_s = float(json.get("waitS", 0)) if self.hold and not body else 0.0
-        return _Answer(body, hold_s)
+        answer = self.answers.pop(0) if self.answers else {}
+        if self.hold and not answer:
+            await asyncio.sleep(float(report.get("waitS", 0)))
+        return answer
+
+    async def fetch(
+        self, answer: type[BaseModel], method: str, path: str, body: Any = None, **kw: Any
+    ) -> Any:
+        return answer.model_validate(await self.call(method, path, body, **kw))
 
     async def close(self) -> None:
         return None
+
+
+def task_spec(task_id: str) -> dict[str, Any]:
+    """A task the peon accepts but cannot run: it ends FAILED with a status (no Kafka needed)."""
+    return {
+        "id": task_id,
+        "type": "index_kafka",
+        "dataSource": "ds",
+        "supervisorId": "ds",
+        "groupId": 0,
+        "sequenceName": "seq",
+        "topic": "t",
+        "startOffsets": {"0": 0},
+        "supervisorSpec": {},
+        "createdTime": "2026-01-01T00:00:00.000Z",
+        "deepStorage": "file:///nonexistent/deep",
+    }
 
 
 def _settings(tmp_path: Path, **kw: Any) -> MiddleManagerSettings:
@@ -79,9 +85,9 @@ def _settings(tmp_path: Path, **kw: Any) -> MiddleManagerSettings:
 
 
 def _run(
-    mm: MiddleManager, overlord: _Overlord, monkeypatch: pytest.MonkeyPatch, stop_at_s: float = 0
+    mm: MiddleManager, overlord: FakeOverlord, monkeypatch: pytest.MonkeyPatch, stop_at_s: float = 0
 ) -> None:
-    monkeypatch.setattr(aiohttp, "ClientSession", overlord)
+    mm._overlord = overlord  # type: ignore[assignment]
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -101,8 +107,8 @@ def test_the_worker_asks_to_be_held_and_reports_a_start_at_once(
 ) -> None:
     mm = MiddleManager(_settings(tmp_path, heartbeat_s=0.5, warm_peons=0))
     # the assigned task cannot start (its id is no file name): news to report, without a process
-    bad = {"assign": [{"task": {"id": "a/b"}, "deepStorage": str(tmp_path / "deep")}]}
-    overlord = _Overlord([bad], stop_after=3)
+    bad = {"assign": [{"task": task_spec("a/b")}]}
+    overlord = FakeOverlord([bad], stop_after=3)
     _run(mm, overlord, monkeypatch)
     (t1, first), (t2, second) = overlord.reports[:2]
     assert first["waitS"] == 0.5 and second["waitS"] == 0.5
@@ -116,14 +122,14 @@ def test_an_overlord_that_answers_at_once_does_not_make_the_worker_spin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mm = MiddleManager(_settings(tmp_path, heartbeat_s=0.3, warm_peons=0))
-    overlord = _Overlord([], hold=False)
+    overlord = FakeOverlord([], hold=False)
     _run(mm, overlord, monkeypatch, stop_at_s=1.0)
     assert 3 <= len(overlord.reports) <= 6  # about one every 0.3 s, and the one of the drain
 
 
 def test_a_stop_does_not_wait_for_a_held_heartbeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mm = MiddleManager(_settings(tmp_path, heartbeat_s=8.0, warm_peons=0))
-    overlord = _Overlord([])
+    overlord = FakeOverlord([])
     began = time.monotonic()
     _run(mm, overlord, monkeypatch, stop_at_s=0.3)
     assert time.monotonic() - began < 3.0
@@ -133,23 +139,7 @@ def test_a_stop_does_not_wait_for_a_held_heartbeat(tmp_path: Path, monkeypatch: 
 # ---------------------------------------------------------------- warm peons
 
 
-def _bad_spec_task(task_id: str) -> dict[str, Any]:
-    """A task the peon accepts but cannot run: it ends FAILED with a status (no Kafka needed)."""
-    return {
-        "id": task_id,
-        "type": "index_kafka",
-        "dataSource": "ds",
-        "supervisorId": "ds",
-        "groupId": 0,
-        "sequenceName": "seq",
-        "topic": "t",
-        "startOffsets": {"0": 0},
-        "supervisorSpec": {},
-        "createdTime": "2026-01-01T00:00:00.000Z",
-    }
-
-
-def _wait_exit(mm: MiddleManager, task_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+def _wait_exit(mm: MiddleManager, task_id: str, timeout_s: float = 60.0) -> CompletedTaskReport:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         mm._reap()
@@ -170,11 +160,11 @@ def test_a_task_goes_to_the_warm_peon_which_is_then_replaced(
         (warm,) = mm._warm
         mm._keep_warm()
         assert mm._warm == [warm], "one warm peon is enough"
-        assert mm._launch(_bad_spec_task("t1"), str(tmp_path / "deep"))
+        assert mm._launch(KafkaIndexTaskSpec.model_validate(task_spec("t1")))
         assert mm._tasks["t1"].process is warm and mm._warm == []
         entry = _wait_exit(mm, "t1")
-        assert entry["status"] == "FAILED"
-        assert "type: is required" in entry["error"]  # from the task's status.json
+        assert entry.status == "FAILED"
+        assert "type: is required" in (entry.error or "")  # from the task's status.json
         log = (mm.task_root / "t1" / "log").read_text()
         assert "task[t1] exiting FAILED" in log  # the task's own log file
         assert "t1" not in (mm.task_root / WARM_LOG).read_text()
@@ -192,7 +182,7 @@ def test_a_warm_peon_that_died_is_not_given_a_task_nor_replaced_at_once(tmp_path
     dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], stdin=subprocess.PIPE)
     dead.wait(30)
     mm._warm = [dead]
-    assert mm._take_warm(mm.task_root, str(tmp_path / "deep")) is None
+    assert mm._take_warm(mm.task_root) is None
     mm._warm = [dead]
     mm._keep_warm()
     assert mm._warm == [], "a warm peon that crashed may crash again: wait before the next one"
@@ -264,12 +254,11 @@ def test_the_order_a_warm_peon_gets_names_the_task(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
     )
     mm._warm = [cat]
-    assert mm._take_warm(tmp_path / "t9", "/deep") is cat
+    assert mm._take_warm(tmp_path / "t9") is cat
     assert cat.stdout is not None
     out = cat.stdout.read()
     cat.wait(30)
     assert json.loads(out) == {
         "taskFile": str(tmp_path / "t9" / "task.json"),
         "taskDir": str(tmp_path / "t9"),
-        "deepStorage": "/deep",
     }

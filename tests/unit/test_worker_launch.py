@@ -9,42 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from middlemanager.config import MiddleManagerSettings
 from middlemanager.worker import MiddleManager
-
-
-class _Answer:
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.status = 200
-        self._body = body
-
-    async def json(self) -> dict[str, Any]:
-        return self._body
-
-    async def text(self) -> str:
-        return ""
-
-    async def __aenter__(self) -> _Answer:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        return None
-
-
-class _Session:
-    """Answers each heartbeat with the next of ``answers``; keeps the reports."""
-
-    def __init__(self, answers: list[dict[str, Any]]) -> None:
-        self.answers = answers
-        self.reports: list[dict[str, Any]] = []
-
-    def post(self, _url: str, json: dict[str, Any], **_kw: Any) -> _Answer:
-        self.reports.append(json)
-        return _Answer(self.answers.pop(0) if self.answers else {})
+from tests.unit.test_worker_handoff import FakeOverlord, task_spec
 
 
 def _middlemanager(tmp_path: Path) -> MiddleManager:
@@ -60,11 +30,11 @@ def test_a_task_that_cannot_start_is_reported_failed_and_the_worker_lives_on(
     tmp_path: Path, task_id: str
 ) -> None:
     mm = _middlemanager(tmp_path)
-    session = _Session([{"assign": [{"task": {"id": task_id}, "deepStorage": str(tmp_path / "deep")}]}, {}])
-    mm._session = session  # type: ignore[assignment]
+    overlord = FakeOverlord([{"assign": [{"task": task_spec(task_id)}]}, {}])
+    mm._overlord = overlord  # type: ignore[assignment]
     asyncio.run(mm._heartbeat())  # must not raise
     asyncio.run(mm._heartbeat())
-    (entry,) = session.reports[1]["completed"]
+    (entry,) = overlord.reports[1][1]["completed"]
     assert entry["taskId"] == task_id
     assert entry["status"] == "FAILED"
     assert "could not start" in entry["error"]

@@ -15,6 +15,7 @@ from overlord.metadata import MetadataStore, make_engine, migrate
 from overlord.task_queue import TaskQueue
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import StoredOffsets, TaskState
+from supervisor.protocol import Heartbeat
 from supervisor.task_spec import KafkaIndexTaskSpec
 from tests.unit.test_supervisor_loop import (
     FakeClock,
@@ -57,7 +58,7 @@ def _beat(
         "completed": [],
         **extra,
     }
-    answer: dict[str, Any] = asyncio.run(queue.heartbeat(report))
+    answer: dict[str, Any] = asyncio.run(queue.heartbeat(Heartbeat.model_validate(report))).to_json()
     return answer
 
 
