@@ -21,15 +21,14 @@ lost with a dropped request is repeated by the next one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from overlord.metadata.druid import now_iso
 from overlord.metadata.store import MetadataStore, TaskRow
+from supervisor.clock import SYSTEM_CLOCK, Clock, wait_event
 from supervisor.errors import Conflict, NotFound
 from supervisor.ports import RunnerState, TaskInfo, TaskLocation, TaskState
 from supervisor.task_spec import KafkaIndexTaskSpec
@@ -45,8 +44,8 @@ class Worker:
     host: str
     port: int
     capacity: int
-    version: str = ""
-    last_seen: float = field(default_factory=time.monotonic)
+    version: str
+    last_seen: float  # the queue's clock, monotonic seconds
     running: set[str] = field(default_factory=set)
     assigned: set[str] = field(default_factory=set)  # sent, not yet reported running
     to_kill: set[str] = field(default_factory=set)
@@ -114,14 +113,16 @@ class TaskQueue:
         worker_timeout_s: float,
         deep_storage: str,
         on_change: Callable[[str], None] = lambda _ds: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._store = store
         self._timeout = worker_timeout_s
         self._deep_storage = deep_storage
         self._on_change = on_change
         self._active: dict[str, TaskRow] = {}
         self._workers: dict[str, Worker] = {}
-        self._started = time.monotonic()
+        self._started = self._clock.monotonic()
         self._lock = asyncio.Lock()
 
     async def load(self) -> None:
@@ -217,11 +218,11 @@ class TaskQueue:
             name = f"{host}:{port}"
             worker = self._workers.get(name)
             if worker is None:
-                self._workers[name] = Worker(host, port, capacity, version)
+                self._workers[name] = Worker(host, port, capacity, version, self._clock.monotonic())
                 logger.info("worker [%s] registered with capacity %d", name, capacity)
             else:
                 worker.capacity = capacity
-                worker.last_seen = time.monotonic()
+                worker.last_seen = self._clock.monotonic()
 
     def max_hold_s(self) -> float:
         """The longest a heartbeat is held: well inside the time that loses a worker."""
@@ -242,11 +243,17 @@ class TaskQueue:
         async with self._lock:
             worker = self._workers.get(name)
             if worker is None:
-                worker = Worker(host, port, int(report.get("capacity", 1)), str(report.get("version", "")))
+                worker = Worker(
+                    host,
+                    port,
+                    int(report.get("capacity", 1)),
+                    str(report.get("version", "")),
+                    self._clock.monotonic(),
+                )
                 self._workers[name] = worker
                 logger.info("worker [%s] (re)joined", name)
             worker.capacity = int(report.get("capacity", worker.capacity))
-            worker.last_seen = time.monotonic()
+            worker.last_seen = self._clock.monotonic()
             acks: list[str] = []
             for done in report.get("completed", []):
                 tid = str(done["taskId"])
@@ -317,20 +324,19 @@ class TaskQueue:
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """The long poll: wait for news for ``worker``, then answer as of then."""
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), wait_s)
+            await wait_event(self._clock, wake, wait_s)
         finally:
             if worker.wake is wake:
                 worker.wake = None
         async with self._lock:
             if self._workers.get(worker.name) is not worker:
                 return assign, kill  # lost (or re-joined) meanwhile: the next heartbeat sorts it out
-            worker.last_seen = time.monotonic()
+            worker.last_seen = self._clock.monotonic()
             return worker.answer(self._active, self._deep_storage)
 
     def _assign_pending(self) -> None:
         """Give every unassigned task to the live worker with the most free slots."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         live = [w for w in self._workers.values() if now - w.last_seen <= self._timeout]
         for row in sorted(self._active.values(), key=lambda r: r.created_date):
             if row.worker is not None:
@@ -347,7 +353,7 @@ class TaskQueue:
 
     async def check_workers(self) -> None:
         """Fail the tasks of workers that stopped heart-beating."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         changed: set[str] = set()
         async with self._lock:
             for name, worker in list(self._workers.items()):

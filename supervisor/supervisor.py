@@ -20,6 +20,7 @@ from typing import Any
 
 from supervisor import notices as n
 from supervisor.assignment import assign
+from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.errors import IndexerError, MetadataStoreUnavailable, StreamError, Unavailable
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import (
@@ -71,7 +72,7 @@ class Supervisor:
         tasks: TaskQueuePort,
         chat: TaskClientPort,
         offsets: OffsetStorePort,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.spec = spec
         self.id = spec.id
@@ -97,12 +98,13 @@ class Supervisor:
         self._new_partitions: set[int] = set()
         self._progress: dict[str, TaskProgress] = {}
         self._idle_since: float | None = None
-        self._last_activity: float = clock()
+        self._last_activity: float = clock.now()
         self._last_rows = 0
         self._loop: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._retries: set[asyncio.Task[None]] = set()  # notices pushed again after a delay
         self._stopped = asyncio.Event()
-        self.generation_time = clock()
+        self.generation_time = clock.now()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,7 +136,7 @@ class Supervisor:
                 await asyncio.wait_for(asyncio.shield(self._loop), timeout_s)
             except (TimeoutError, asyncio.CancelledError):
                 logger.warning("supervisor[%s]: graceful stop timed out", self.id)
-        for t in (self._ticker, self._loop):
+        for t in (self._ticker, self._loop, *self._retries):
             if t is not None and not t.done():
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -164,11 +166,20 @@ class Supervisor:
         self.notices.push(n.Notice(n.RESET_OFFSETS, key=repr(sorted(offsets.items())), payload=offsets))
 
     async def _tick(self) -> None:
-        await asyncio.sleep(self.spec.io_config.start_delay.total_seconds())
+        await self._clock.sleep(self.spec.io_config.start_delay.total_seconds())
         period = max(0.05, self.spec.io_config.period.total_seconds())
         while True:
             self.notices.push(n.Notice(n.RUN))
-            await asyncio.sleep(period)
+            await self._clock.sleep(period)
+
+    def _retry_later(self, delay_s: float, notice: n.Notice) -> None:
+        async def push() -> None:
+            await self._clock.sleep(delay_s)
+            self.notices.push(notice)
+
+        retry = asyncio.create_task(push(), name=f"supervisor-retry[{self.id}]")
+        self._retries.add(retry)
+        retry.add_done_callback(self._retries.discard)
 
     async def _run_loop(self) -> None:
         while True:
@@ -191,7 +202,7 @@ class Supervisor:
                 if e.retriable and notice.kind in (n.RESET, n.RESET_OFFSETS):
                     # not lost: tried again after a period, like the next run
                     delay = max(0.05, self.spec.io_config.period.total_seconds())
-                    asyncio.get_running_loop().call_later(delay, self.notices.push, notice)
+                    self._retry_later(delay, notice)
             except Exception as e:  # the loop must survive any one bad run
                 logger.exception("supervisor[%s]: run failed", self.id)
                 self.state.record_error(str(e), kind=type(e).__name__)
@@ -260,7 +271,7 @@ class Supervisor:
             self._next_offsets.setdefault(p, None)
         self._partitions = partitions
         latest = await asyncio.to_thread(self._stream.latest_offsets, partitions)
-        self._latest = _Snapshot(latest, self._clock())
+        self._latest = _Snapshot(latest, self._clock.now())
 
     async def discover_tasks(self) -> None:
         """Adopt the tasks already running for this datasource (after an Overlord
@@ -343,7 +354,7 @@ class Supervisor:
             min_message_time=spec.min_message_time,
             max_message_time=spec.max_message_time,
             end_offsets=end,
-            completion_started=time.monotonic(),
+            completion_started=self._clock.monotonic(),
         )
         groups.append(group)
         groups.sort(key=lambda g: min(g.start_offsets.values(), default=0))
@@ -410,7 +421,7 @@ class Supervisor:
         """idleConfig: no records for ``inactiveAfterMillis`` -> publish, stop tasks, go IDLE;
         wake up when a committed record arrives (transaction markers do not count)."""
         idle = self.spec.io_config.idle_config
-        now = self._clock()
+        now = self._clock.now()
         if idle is None or not idle.enabled or self.suspended:
             self._idle_since = None
             return
@@ -439,7 +450,7 @@ class Supervisor:
         if with_records or unknown:
             logger.info("supervisor[%s]: new data on partitions %s: waking up", self.id, sorted(with_records))
             self._idle_since = None
-            self._last_activity = self._clock()
+            self._last_activity = self._clock.now()
             return
         if past_markers and not any(self._pending.values()):
             # only transaction markers / aborted records arrived: step over them for good
@@ -447,7 +458,7 @@ class Supervisor:
             self._next_offsets.update(past_markers)
 
     async def check_task_duration(self) -> None:
-        now = self._clock()
+        now = self._clock.now()
         duration = self.spec.io_config.task_duration.total_seconds()
         for gid, group in list(self._reading.items()):
             since = group.reading_since()
@@ -476,7 +487,7 @@ class Supervisor:
                 self._next_offsets[p] = o
             return
         group.end_offsets = end
-        group.completion_started = time.monotonic()
+        group.completion_started = self._clock.monotonic()
         self._pending.setdefault(gid, []).append(group)
         for p, o in end.items():
             self._next_offsets[p] = o
@@ -545,7 +556,7 @@ class Supervisor:
                     continue
                 timed_out = (
                     group.completion_started is not None
-                    and time.monotonic() - group.completion_started > timeout
+                    and self._clock.monotonic() - group.completion_started > timeout
                 )
                 all_failed = all(s is TaskState.FAILED for s in states.values())
                 if not (timed_out or all_failed):
@@ -654,7 +665,7 @@ class Supervisor:
                     group = None
             if group is None:
                 start = await self._start_offsets(parts)
-                now = self._clock()
+                now = self._clock.now()
                 late = io.late_message_rejection_period
                 early = io.early_message_rejection_period
                 group = TaskGroup(
@@ -762,7 +773,7 @@ class Supervisor:
             supervisor_spec=self.spec.to_json(),
             min_message_time=group.min_message_time,
             max_message_time=group.max_message_time,
-            created_time=_iso(self._clock()),
+            created_time=_iso(self._clock.now()),
         )
 
     async def _kill(self, task_id: str, reason: str) -> None:
@@ -832,7 +843,7 @@ class Supervisor:
         """Time lag per partition: how old the newest record read is, where records wait;
         0 where nothing waits."""
         lag = self.lag()
-        now_ms = int(self._clock() * 1000)
+        now_ms = int(self._clock.now() * 1000)
         newest: dict[int, int] = {}
         for prog in self._progress.values():
             for p, t in prog.last_record_ms.items():
@@ -869,7 +880,7 @@ class Supervisor:
 
     def status_payload(self) -> dict[str, Any]:
         io = self.spec.io_config
-        now = self._clock()
+        now = self._clock.now()
         lag = self.lag()
         lag_ms = self.lag_millis()
 
