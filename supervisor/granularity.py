@@ -87,10 +87,6 @@ class Granularity(Enum):
         next_year, next_month0 = divmod(year * 12 + (first - 1) + months, 12)
         return _days_from_civil(next_year, next_month0 + 1, 1) * _DAY
 
-    def bucket(self, ms: int) -> tuple[int, int]:
-        """``(bucket_start(ms), bucket_end(ms))``."""
-        return self.bucket_start(ms), self.bucket_end(ms)
-
 
 _FIXED_MS: dict[Granularity, int] = {
     Granularity.NONE: 1,
