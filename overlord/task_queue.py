@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from overlord.metadata.druid import now_iso
 from overlord.metadata.store import MetadataStore, TaskRow
+from supervisor.chronology import now_iso
 from supervisor.clock import SYSTEM_CLOCK, Clock, wait_event
 from supervisor.errors import Conflict, NotFound
 from supervisor.ports import RunnerState, TaskInfo, TaskLocation, TaskState
@@ -133,7 +133,7 @@ class TaskQueue:
     # ------------------------------------------------------------ TaskQueuePort
 
     async def submit(self, spec: KafkaIndexTaskSpec) -> None:
-        now = now_iso()
+        now = now_iso(self._clock)
         row = TaskRow(
             id=spec.id,
             datasource=spec.data_source,
@@ -288,7 +288,7 @@ class TaskQueue:
                         host=host,
                         port=int(task_port) if task_port else None,
                         runner_status=RunnerState.RUNNING.value,
-                        updated_date=now_iso(),
+                        updated_date=now_iso(self._clock),
                     )
                     await asyncio.to_thread(self._store.upsert_task, row)
                     self._active[tid] = row
@@ -379,7 +379,7 @@ class TaskQueue:
             runner_status=RunnerState.NONE.value,
             error=error,
             report=report if report is not None else row.report,
-            updated_date=now_iso(),
+            updated_date=now_iso(self._clock),
         )
         await asyncio.to_thread(self._store.upsert_task, done)
         self._active.pop(row.id, None)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 
 from supervisor import notices as n
 from supervisor.assignment import assign
+from supervisor.chronology import format_seconds
 from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.errors import IndexerError, MetadataStoreUnavailable, StreamError, Unavailable
 from supervisor.offsets import PartitionOffsets
@@ -49,10 +49,6 @@ _ROW_KINDS = (
 )  # consecutive failed chats before a reading task is replaced
 
 
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
-
-
 @dataclass
 class _Snapshot:
     """Latest offsets of the stream, read at one moment."""
@@ -78,7 +74,7 @@ class Supervisor:
         self.id = spec.id
         self.datasource = spec.data_schema.data_source
         self.topic = spec.io_config.topic
-        self.state = StateManager()
+        self.state = StateManager(clock=clock)
         self.notices = n.NoticeQueue()
         self._stream = stream
         self._tasks = tasks
@@ -773,7 +769,7 @@ class Supervisor:
             supervisor_spec=self.spec.to_json(),
             min_message_time=group.min_message_time,
             max_message_time=group.max_message_time,
-            created_time=_iso(self._clock.now()),
+            created_time=format_seconds(self._clock.now()),
         )
 
     async def _kill(self, task_id: str, reason: str) -> None:
@@ -894,7 +890,7 @@ class Supervisor:
             return {
                 "id": tid,
                 "startingOffsets": group.start_offsets.to_json(),
-                "startTime": _iso(since) if since else None,
+                "startTime": format_seconds(since) if since else None,
                 "remainingSeconds": int(remaining) if remaining is not None else None,
                 "type": kind,
                 "currentOffsets": (self._current.get(tid) or PartitionOffsets()).to_json(),
@@ -925,11 +921,11 @@ class Supervisor:
             "minimumLagMillis": {str(p): v for p, v in lag_ms.items()},
             "lagMillis": {str(p): v for p, v in lag_ms.items()},
             "aggregateLagMillis": max(lag_ms.values(), default=0),
-            "offsetsLastUpdated": _iso(self._latest.at) if self._latest else None,
+            "offsetsLastUpdated": format_seconds(self._latest.at) if self._latest else None,
             "suspended": self.suspended,
             "healthy": self.state.healthy,
             "state": self.state.basic.label,
             "detailedState": self.state.detailed.name,
             "recentErrors": [e.to_json() for e in self.state.recent_errors],
         }
-        return {"id": self.id, "generationTime": _iso(self.generation_time), "payload": payload}
+        return {"id": self.id, "generationTime": format_seconds(self.generation_time), "payload": payload}

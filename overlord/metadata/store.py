@@ -29,10 +29,11 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from supervisor.chronology import format_instant, now_iso
 from supervisor.errors import InvalidInput
 from supervisor.offsets import PartitionOffsets
 
-from .druid import data_segment_json, format_instant, now_iso, segment_id
+from .druid import data_segment_json, segment_id
 from .engine import READ_ONLY, current_revision, head_revision, make_engine
 from .errors import SchemaNotMigrated, unavailable_on_outage
 from .tables import DatasourceMetadataEntry as Offsets
