@@ -35,6 +35,7 @@ from middlemanager.runner import Outcome, TaskRunner
 from supervisor.errors import IndexerError, InvalidInput
 from supervisor.logs import configure
 from supervisor.offsets import PartitionOffsets
+from supervisor.ports import TaskState
 from supervisor.task_spec import KafkaIndexTaskSpec
 
 logger = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             task, args.task_dir, args.deep_storage, args.overlord, before_publish=_yield_cpu_to_readers
         )
     except IndexerError as e:
-        outcome = Outcome("FAILED", str(e), {})
+        outcome = Outcome(TaskState.FAILED, str(e), {})
     else:
         # what start-up made (modules, models) lives as long as the process: the cyclic GC
         # need not scan it again and again while the task reads
@@ -304,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage.ru_utime,
         usage.ru_stime,
     )
-    return 0 if outcome.status == "SUCCESS" else 1
+    return 0 if outcome.status is TaskState.SUCCESS else 1
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from supervisor.errors import IndexerError, InvalidInput, TaskFailed
 from supervisor.kafka.producer import DeadLetterProducer
 from supervisor.kafka.supplier import KafkaRecordSupplier
 from supervisor.offsets import PartitionOffsets
-from supervisor.ports import TaskRunStatus
+from supervisor.ports import TaskRunStatus, TaskState
 from supervisor.spec import SupervisorSpec, parse_supervisor_spec
 from supervisor.task_spec import KafkaIndexTaskSpec
 
@@ -39,7 +39,7 @@ DEAD_LETTER_FLUSH_S = 30.0
 
 @dataclass
 class Outcome:
-    status: str  # SUCCESS | FAILED
+    status: TaskState  # SUCCESS | FAILED
     error: str | None
     report: dict[str, Any]
 
@@ -153,7 +153,7 @@ class TaskRunner:
             try:
                 self.start_time = time.time()
                 if not self._read(supplier, log_prefix):
-                    return self._outcome("FAILED", "stopped before publishing")
+                    return self._outcome(TaskState.FAILED, "stopped before publishing")
             finally:
                 supplier.close()
             self._set_status(TaskRunStatus.PUBLISHING)
@@ -162,10 +162,10 @@ class TaskRunner:
             return self._publish(log_prefix)
         except IndexerError as e:
             logger.error("%s failed: %s", log_prefix, e)
-            return self._outcome("FAILED", str(e))
+            return self._outcome(TaskState.FAILED, str(e))
         except Exception as e:
             logger.exception("%s failed", log_prefix)
-            return self._outcome("FAILED", f"{type(e).__name__}: {e}")
+            return self._outcome(TaskState.FAILED, f"{type(e).__name__}: {e}")
         finally:
             if self._dead_letters is not None:
                 self._dead_letters.close()
@@ -245,7 +245,7 @@ class TaskRunner:
         out_dir.mkdir(parents=True, exist_ok=True)
         segments = self.pipeline.finish(out_dir)
         if not self._flush_dead_letters(log_prefix):
-            return self._outcome("FAILED", "stopped while writing to the dead-letter topic")
+            return self._outcome(TaskState.FAILED, "stopped while writing to the dead-letter topic")
         action = {
             "task": self.task.id,
             "action": {
@@ -266,13 +266,13 @@ class TaskRunner:
             # one attempt through: if it commits, no replacement has to read it all again.
             with self._cond:
                 if self._stop_requested and attempt > 1:
-                    return self._outcome("FAILED", "stopped while publishing")
+                    return self._outcome(TaskState.FAILED, "stopped while publishing")
             try:
                 result = _post_json(f"{self.overlord_url}/druid/indexer/v1/action", action, timeout=30.0)[
                     "result"
                 ]
             except ValueError as e:
-                return self._outcome("FAILED", f"publish rejected by the Overlord: {e}")
+                return self._outcome(TaskState.FAILED, f"publish rejected by the Overlord: {e}")
             except (OSError, KeyError) as e:
                 logger.warning("%s publish attempt %d: Overlord unreachable: %s", log_prefix, attempt, e)
                 time.sleep(delay)
@@ -287,7 +287,7 @@ class TaskRunner:
                     self.task.start_offsets,
                     self.end,
                 )
-                return self._outcome("SUCCESS", None)
+                return self._outcome(TaskState.SUCCESS, None)
             if kind == "retryable":
                 if attempt == 1 or attempt % 20 == 0:
                     logger.info("%s publish must wait: %s", log_prefix, result.get("reason"))
@@ -296,7 +296,7 @@ class TaskRunner:
                 continue
             # The files stay: an earlier attempt of this very task may have committed them before
             # its answer was lost; unreferenced files in deep storage are only wasted space.
-            return self._outcome("FAILED", f"publish refused: {result.get('reason')}")
+            return self._outcome(TaskState.FAILED, f"publish refused: {result.get('reason')}")
 
     def _send_dead_letters(self) -> None:
         if self._dead_letters is not None:
@@ -317,18 +317,19 @@ class TaskRunner:
                 if self._stop_requested:
                     return False
 
-    def _outcome(self, status: str, error: str | None) -> Outcome:
+    def _outcome(self, status: TaskState, error: str | None) -> Outcome:
         self.error = error
         return Outcome(status, error, self.report(status, error))
 
     def report(self, state: str, error: str | None) -> dict[str, Any]:
         stats = self.pipeline.stats.to_json()
+        done = state in (TaskState.SUCCESS, TaskState.FAILED)
         return {
             "ingestionStatsAndErrors": {
                 "type": "ingestionStatsAndErrors",
                 "taskId": self.task.id,
                 "payload": {
-                    "ingestionState": "COMPLETED" if state in ("SUCCESS", "FAILED") else "BUILD_SEGMENTS",
+                    "ingestionState": "COMPLETED" if done else "BUILD_SEGMENTS",
                     "unparseableEvents": {
                         "buildSegments": [e.to_json() for e in self.pipeline.parse_exceptions]
                     },

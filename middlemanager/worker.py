@@ -33,6 +33,7 @@ from aiohttp import web
 
 from middlemanager.config import MiddleManagerSettings
 from middlemanager.peon import CLUSTER_TOKEN_ENV
+from supervisor.ports import TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class MiddleManager:
                     logger.error("task [%s] could not start: %s", tid, e)
                     self._completed[tid] = {
                         "taskId": tid,
-                        "status": "FAILED",
+                        "status": TaskState.FAILED,
                         "error": f"could not start: {e}",
                         "report": None,
                     }
@@ -323,7 +324,12 @@ class MiddleManager:
                 continue
             del self._tasks[task_id]
             status_file = task.task_dir / "status.json"
-            entry: dict[str, Any] = {"taskId": task_id, "status": "FAILED", "error": None, "report": None}
+            entry: dict[str, Any] = {
+                "taskId": task_id,
+                "status": TaskState.FAILED,
+                "error": None,
+                "report": None,
+            }
             try:
                 data = json.loads(status_file.read_text())
                 entry.update(status=data["status"], error=data.get("error"), report=data.get("report"))

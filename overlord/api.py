@@ -18,7 +18,7 @@ from overlord.supervisors import SupervisorManager
 from overlord.task_queue import TaskQueue
 from supervisor.errors import IndexerError, InvalidInput, NotFound, PayloadTooLarge
 from supervisor.offsets import PartitionOffsets
-from supervisor.ports import TaskLocation, TaskState
+from supervisor.ports import RunnerState, TaskLocation, TaskState
 from supervisor.secrets import mask
 from supervisor.supervisor import Supervisor
 
@@ -288,10 +288,10 @@ def _task_status(row: TaskRow) -> dict[str, Any]:
 
 
 _STATE_FILTER = {
-    "running": lambda r: r.status == "RUNNING" and r.runner_status == "RUNNING",
-    "pending": lambda r: r.status == "RUNNING" and r.runner_status == "PENDING",
-    "waiting": lambda r: r.status == "RUNNING" and r.runner_status == "WAITING",
-    "complete": lambda r: r.status != "RUNNING",
+    "running": lambda r: r.status == TaskState.RUNNING and r.runner_status == RunnerState.RUNNING,
+    "pending": lambda r: r.status == TaskState.RUNNING and r.runner_status == RunnerState.PENDING,
+    "waiting": lambda r: r.status == TaskState.RUNNING and r.runner_status == RunnerState.WAITING,
+    "complete": lambda r: r.status != TaskState.RUNNING,
 }
 
 
@@ -303,7 +303,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     task_type = request.query.get("type")
     limit = _int_param(request, "max")
     store = request.app[STORE]
-    status = None if state is None else ("RUNNING" if state != "complete" else None)
+    status = None if state is None else (TaskState.RUNNING.value if state != "complete" else None)
     rows: list[TaskRow] = await asyncio.to_thread(store.list_tasks, status, datasource, None)
     active = {r.id: r for r in request.app[QUEUE].active_rows()}
     merged = [active.get(r.id, r) for r in rows]

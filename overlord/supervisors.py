@@ -29,10 +29,7 @@ class StoreOffsets:
         self._store = store
 
     async def stored_offsets(self, datasource: str) -> StoredOffsets | None:
-        row = await asyncio.to_thread(self._store.get_offsets, datasource)
-        if row is None:
-            return None
-        return StoredOffsets(stream=row.stream, offsets=PartitionOffsets(row.offsets))
+        return await asyncio.to_thread(self._store.get_offsets, datasource)
 
     async def reset_offsets(self, datasource: str) -> None:
         await asyncio.to_thread(self._store.reset_offsets, datasource)

@@ -263,7 +263,7 @@ class TaskQueue:
                 worker.assigned.discard(tid)
                 if row is None:
                     continue
-                state = TaskState.SUCCESS if done.get("status") == "SUCCESS" else TaskState.FAILED
+                state = TaskState.SUCCESS if done.get("status") == TaskState.SUCCESS else TaskState.FAILED
                 await self._complete(row, state, done.get("error"), done.get("report"))
                 changed.add(row.datasource)
             running: set[str] = set()

@@ -32,6 +32,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from supervisor.chronology import format_instant, now_iso
 from supervisor.errors import InvalidInput
 from supervisor.offsets import PartitionOffsets
+from supervisor.ports import RunnerState, StoredOffsets, TaskState
 
 from .druid import data_segment_json, segment_id
 from .engine import READ_ONLY, current_revision, head_revision, make_engine
@@ -46,8 +47,8 @@ log = logging.getLogger(__name__)
 PublishKind = Literal["ok", "retryable", "failed"]
 
 TOMBSTONE_TYPE = "NoopSupervisorSpec"
-TASK_STATUSES = frozenset({"RUNNING", "SUCCESS", "FAILED"})
-RUNNER_STATUSES = frozenset({"PENDING", "RUNNING", "WAITING", "NONE"})
+TASK_STATUSES = frozenset(s.value for s in TaskState)
+RUNNER_STATUSES = frozenset(s.value for s in RunnerState)
 
 # Database errors after which the same publish may succeed: lock timeouts, serialization
 # failures, deadlocks, lost connections, and unique violations from a concurrent writer.
@@ -97,15 +98,6 @@ class PublishResult:
 
 
 @dataclass(frozen=True)
-class StoredOffsets:
-    """A datasource's committed offsets: ``offsets[p]`` is the next offset to read."""
-
-    stream: str
-    offsets: PartitionOffsets
-    version: int
-
-
-@dataclass(frozen=True)
 class TaskRow:
     """One row of the ``tasks`` table.
 
@@ -116,8 +108,8 @@ class TaskRow:
     datasource: str
     type: str
     payload: dict[str, Any]
-    status: str = "RUNNING"
-    runner_status: str = "PENDING"
+    status: str = TaskState.RUNNING.value
+    runner_status: str = RunnerState.PENDING.value
     group_id: int | None = None
     supervisor_id: str | None = None
     worker: str | None = None
@@ -728,4 +720,4 @@ class MetadataStore:
 
     def active_tasks(self) -> list[TaskRow]:
         """Tasks whose status is RUNNING, newest first."""
-        return self.list_tasks(status="RUNNING")
+        return self.list_tasks(status=TaskState.RUNNING.value)
