@@ -16,6 +16,7 @@ from overlord.chat import HttpTaskClient
 from overlord.metadata.store import MetadataStore, SegmentToPublish, TaskRow
 from overlord.supervisors import SupervisorManager
 from overlord.task_queue import TaskQueue
+from supervisor import reports
 from supervisor.errors import IndexerError, InvalidInput, NotFound, PayloadTooLarge
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import RunnerState, TaskLocation, TaskState
@@ -135,7 +136,7 @@ async def get_supervisor(request: web.Request) -> web.Response:
 
 async def supervisor_status(request: web.Request) -> web.Response:
     sup = request.app[MANAGER].get(request.match_info["id"])
-    return web.json_response(sup.status_payload())
+    return web.json_response(reports.status_payload(sup.view()))
 
 
 async def supervisor_health(request: web.Request) -> web.Response:
@@ -219,7 +220,7 @@ async def reset_offsets(request: web.Request) -> web.Response:
 
 async def supervisor_stats(request: web.Request) -> web.Response:
     sup = request.app[MANAGER].get(request.match_info["id"])
-    return web.json_response(sup.stats())
+    return web.json_response(reports.stats(sup.view()))
 
 
 # How many of a supervisor's most recent tasks ``parseErrors`` looks at.

@@ -14,10 +14,9 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
 
 from supervisor import notices as n
+from supervisor import reports
 from supervisor.assignment import assign
 from supervisor.chronology import format_seconds
 from supervisor.clock import SYSTEM_CLOCK, Clock
@@ -40,21 +39,7 @@ from supervisor.task_spec import KafkaIndexTaskSpec
 
 logger = logging.getLogger(__name__)
 
-UNRESPONSIVE_AFTER = 3
-_ROW_KINDS = (
-    "processed",
-    "processedWithError",
-    "unparseable",
-    "thrownAway",
-)  # consecutive failed chats before a reading task is replaced
-
-
-@dataclass
-class _Snapshot:
-    """Latest offsets of the stream, read at one moment."""
-
-    offsets: PartitionOffsets
-    at: float
+UNRESPONSIVE_AFTER = 3  # consecutive failed chats before a reading task is replaced
 
 
 class Supervisor:
@@ -88,7 +73,7 @@ class Supervisor:
         self._reading: dict[int, TaskGroup] = {}
         self._pending: dict[int, list[TaskGroup]] = {}
         self._discovered = False
-        self._latest: _Snapshot | None = None
+        self._latest: reports.Snapshot | None = None
         self._current: dict[str, PartitionOffsets] = {}
         self._task_states: dict[str, TaskState] = {}
         self._new_partitions: set[int] = set()
@@ -267,7 +252,7 @@ class Supervisor:
             self._next_offsets.setdefault(p, None)
         self._partitions = partitions
         latest = await asyncio.to_thread(self._stream.latest_offsets, partitions)
-        self._latest = _Snapshot(latest, self._clock.now())
+        self._latest = reports.Snapshot(latest, self._clock.now())
 
     async def discover_tasks(self) -> None:
         """Adopt the tasks already running for this datasource (after an Overlord
@@ -404,15 +389,6 @@ class Supervisor:
     def _state_of(self, task_id: str) -> TaskState:
         return self._task_states.get(task_id, TaskState.RUNNING)
 
-    def _rows_read(self) -> int:
-        total = 0
-        for prog in self._progress.values():
-            stats = prog.row_stats
-            total += sum(
-                int(stats.get(k, 0)) for k in ("processed", "processedWithError", "unparseable", "thrownAway")
-            )
-        return total
-
     async def check_idle(self) -> None:
         """idleConfig: no records for ``inactiveAfterMillis`` -> publish, stop tasks, go IDLE;
         wake up when a committed record arrives (transaction markers do not count)."""
@@ -424,8 +400,9 @@ class Supervisor:
         if self._idle_since is not None:
             await self._wake_if_data()
             return
-        rows = self._rows_read()
-        if rows != self._last_rows or any(self.lag().values()) or not self._reading:
+        view = self.view()
+        rows = reports.rows_read(view)
+        if rows != self._last_rows or any(reports.lag(view).values()) or not self._reading:
             self._last_activity = now
         self._last_rows = rows
         inactive_s = (idle.inactive_after_millis or 600_000) / 1000.0
@@ -818,114 +795,23 @@ class Supervisor:
         await self._offsets.reset_offsets(self.datasource)
         logger.info("supervisor[%s]: reset: offsets cleared, tasks killed", self.id)
 
-    # ------------------------------------------------------------------ reports
-
-    def lag(self) -> dict[int, int]:
-        """Records behind per partition, from one snapshot of latest offsets; never negative."""
-        if self._latest is None:
-            return {}
-        current: dict[int, int] = {}
-        for group in self._reading.values():
-            for tid in group.tasks:
-                for p, o in self._current.get(tid, {}).items():
-                    current[p] = max(current.get(p, o), o)
-            for p, o in group.start_offsets.items():
-                current.setdefault(p, o)
-        return {
-            p: max(0, self._latest.offsets[p] - o) for p, o in current.items() if p in self._latest.offsets
-        }
-
-    def lag_millis(self) -> dict[int, int]:
-        """Time lag per partition: how old the newest record read is, where records wait;
-        0 where nothing waits."""
-        lag = self.lag()
-        now_ms = int(self._clock.now() * 1000)
-        newest: dict[int, int] = {}
-        for prog in self._progress.values():
-            for p, t in prog.last_record_ms.items():
-                newest[p] = max(newest.get(p, t), t)
-        out: dict[int, int] = {}
-        for p, records in lag.items():
-            if records <= 0:
-                out[p] = 0
-            elif p in newest:
-                out[p] = max(0, now_ms - newest[p])
-        return out
-
-    def stats(self) -> dict[str, dict[str, Any]]:
-        """Druid's ``/stats``: row stats per task group and task."""
-        out: dict[str, dict[str, Any]] = {}
-        for gid, group in self._reading.items():
-            entry = out.setdefault(str(gid), {})
-            for tid in group.tasks:
-                prog = self._progress.get(tid)
-                if prog is not None:
-                    entry[tid] = {"movingAverages": {}, "totals": {"buildSegments": prog.row_stats}}
-        return out
-
-    def row_totals(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for prog in self._progress.values():
-            for k, v in prog.row_stats.items():
-                if isinstance(v, int):
-                    totals[k] = totals.get(k, 0) + v
-        return totals
+    # ------------------------------------------------------------------ what the reports read
 
     def task_groups(self) -> tuple[dict[int, TaskGroup], dict[int, list[TaskGroup]]]:
         return dict(self._reading), {k: list(v) for k, v in self._pending.items()}
 
-    def status_payload(self) -> dict[str, Any]:
-        io = self.spec.io_config
-        now = self._clock.now()
-        lag = self.lag()
-        lag_ms = self.lag_millis()
-
-        def task_entry(group: TaskGroup, tid: str, td: TaskData, kind: str) -> dict[str, Any]:
-            since = td.start_time
-            remaining = (
-                max(0.0, io.task_duration.total_seconds() - (now - since))
-                if since and kind == "ACTIVE"
-                else None
-            )
-            return {
-                "id": tid,
-                "startingOffsets": group.start_offsets.to_json(),
-                "startTime": format_seconds(since) if since else None,
-                "remainingSeconds": int(remaining) if remaining is not None else None,
-                "type": kind,
-                "currentOffsets": (self._current.get(tid) or PartitionOffsets()).to_json(),
-                "lag": {str(p): lag[p] for p in group.partitions if p in lag} if kind == "ACTIVE" else None,
-            }
-
-        active = [
-            task_entry(g, tid, td, "ACTIVE") for g in self._reading.values() for tid, td in g.tasks.items()
-        ]
-        publishing = [
-            task_entry(g, tid, td, "PUBLISHING")
-            for groups in self._pending.values()
-            for g in groups
-            for tid, td in g.tasks.items()
-        ]
-        payload: dict[str, Any] = {
-            "dataSource": self.datasource,
-            "stream": self.topic,
-            "topic": self.topic,
-            "partitions": len(self._partitions),
-            "replicas": io.replicas,
-            "durationSeconds": int(io.task_duration.total_seconds()),
-            "activeTasks": active,
-            "publishingTasks": publishing,
-            "latestOffsets": self._latest.offsets.to_json() if self._latest else None,
-            "minimumLag": {str(p): v for p, v in lag.items()},
-            "aggregateLag": sum(lag.values()),
-            "minimumLagMillis": {str(p): v for p, v in lag_ms.items()},
-            "lagMillis": {str(p): v for p, v in lag_ms.items()},
-            "aggregateLagMillis": max(lag_ms.values(), default=0),
-            "offsetsLastUpdated": format_seconds(self._latest.at) if self._latest else None,
-            "suspended": self.suspended,
-            "healthy": self.state.healthy,
-            "state": self.state.basic.label,
-            "detailedState": self.state.detailed.name,
-            "recentErrors": [e.to_json() for e in self.state.recent_errors],
-        }
-        return {"id": self.id, "generationTime": format_seconds(self.generation_time), "payload": payload}
+    def view(self) -> reports.LoopView:
+        """The loop's state for :mod:`supervisor.reports` (lag, stats, the status payload)."""
+        return reports.LoopView(
+            id=self.id,
+            spec=self.spec,
+            state=self.state,
+            generation_time=self.generation_time,
+            now=self._clock.now(),
+            partitions=self._partitions,
+            reading=self._reading,
+            pending=self._pending,
+            latest=self._latest,
+            current=self._current,
+            progress=self._progress,
+        )

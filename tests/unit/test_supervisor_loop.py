@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from supervisor import reports
 from supervisor.clock import FakeClock
 from supervisor.errors import Unavailable
 from supervisor.notices import Notice, NoticeQueue
@@ -475,9 +476,9 @@ def test_lag_is_never_negative_and_uses_one_snapshot(world: Any) -> None:
     for t in tasks.running():
         t.current = {p: stream.latest[p] + 5 if p == 0 else stream.latest[p] - 3 for p in t.current}
     run(sup.run_once())
-    lag = sup.lag()
+    lag = reports.lag(sup.view())
     assert lag[0] == 0 and all(v == 3 for p, v in lag.items() if p != 0)
-    status = sup.status_payload()["payload"]
+    status = reports.status_payload(sup.view())["payload"]
     assert status["aggregateLag"] == 9 and status["partitions"] == 4
 
 
@@ -584,6 +585,6 @@ def test_time_lag_and_stats(world: Any) -> None:
     for t in tasks.running():
         t.rows = 42
     run(sup.run_once())
-    stats = sup.stats()
+    stats = reports.stats(sup.view())
     assert set(stats) == {"0", "1"}
     assert all(v["totals"]["buildSegments"]["processed"] == 42 for g in stats.values() for v in g.values())
