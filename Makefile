@@ -10,6 +10,7 @@ test:
 lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 ci:
 	bash .ci/run

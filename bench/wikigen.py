@@ -20,6 +20,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # the class confluent_kafka.admin re-exports
 
+from supervisor.chronology import format_instant
+
 # Bump when the shape of the events changes: the topics of older versions are not reused.
 VERSION = 1
 
@@ -55,10 +57,6 @@ def topic_name(count: int) -> str:
     return f"bench-wiki-v{VERSION}-{count}"
 
 
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
 def events(
     count: int, end_ms: int, window_s: float = 600.0, seed: int = 6, chunk: int = 50_000
 ) -> Iterator[list[bytes]]:
@@ -76,7 +74,8 @@ def events(
         names = DIMENSION_NAMES
         for j in range(n):
             i = base + j
-            event: dict[str, object] = {TIME_COLUMN: _iso(end_ms - window_ms * (count - i) // count)}
+            ms = end_ms - window_ms * (count - i) // count
+            event: dict[str, object] = {TIME_COLUMN: format_instant(ms)}
             for name, column in zip(names, columns, strict=True):
                 event[name] = column[j]
             event["added"] = added[j]

@@ -37,6 +37,7 @@ from supervisor import protocol as wire
 from supervisor.errors import IndexerError
 from supervisor.logs import configure
 from supervisor.offsets import PartitionOffsets
+from supervisor.ports import TaskState
 from supervisor.task_spec import KafkaIndexTaskSpec
 from transport.server import answer, error_middleware, parse_as, read_json
 
@@ -257,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         runner = TaskRunner(task, args.task_dir, args.overlord, before_publish=_yield_cpu_to_readers)
     except IndexerError as e:
-        outcome = Outcome("FAILED", str(e), {})
+        outcome = Outcome(TaskState.FAILED, str(e), {})
     else:
         # what start-up made (modules, models) lives as long as the process: the cyclic GC
         # need not scan it again and again while the task reads
@@ -277,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage.ru_utime,
         usage.ru_stime,
     )
-    return 0 if outcome.status == "SUCCESS" else 1
+    return 0 if outcome.status is TaskState.SUCCESS else 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from supervisor.deep_storage import local_path, to_uri
 from supervisor.errors import IndexerError, InvalidInput, TaskFailed
 from supervisor.kafka.producer import DeadLetterProducer
 from supervisor.kafka.supplier import KafkaRecordSupplier
-from supervisor.ports import TaskRunStatus
+from supervisor.ports import TaskRunStatus, TaskState
 from supervisor.spec import SupervisorSpec, parse_supervisor_spec
 from supervisor.task_spec import KafkaIndexTaskSpec
 from transport.client import SyncClient
@@ -42,7 +42,7 @@ CLUSTER_TOKEN_ENV = "INDEXER_CLUSTER_TOKEN"
 
 @dataclass
 class Outcome:
-    status: str  # SUCCESS | FAILED
+    status: TaskState  # SUCCESS | FAILED
     error: str | None
     report: dict[str, Any]
 
@@ -160,7 +160,7 @@ class TaskRunner:
             try:
                 self.start_time = time.time()
                 if not self._read(supplier, log_prefix):
-                    return self._outcome("FAILED", "stopped before publishing")
+                    return self._outcome(TaskState.FAILED, "stopped before publishing")
             finally:
                 supplier.close()
             self._set_status(TaskRunStatus.PUBLISHING)
@@ -169,10 +169,10 @@ class TaskRunner:
             return self._publish(log_prefix)
         except IndexerError as e:
             logger.error("%s failed: %s", log_prefix, e)
-            return self._outcome("FAILED", str(e))
+            return self._outcome(TaskState.FAILED, str(e))
         except Exception as e:
             logger.exception("%s failed", log_prefix)
-            return self._outcome("FAILED", f"{type(e).__name__}: {e}")
+            return self._outcome(TaskState.FAILED, f"{type(e).__name__}: {e}")
         finally:
             if self._dead_letters is not None:
                 self._dead_letters.close()
@@ -252,7 +252,7 @@ class TaskRunner:
         out_dir.mkdir(parents=True, exist_ok=True)
         segments = self.pipeline.finish(out_dir)
         if not self._flush_dead_letters(log_prefix):
-            return self._outcome("FAILED", "stopped while writing to the dead-letter topic")
+            return self._outcome(TaskState.FAILED, "stopped while writing to the dead-letter topic")
         action = wire.TaskActionRequest(
             task=self.task.id,
             action=wire.SegmentTransactionalInsert(
@@ -272,12 +272,12 @@ class TaskRunner:
             # one attempt through: if it commits, no replacement has to read it all again.
             with self._cond:
                 if self._stop_requested and attempt > 1:
-                    return self._outcome("FAILED", "stopped while publishing")
+                    return self._outcome(TaskState.FAILED, "stopped while publishing")
             try:
                 result = self._overlord.fetch(wire.TaskActionAnswer, "POST", ACTION_PATH, action).result
             except IndexerError as e:
                 if not e.retriable:  # a 4xx: the Overlord will not take this request, ever
-                    return self._outcome("FAILED", f"publish rejected by the Overlord: {e}")
+                    return self._outcome(TaskState.FAILED, f"publish rejected by the Overlord: {e}")
                 logger.warning("%s publish attempt %d: Overlord unreachable: %s", log_prefix, attempt, e)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -290,7 +290,7 @@ class TaskRunner:
                     self.task.start_offsets,
                     self.end,
                 )
-                return self._outcome("SUCCESS", None)
+                return self._outcome(TaskState.SUCCESS, None)
             if result.kind == "retryable":
                 if attempt == 1 or attempt % 20 == 0:
                     logger.info("%s publish must wait: %s", log_prefix, result.reason)
@@ -299,7 +299,7 @@ class TaskRunner:
                 continue
             # The files stay: an earlier attempt of this very task may have committed them before
             # its answer was lost; unreferenced files in deep storage are only wasted space.
-            return self._outcome("FAILED", f"publish refused: {result.reason}")
+            return self._outcome(TaskState.FAILED, f"publish refused: {result.reason}")
 
     def _send_dead_letters(self) -> None:
         if self._dead_letters is not None:
@@ -320,7 +320,7 @@ class TaskRunner:
                 if self._stop_requested:
                     return False
 
-    def _outcome(self, status: str, error: str | None) -> Outcome:
+    def _outcome(self, status: TaskState, error: str | None) -> Outcome:
         self.error = error
         return Outcome(status, error, self.report(status, error).to_json())
 
@@ -350,7 +350,9 @@ class TaskRunner:
             ingestion_stats_and_errors=wire.IngestionStatsAndErrors(
                 task_id=self.task.id,
                 payload=wire.IngestionStatsPayload(
-                    ingestion_state="COMPLETED" if state in ("SUCCESS", "FAILED") else "BUILD_SEGMENTS",
+                    ingestion_state="COMPLETED"
+                    if state in (TaskState.SUCCESS, TaskState.FAILED)
+                    else "BUILD_SEGMENTS",
                     unparseable_events=self.unparseable_events(),
                     row_stats=wire.RowStatsTotals(build_segments=self.row_stats()),
                     error_msg=error,

@@ -22,9 +22,10 @@ from overlord.metadata.store import MetadataStore, SegmentToPublish, TaskRow
 from overlord.supervisors import SupervisorManager
 from overlord.task_queue import TaskQueue
 from supervisor import protocol as wire
+from supervisor import reports
 from supervisor.errors import IndexerError, InvalidInput, NotFound
 from supervisor.offsets import PartitionOffsets
-from supervisor.ports import TaskLocation, TaskState
+from supervisor.ports import RunnerState, TaskLocation, TaskState
 from supervisor.secrets import mask
 from supervisor.supervisor import Supervisor
 from transport.server import answer, documented, read_body, read_json, read_query
@@ -147,7 +148,7 @@ async def get_supervisor(request: web.Request) -> web.Response:
 async def supervisor_status(request: web.Request) -> web.Response:
     """Druid's status report: tasks, offsets, lag, state and recent errors."""
     sup = request.app[MANAGER].get(request.match_info["id"])
-    return answer(wire.SupervisorStatus.model_validate(sup.status_payload()))
+    return answer(wire.SupervisorStatus.model_validate(reports.status_payload(sup.view())))
 
 
 @documented("A supervisor's health", response=wire.SupervisorHealth, errors=(404, 503), tags=("supervisor",))
@@ -242,7 +243,7 @@ async def reset_offsets(request: web.Request) -> web.Response:
 async def supervisor_stats(request: web.Request) -> web.Response:
     """Row counts of its running tasks, by task group and task id, as Druid's `/stats`."""
     sup = request.app[MANAGER].get(request.match_info["id"])
-    return web.json_response(sup.stats())
+    return web.json_response(reports.stats(sup.view()))
 
 
 # How many of a supervisor's most recent tasks ``parseErrors`` looks at.
@@ -326,9 +327,9 @@ def _task_status(row: TaskRow) -> wire.TaskStatusObject:
 
 
 _STATE_FILTER = {
-    "running": lambda r: r.status == TaskState.RUNNING and r.runner_status == "RUNNING",
-    "pending": lambda r: r.status == TaskState.RUNNING and r.runner_status == "PENDING",
-    "waiting": lambda r: r.status == TaskState.RUNNING and r.runner_status == "WAITING",
+    "running": lambda r: r.status == TaskState.RUNNING and r.runner_status == RunnerState.RUNNING,
+    "pending": lambda r: r.status == TaskState.RUNNING and r.runner_status == RunnerState.PENDING,
+    "waiting": lambda r: r.status == TaskState.RUNNING and r.runner_status == RunnerState.WAITING,
     "complete": lambda r: r.status != TaskState.RUNNING,
 }
 

@@ -17,6 +17,7 @@ from overlord.metadata.engine import make_engine
 from overlord.metadata.store import MetadataStore
 from overlord.supervisors import SupervisorManager
 from overlord.task_queue import TaskQueue
+from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.deep_storage import local_path
 from supervisor.errors import MetadataStoreUnavailable
 from transport.server import MAX_BYTES, error_middleware
@@ -24,7 +25,8 @@ from transport.server import MAX_BYTES, error_middleware
 logger = logging.getLogger(__name__)
 
 
-def build_app(settings: OverlordSettings) -> web.Application:
+def build_app(settings: OverlordSettings, clock: Clock = SYSTEM_CLOCK) -> web.Application:
+    """The Overlord's application; ``clock`` is the time every deadline of it reads."""
     auth_config = AuthConfig.parse(
         settings.auth_users.get_secret_value(),
         settings.auth_tokens.get_secret_value(),
@@ -52,9 +54,10 @@ def build_app(settings: OverlordSettings) -> web.Application:
             settings.worker_timeout_s,
             settings.deep_storage,
             on_change=lambda ds: manager_ref[0].notify(ds) if manager_ref else None,
+            clock=clock,
         )
         await queue.load()
-        manager = SupervisorManager(store, queue, chat)
+        manager = SupervisorManager(store, queue, chat, clock=clock)
         manager_ref.append(manager)
         app[api.STORE] = store
         app[api.QUEUE] = queue
@@ -63,7 +66,7 @@ def build_app(settings: OverlordSettings) -> web.Application:
         collector = metrics.SupervisorCollector(manager.all, queue.task_counts)
         metrics.REGISTRY.register(collector)
         await manager.start()
-        watchdog = asyncio.create_task(_watch_workers(queue), name="worker-watchdog")
+        watchdog = asyncio.create_task(_watch_workers(queue, clock), name="worker-watchdog")
         try:
             yield
         finally:
@@ -79,9 +82,9 @@ def build_app(settings: OverlordSettings) -> web.Application:
     return app
 
 
-async def _watch_workers(queue: TaskQueue) -> None:
+async def _watch_workers(queue: TaskQueue, clock: Clock) -> None:
     while True:
-        await asyncio.sleep(1.0)
+        await clock.sleep(1.0)
         try:
             await queue.check_workers()
         except MetadataStoreUnavailable as e:  # an outage: one line per pass, no traceback

@@ -110,7 +110,3 @@ def middleware(config: AuthConfig) -> Any:
         return response
 
     return check
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}

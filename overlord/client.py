@@ -9,6 +9,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from supervisor.ports import TaskState
+
 T = TypeVar("T")
 
 
@@ -109,7 +111,9 @@ class OverlordClient:
         """Until no task of the datasource is pending or running."""
         wait_for(
             f"no running tasks of {datasource}",
-            lambda: not [t for t in self.tasks(datasource=datasource) if t["statusCode"] == "RUNNING"],
+            lambda: (
+                not [t for t in self.tasks(datasource=datasource) if t["statusCode"] == TaskState.RUNNING]
+            ),
             timeout_s,
             1.0,
         )

@@ -41,6 +41,7 @@ class OverlordSettings(BaseSettings):
         default=15.0, gt=0, description="seconds without a heartbeat before a worker is lost"
     )
     task_chat_timeout_s: float = Field(default=10.0, gt=0, description="timeout of one call to a task")
+
     @field_validator("deep_storage", mode="before")
     @classmethod
     def _deep_storage_uri(cls, value: Any) -> str:

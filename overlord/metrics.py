@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from supervisor import reports
 from supervisor.supervisor import Supervisor
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -63,11 +64,12 @@ class SupervisorCollector(Collector):
             "kafka_indexer_supervisor_healthy", "1 when healthy", labels=["supervisor", "state"]
         )
         for sup in self._supervisors():
-            for p, v in sup.lag().items():
+            view = sup.view()
+            for p, v in reports.lag(view).items():
                 lag.add_metric([sup.datasource, str(p)], v)
-            for p, v in sup.lag_millis().items():
+            for p, v in reports.lag_millis(view).items():
                 lag_ms.add_metric([sup.datasource, str(p)], v)
-            for kind, v in sup.row_totals().items():
+            for kind, v in reports.row_totals(view).items():
                 rows.add_metric([sup.datasource, kind], v)
             healthy.add_metric([sup.id, sup.state.basic.label], 1 if sup.state.healthy else 0)
         tasks = GaugeMetricFamily("kafka_indexer_tasks", "Active tasks by runner state", labels=["state"])

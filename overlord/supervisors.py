@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from overlord.metadata.store import MetadataStore
+from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.errors import InvalidSpec, NotFound
 from supervisor.kafka.admin import KafkaStreamAdmin
 from supervisor.offsets import PartitionOffsets
@@ -28,10 +29,7 @@ class StoreOffsets:
         self._store = store
 
     async def stored_offsets(self, datasource: str) -> StoredOffsets | None:
-        row = await asyncio.to_thread(self._store.get_offsets, datasource)
-        if row is None:
-            return None
-        return StoredOffsets(stream=row.stream, offsets=PartitionOffsets(row.offsets))
+        return await asyncio.to_thread(self._store.get_offsets, datasource)
 
     async def reset_offsets(self, datasource: str) -> None:
         await asyncio.to_thread(self._store.reset_offsets, datasource)
@@ -57,7 +55,9 @@ class SupervisorManager:
         tasks: TaskQueuePort,
         chat: TaskClientPort,
         stream_factory: Callable[[SupervisorSpec], StreamPort] = kafka_stream,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._store = store
         self._tasks = tasks
         self._chat = chat
@@ -91,6 +91,7 @@ class SupervisorManager:
             tasks=self._tasks,
             chat=self._chat,
             offsets=self._offsets,
+            clock=self._clock,
         )
         self._running[spec.id] = sup
         sup.start()

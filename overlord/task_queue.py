@@ -21,15 +21,14 @@ lost with a dropped request is repeated by the next one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from overlord.metadata.druid import now_iso
 from overlord.metadata.store import MetadataStore, TaskRow
+from supervisor.chronology import now_iso
+from supervisor.clock import SYSTEM_CLOCK, Clock, wait_event
 from supervisor.errors import Conflict, NotFound
 from supervisor.ports import RunnerState, TaskInfo, TaskLocation, TaskState
 from supervisor.protocol import (
@@ -53,8 +52,8 @@ class Worker:
     host: str
     port: int
     capacity: int
-    version: str = ""
-    last_seen: float = field(default_factory=time.monotonic)
+    version: str
+    last_seen: float  # the queue's clock, monotonic seconds
     running: set[str] = field(default_factory=set)
     assigned: set[str] = field(default_factory=set)  # sent, not yet reported running
     to_kill: set[str] = field(default_factory=set)
@@ -117,14 +116,16 @@ class TaskQueue:
         worker_timeout_s: float,
         deep_storage: str,
         on_change: Callable[[str], None] = lambda _ds: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._store = store
         self._timeout = worker_timeout_s
         self._deep_storage = deep_storage
         self._on_change = on_change
         self._active: dict[str, TaskRow] = {}
         self._workers: dict[str, Worker] = {}
-        self._started = time.monotonic()
+        self._started = self._clock.monotonic()
         self._lock = asyncio.Lock()
 
     async def load(self) -> None:
@@ -137,7 +138,7 @@ class TaskQueue:
     async def submit(self, spec: KafkaIndexTaskSpec) -> None:
         if spec.deep_storage is None:
             spec = spec.model_copy(update={"deep_storage": self._deep_storage})
-        now = now_iso()
+        now = now_iso(self._clock)
         row = TaskRow(
             id=spec.id,
             datasource=spec.data_source,
@@ -222,7 +223,9 @@ class TaskQueue:
             name = f"{body.host}:{body.port}"
             worker = self._workers.get(name)
             if worker is None:
-                self._workers[name] = Worker(body.host, body.port, body.capacity, body.version)
+                self._workers[name] = Worker(
+                    body.host, body.port, body.capacity, body.version, self._clock.monotonic()
+                )
                 logger.info(
                     "worker [%s] registered with capacity %d (version %s, wire protocol %d)",
                     name,
@@ -233,7 +236,7 @@ class TaskQueue:
             else:
                 worker.capacity = body.capacity
                 worker.version = body.version
-                worker.last_seen = time.monotonic()
+                worker.last_seen = self._clock.monotonic()
 
     def max_hold_s(self) -> float:
         """The longest a heartbeat is held: well inside the time that loses a worker."""
@@ -254,11 +257,11 @@ class TaskQueue:
         async with self._lock:
             worker = self._workers.get(name)
             if worker is None:
-                worker = Worker(host, port, report.capacity, report.version)
+                worker = Worker(host, port, report.capacity, report.version, self._clock.monotonic())
                 self._workers[name] = worker
                 logger.info("worker [%s] (re)joined", name)
             worker.capacity = report.capacity
-            worker.last_seen = time.monotonic()
+            worker.last_seen = self._clock.monotonic()
             acks: list[str] = []
             for done in report.completed:
                 tid = done.task_id
@@ -292,7 +295,7 @@ class TaskQueue:
                         host=host,
                         port=task_port or None,
                         runner_status=RunnerState.RUNNING.value,
-                        updated_date=now_iso(),
+                        updated_date=now_iso(self._clock),
                     )
                     await asyncio.to_thread(self._store.upsert_task, row)
                     self._active[tid] = row
@@ -328,20 +331,19 @@ class TaskQueue:
     ) -> tuple[list[TaskAssignment], list[str]]:
         """The long poll: wait for news for ``worker``, then answer as of then."""
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), wait_s)
+            await wait_event(self._clock, wake, wait_s)
         finally:
             if worker.wake is wake:
                 worker.wake = None
         async with self._lock:
             if self._workers.get(worker.name) is not worker:
                 return assign, kill  # lost (or re-joined) meanwhile: the next heartbeat sorts it out
-            worker.last_seen = time.monotonic()
+            worker.last_seen = self._clock.monotonic()
             return worker.answer(self._active, self._deep_storage)
 
     def _assign_pending(self) -> None:
         """Give every unassigned task to the live worker with the most free slots."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         live = [w for w in self._workers.values() if now - w.last_seen <= self._timeout]
         for row in sorted(self._active.values(), key=lambda r: r.created_date):
             if row.worker is not None:
@@ -358,7 +360,7 @@ class TaskQueue:
 
     async def check_workers(self) -> None:
         """Fail the tasks of workers that stopped heart-beating."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         changed: set[str] = set()
         async with self._lock:
             for name, worker in list(self._workers.items()):
@@ -384,7 +386,7 @@ class TaskQueue:
             runner_status=RunnerState.NONE.value,
             error=error,
             report=report if report is not None else row.report,
-            updated_date=now_iso(),
+            updated_date=now_iso(self._clock),
         )
         await asyncio.to_thread(self._store.upsert_task, done)
         self._active.pop(row.id, None)

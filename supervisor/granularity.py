@@ -2,26 +2,24 @@
 
 Fixed-length granularities (SECOND ... DAY) bucket by integer division from the
 epoch; WEEK buckets start on Mondays (ISO weeks); MONTH, QUARTER and YEAR follow
-the proleptic Gregorian calendar. Calendar arithmetic is done on integers, so
-any ``int`` works, including times before 1970 and far outside ``datetime``'s range.
+the proleptic Gregorian calendar (:mod:`supervisor.chronology`), so any ``int`` works,
+including times before 1970 and far outside ``datetime``'s range. ALL has one bucket,
+Druid's ETERNITY (``MIN_INSTANT_MS`` .. ``MAX_INSTANT_MS``).
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
+from supervisor.chronology import MAX_INSTANT_MS, MIN_INSTANT_MS, MS_PER_DAY, civil_from_days, days_from_civil
 from supervisor.durations import parse_duration
 
-__all__ = ["ETERNITY_END_MS", "ETERNITY_START_MS", "Granularity", "parse_granularity"]
-
-# Druid's "eternity" bounds (Joda's Long.MIN_VALUE / 2 and Long.MAX_VALUE / 2).
-ETERNITY_START_MS = -(2**62)
-ETERNITY_END_MS = 2**62 - 1
+__all__ = ["Granularity", "parse_granularity"]
 
 _SECOND = 1_000
 _MINUTE = 60 * _SECOND
 _HOUR = 60 * _MINUTE
-_DAY = 24 * _HOUR
+_DAY = MS_PER_DAY
 _WEEK = 7 * _DAY
 # 1970-01-01 was a Thursday: the Monday that starts its ISO week is 3 days earlier.
 _WEEK_OFFSET = 3 * _DAY
@@ -59,37 +57,33 @@ class Granularity(Enum):
     def bucket_start(self, ms: int) -> int:
         """Start (inclusive, UTC epoch ms) of the bucket holding ``ms``."""
         if self is Granularity.ALL:
-            return ETERNITY_START_MS
+            return MIN_INSTANT_MS
         if self is Granularity.WEEK:
             return (ms + _WEEK_OFFSET) // _WEEK * _WEEK - _WEEK_OFFSET
         fixed = _FIXED_MS.get(self)
         if fixed is not None:
             return ms // fixed * fixed
-        year, month, _ = _civil_from_days(ms // _DAY)
+        year, month, _ = civil_from_days(ms // _DAY)
         if self is Granularity.MONTH:
-            return _days_from_civil(year, month, 1) * _DAY
+            return days_from_civil(year, month, 1) * _DAY
         if self is Granularity.QUARTER:
-            return _days_from_civil(year, (month - 1) // 3 * 3 + 1, 1) * _DAY
-        return _days_from_civil(year, 1, 1) * _DAY  # YEAR
+            return days_from_civil(year, (month - 1) // 3 * 3 + 1, 1) * _DAY
+        return days_from_civil(year, 1, 1) * _DAY  # YEAR
 
     def bucket_end(self, ms: int) -> int:
         """End (exclusive, UTC epoch ms) of the bucket holding ``ms``."""
         if self is Granularity.ALL:
-            return ETERNITY_END_MS
+            return MAX_INSTANT_MS
         fixed = _FIXED_MS.get(self)
         if fixed is not None:
             return self.bucket_start(ms) + fixed
-        year, month, _ = _civil_from_days(ms // _DAY)
+        year, month, _ = civil_from_days(ms // _DAY)
         if self is Granularity.YEAR:
-            return _days_from_civil(year + 1, 1, 1) * _DAY
+            return days_from_civil(year + 1, 1, 1) * _DAY
         months = 1 if self is Granularity.MONTH else 3
         first = month if self is Granularity.MONTH else (month - 1) // 3 * 3 + 1
         next_year, next_month0 = divmod(year * 12 + (first - 1) + months, 12)
-        return _days_from_civil(next_year, next_month0 + 1, 1) * _DAY
-
-    def bucket(self, ms: int) -> tuple[int, int]:
-        """``(bucket_start(ms), bucket_end(ms))``."""
-        return self.bucket_start(ms), self.bucket_end(ms)
+        return days_from_civil(next_year, next_month0 + 1, 1) * _DAY
 
 
 _FIXED_MS: dict[Granularity, int] = {
@@ -192,26 +186,3 @@ def parse_granularity(value: object) -> Granularity:
             ("period",),
         )
     return standard
-
-
-def _days_from_civil(year: int, month: int, day: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (valid for any integer year)."""
-    year -= month <= 2
-    era = year // 400
-    year_of_era = year - era * 400
-    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return era * 146097 + day_of_era - 719468
-
-
-def _civil_from_days(days: int) -> tuple[int, int, int]:
-    """(year, month, day) of a day count since 1970-01-01; inverse of :func:`_days_from_civil`."""
-    days += 719468
-    era = days // 146097
-    day_of_era = days - era * 146097
-    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36524 - day_of_era // 146096) // 365
-    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
-    mp = (5 * day_of_year + 2) // 153
-    day = day_of_year - (153 * mp + 2) // 5 + 1
-    month = mp + (3 if mp < 10 else -9)
-    return year_of_era + era * 400 + (month <= 2), month, day

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator
+
+from supervisor.chronology import format_seconds
 
 
 def _level(value: str) -> str:
@@ -24,8 +25,7 @@ LogFormat = Literal["text", "json"]
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": format_seconds(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),

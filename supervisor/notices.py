@@ -24,10 +24,8 @@ class Notice:
 
 RUN = "run"
 SHUTDOWN = "shutdown"
-HANDOFF = "handoff"
 RESET = "reset"
 RESET_OFFSETS = "resetOffsets"
-SUSPEND = "suspend"
 
 
 class NoticeQueue:

@@ -76,8 +76,15 @@ class TaskProgress:
 
 @dataclass(frozen=True)
 class StoredOffsets:
+    """A datasource's committed offsets: ``offsets[p]`` is the next offset to read.
+
+    ``version`` counts the changes of the metadata row (its compare-and-swap guard); 0 where the
+    source keeps none.
+    """
+
     stream: str
     offsets: PartitionOffsets
+    version: int = 0
 
 
 class TaskQueuePort(Protocol):

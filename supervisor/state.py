@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
+from supervisor.chronology import now_iso
+from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.errors import IllegalStateTransition
 
 
@@ -73,11 +74,6 @@ class RecentError:
         return {"timestamp": self.timestamp, "exceptionClass": self.kind, "message": self.message}
 
 
-def _now_iso() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
-
-
 class StateManager:
     """Tracks a supervisor's state as Druid's SupervisorStateManager does.
 
@@ -95,7 +91,9 @@ class StateManager:
         task_unhealthiness_threshold: int = 3,
         task_healthiness_threshold: int = 3,
         max_stored_errors: int = 3,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self.unhealthiness_threshold = unhealthiness_threshold
         self.healthiness_threshold = healthiness_threshold
         self.task_unhealthiness_threshold = task_unhealthiness_threshold
@@ -137,7 +135,7 @@ class StateManager:
         self._detailed = detailed
 
     def record_error(self, message: str, kind: str = "error", stream: bool = False) -> None:
-        self._errors.append(RecentError(_now_iso(), message, kind))
+        self._errors.append(RecentError(now_iso(self._clock), message, kind))
         self._run_error = message
         self._run_stream_error = self._run_stream_error or stream
 

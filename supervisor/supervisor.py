@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
 
 from supervisor import notices as n
+from supervisor import reports
 from supervisor.assignment import assign
+from supervisor.chronology import format_seconds
+from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.errors import IndexerError, MetadataStoreUnavailable, StreamError, Unavailable
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import (
@@ -39,25 +39,7 @@ from supervisor.task_spec import KafkaIndexTaskSpec
 
 logger = logging.getLogger(__name__)
 
-UNRESPONSIVE_AFTER = 3
-_ROW_KINDS = (
-    "processed",
-    "processedWithError",
-    "unparseable",
-    "thrownAway",
-)  # consecutive failed chats before a reading task is replaced
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
-
-
-@dataclass
-class _Snapshot:
-    """Latest offsets of the stream, read at one moment."""
-
-    offsets: PartitionOffsets
-    at: float
+UNRESPONSIVE_AFTER = 3  # consecutive failed chats before a reading task is replaced
 
 
 class Supervisor:
@@ -71,13 +53,13 @@ class Supervisor:
         tasks: TaskQueuePort,
         chat: TaskClientPort,
         offsets: OffsetStorePort,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.spec = spec
         self.id = spec.id
         self.datasource = spec.data_schema.data_source
         self.topic = spec.io_config.topic
-        self.state = StateManager()
+        self.state = StateManager(clock=clock)
         self.notices = n.NoticeQueue()
         self._stream = stream
         self._tasks = tasks
@@ -91,18 +73,19 @@ class Supervisor:
         self._reading: dict[int, TaskGroup] = {}
         self._pending: dict[int, list[TaskGroup]] = {}
         self._discovered = False
-        self._latest: _Snapshot | None = None
+        self._latest: reports.Snapshot | None = None
         self._current: dict[str, PartitionOffsets] = {}
         self._task_states: dict[str, TaskState] = {}
         self._new_partitions: set[int] = set()
         self._progress: dict[str, TaskProgress] = {}
         self._idle_since: float | None = None
-        self._last_activity: float = clock()
+        self._last_activity: float = clock.now()
         self._last_rows = 0
         self._loop: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._retries: set[asyncio.Task[None]] = set()  # notices pushed again after a delay
         self._stopped = asyncio.Event()
-        self.generation_time = clock()
+        self.generation_time = clock.now()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,7 +117,7 @@ class Supervisor:
                 await asyncio.wait_for(asyncio.shield(self._loop), timeout_s)
             except (TimeoutError, asyncio.CancelledError):
                 logger.warning("supervisor[%s]: graceful stop timed out", self.id)
-        for t in (self._ticker, self._loop):
+        for t in (self._ticker, self._loop, *self._retries):
             if t is not None and not t.done():
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -164,11 +147,20 @@ class Supervisor:
         self.notices.push(n.Notice(n.RESET_OFFSETS, key=repr(sorted(offsets.items())), payload=offsets))
 
     async def _tick(self) -> None:
-        await asyncio.sleep(self.spec.io_config.start_delay.total_seconds())
+        await self._clock.sleep(self.spec.io_config.start_delay.total_seconds())
         period = max(0.05, self.spec.io_config.period.total_seconds())
         while True:
             self.notices.push(n.Notice(n.RUN))
-            await asyncio.sleep(period)
+            await self._clock.sleep(period)
+
+    def _retry_later(self, delay_s: float, notice: n.Notice) -> None:
+        async def push() -> None:
+            await self._clock.sleep(delay_s)
+            self.notices.push(notice)
+
+        retry = asyncio.create_task(push(), name=f"supervisor-retry[{self.id}]")
+        self._retries.add(retry)
+        retry.add_done_callback(self._retries.discard)
 
     async def _run_loop(self) -> None:
         while True:
@@ -191,7 +183,7 @@ class Supervisor:
                 if e.retriable and notice.kind in (n.RESET, n.RESET_OFFSETS):
                     # not lost: tried again after a period, like the next run
                     delay = max(0.05, self.spec.io_config.period.total_seconds())
-                    asyncio.get_running_loop().call_later(delay, self.notices.push, notice)
+                    self._retry_later(delay, notice)
             except Exception as e:  # the loop must survive any one bad run
                 logger.exception("supervisor[%s]: run failed", self.id)
                 self.state.record_error(str(e), kind=type(e).__name__)
@@ -260,7 +252,7 @@ class Supervisor:
             self._next_offsets.setdefault(p, None)
         self._partitions = partitions
         latest = await asyncio.to_thread(self._stream.latest_offsets, partitions)
-        self._latest = _Snapshot(latest, self._clock())
+        self._latest = reports.Snapshot(latest, self._clock.now())
 
     async def discover_tasks(self) -> None:
         """Adopt the tasks already running for this datasource (after an Overlord
@@ -343,7 +335,7 @@ class Supervisor:
             min_message_time=spec.min_message_time,
             max_message_time=spec.max_message_time,
             end_offsets=end,
-            completion_started=time.monotonic(),
+            completion_started=self._clock.monotonic(),
         )
         groups.append(group)
         groups.sort(key=lambda g: min(g.start_offsets.values(), default=0))
@@ -397,28 +389,20 @@ class Supervisor:
     def _state_of(self, task_id: str) -> TaskState:
         return self._task_states.get(task_id, TaskState.RUNNING)
 
-    def _rows_read(self) -> int:
-        total = 0
-        for prog in self._progress.values():
-            stats = prog.row_stats
-            total += sum(
-                int(stats.get(k, 0)) for k in ("processed", "processedWithError", "unparseable", "thrownAway")
-            )
-        return total
-
     async def check_idle(self) -> None:
         """idleConfig: no records for ``inactiveAfterMillis`` -> publish, stop tasks, go IDLE;
         wake up when a committed record arrives (transaction markers do not count)."""
         idle = self.spec.io_config.idle_config
-        now = self._clock()
+        now = self._clock.now()
         if idle is None or not idle.enabled or self.suspended:
             self._idle_since = None
             return
         if self._idle_since is not None:
             await self._wake_if_data()
             return
-        rows = self._rows_read()
-        if rows != self._last_rows or any(self.lag().values()) or not self._reading:
+        view = self.view()
+        rows = reports.rows_read(view)
+        if rows != self._last_rows or any(reports.lag(view).values()) or not self._reading:
             self._last_activity = now
         self._last_rows = rows
         inactive_s = (idle.inactive_after_millis or 600_000) / 1000.0
@@ -439,7 +423,7 @@ class Supervisor:
         if with_records or unknown:
             logger.info("supervisor[%s]: new data on partitions %s: waking up", self.id, sorted(with_records))
             self._idle_since = None
-            self._last_activity = self._clock()
+            self._last_activity = self._clock.now()
             return
         if past_markers and not any(self._pending.values()):
             # only transaction markers / aborted records arrived: step over them for good
@@ -447,7 +431,7 @@ class Supervisor:
             self._next_offsets.update(past_markers)
 
     async def check_task_duration(self) -> None:
-        now = self._clock()
+        now = self._clock.now()
         duration = self.spec.io_config.task_duration.total_seconds()
         for gid, group in list(self._reading.items()):
             since = group.reading_since()
@@ -476,7 +460,7 @@ class Supervisor:
                 self._next_offsets[p] = o
             return
         group.end_offsets = end
-        group.completion_started = time.monotonic()
+        group.completion_started = self._clock.monotonic()
         self._pending.setdefault(gid, []).append(group)
         for p, o in end.items():
             self._next_offsets[p] = o
@@ -545,7 +529,7 @@ class Supervisor:
                     continue
                 timed_out = (
                     group.completion_started is not None
-                    and time.monotonic() - group.completion_started > timeout
+                    and self._clock.monotonic() - group.completion_started > timeout
                 )
                 all_failed = all(s is TaskState.FAILED for s in states.values())
                 if not (timed_out or all_failed):
@@ -654,7 +638,7 @@ class Supervisor:
                     group = None
             if group is None:
                 start = await self._start_offsets(parts)
-                now = self._clock()
+                now = self._clock.now()
                 late = io.late_message_rejection_period
                 early = io.early_message_rejection_period
                 group = TaskGroup(
@@ -762,7 +746,7 @@ class Supervisor:
             supervisor_spec=self.spec.to_json(),
             min_message_time=group.min_message_time,
             max_message_time=group.max_message_time,
-            created_time=_iso(self._clock()),
+            created_time=format_seconds(self._clock.now()),
         )
 
     async def _kill(self, task_id: str, reason: str) -> None:
@@ -811,114 +795,23 @@ class Supervisor:
         await self._offsets.reset_offsets(self.datasource)
         logger.info("supervisor[%s]: reset: offsets cleared, tasks killed", self.id)
 
-    # ------------------------------------------------------------------ reports
-
-    def lag(self) -> dict[int, int]:
-        """Records behind per partition, from one snapshot of latest offsets; never negative."""
-        if self._latest is None:
-            return {}
-        current: dict[int, int] = {}
-        for group in self._reading.values():
-            for tid in group.tasks:
-                for p, o in self._current.get(tid, {}).items():
-                    current[p] = max(current.get(p, o), o)
-            for p, o in group.start_offsets.items():
-                current.setdefault(p, o)
-        return {
-            p: max(0, self._latest.offsets[p] - o) for p, o in current.items() if p in self._latest.offsets
-        }
-
-    def lag_millis(self) -> dict[int, int]:
-        """Time lag per partition: how old the newest record read is, where records wait;
-        0 where nothing waits."""
-        lag = self.lag()
-        now_ms = int(self._clock() * 1000)
-        newest: dict[int, int] = {}
-        for prog in self._progress.values():
-            for p, t in prog.last_record_ms.items():
-                newest[p] = max(newest.get(p, t), t)
-        out: dict[int, int] = {}
-        for p, records in lag.items():
-            if records <= 0:
-                out[p] = 0
-            elif p in newest:
-                out[p] = max(0, now_ms - newest[p])
-        return out
-
-    def stats(self) -> dict[str, dict[str, Any]]:
-        """Druid's ``/stats``: row stats per task group and task."""
-        out: dict[str, dict[str, Any]] = {}
-        for gid, group in self._reading.items():
-            entry = out.setdefault(str(gid), {})
-            for tid in group.tasks:
-                prog = self._progress.get(tid)
-                if prog is not None:
-                    entry[tid] = {"movingAverages": {}, "totals": {"buildSegments": prog.row_stats}}
-        return out
-
-    def row_totals(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for prog in self._progress.values():
-            for k, v in prog.row_stats.items():
-                if isinstance(v, int):
-                    totals[k] = totals.get(k, 0) + v
-        return totals
+    # ------------------------------------------------------------------ what the reports read
 
     def task_groups(self) -> tuple[dict[int, TaskGroup], dict[int, list[TaskGroup]]]:
         return dict(self._reading), {k: list(v) for k, v in self._pending.items()}
 
-    def status_payload(self) -> dict[str, Any]:
-        io = self.spec.io_config
-        now = self._clock()
-        lag = self.lag()
-        lag_ms = self.lag_millis()
-
-        def task_entry(group: TaskGroup, tid: str, td: TaskData, kind: str) -> dict[str, Any]:
-            since = td.start_time
-            remaining = (
-                max(0.0, io.task_duration.total_seconds() - (now - since))
-                if since and kind == "ACTIVE"
-                else None
-            )
-            return {
-                "id": tid,
-                "startingOffsets": group.start_offsets.to_json(),
-                "startTime": _iso(since) if since else None,
-                "remainingSeconds": int(remaining) if remaining is not None else None,
-                "type": kind,
-                "currentOffsets": (self._current.get(tid) or PartitionOffsets()).to_json(),
-                "lag": {str(p): lag[p] for p in group.partitions if p in lag} if kind == "ACTIVE" else None,
-            }
-
-        active = [
-            task_entry(g, tid, td, "ACTIVE") for g in self._reading.values() for tid, td in g.tasks.items()
-        ]
-        publishing = [
-            task_entry(g, tid, td, "PUBLISHING")
-            for groups in self._pending.values()
-            for g in groups
-            for tid, td in g.tasks.items()
-        ]
-        payload: dict[str, Any] = {
-            "dataSource": self.datasource,
-            "stream": self.topic,
-            "topic": self.topic,
-            "partitions": len(self._partitions),
-            "replicas": io.replicas,
-            "durationSeconds": int(io.task_duration.total_seconds()),
-            "activeTasks": active,
-            "publishingTasks": publishing,
-            "latestOffsets": self._latest.offsets.to_json() if self._latest else None,
-            "minimumLag": {str(p): v for p, v in lag.items()},
-            "aggregateLag": sum(lag.values()),
-            "minimumLagMillis": {str(p): v for p, v in lag_ms.items()},
-            "lagMillis": {str(p): v for p, v in lag_ms.items()},
-            "aggregateLagMillis": max(lag_ms.values(), default=0),
-            "offsetsLastUpdated": _iso(self._latest.at) if self._latest else None,
-            "suspended": self.suspended,
-            "healthy": self.state.healthy,
-            "state": self.state.basic.label,
-            "detailedState": self.state.detailed.name,
-            "recentErrors": [e.to_json() for e in self.state.recent_errors],
-        }
-        return {"id": self.id, "generationTime": _iso(self.generation_time), "payload": payload}
+    def view(self) -> reports.LoopView:
+        """The loop's state for :mod:`supervisor.reports` (lag, stats, the status payload)."""
+        return reports.LoopView(
+            id=self.id,
+            spec=self.spec,
+            state=self.state,
+            generation_time=self.generation_time,
+            now=self._clock.now(),
+            partitions=self._partitions,
+            reading=self._reading,
+            pending=self._pending,
+            latest=self._latest,
+            current=self._current,
+            progress=self._progress,
+        )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,6 @@ class TaskGroup:
     min_message_time: int | None
     max_message_time: int | None
     tasks: dict[str, TaskData] = field(default_factory=dict)
-    created_at: float = field(default_factory=time.time)
     end_offsets: PartitionOffsets | None = None
     # when the group entered pending completion (monotonic seconds)
     completion_started: float | None = None

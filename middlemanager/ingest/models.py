@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["ParseExceptionReport", "RejectedRecord", "RowStats", "SegmentFile", "format_interval_ms"]
+from supervisor.chronology import DATETIME_MAX_MS, DATETIME_MIN_MS, format_instant
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+__all__ = ["ParseExceptionReport", "RejectedRecord", "RowStats", "SegmentFile", "format_interval_ms"]
 
 # Raw input kept in a parse exception report, as text.
 MAX_REPORTED_INPUT_BYTES = 1024
@@ -115,12 +114,11 @@ class RejectedRecord:
 
 
 def format_interval_ms(ms: int) -> str:
-    """ISO-8601 UTC text of epoch ms (``2024-01-01T00:00:00.000Z``); out-of-range values as numbers."""
-    try:
-        moment = _EPOCH + timedelta(milliseconds=ms)
-    except OverflowError:
+    """ISO-8601 UTC text of epoch ms (``2024-01-01T00:00:00.000Z``); values outside the years
+    1..9999 as numbers (segment file names and reports have always shown them so)."""
+    if not DATETIME_MIN_MS <= ms <= DATETIME_MAX_MS:
         return str(ms)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_instant(ms)
 
 
 @dataclass(frozen=True, slots=True)

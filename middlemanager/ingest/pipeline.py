@@ -46,6 +46,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from middlemanager.ingest.buckets import bucket_starts, split_by_segment
 from middlemanager.ingest.fastjson import FastJsonPath, ParsedBatch
 from middlemanager.ingest.models import (
     ErrorType,
@@ -56,16 +57,10 @@ from middlemanager.ingest.models import (
     format_interval_ms,
     raw_input_text,
 )
+from middlemanager.ingest.rollup import finalize_run, rollup
+from middlemanager.ingest.runs import RunPart, write_run_part
 from middlemanager.ingest.schema import ColumnPlan, RowConverter
-from middlemanager.ingest.segments import (
-    RunPart,
-    bucket_starts,
-    finalize_run,
-    rollup,
-    split_by_segment,
-    write_run_part,
-    write_segment,
-)
+from middlemanager.ingest.segments import write_segment
 from middlemanager.ingest.timestamps import TimestampError, arrow_times, make_timestamp_parser
 from supervisor.errors import IllegalStateTransition, TooManyParseExceptions
 from supervisor.records import Record, RecordBatch

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from supervisor.granularity import ETERNITY_END_MS, ETERNITY_START_MS
+from supervisor.chronology import MAX_INSTANT_MS, MIN_INSTANT_MS
 
 __all__ = ["TimestampError", "TimestampParser", "arrow_times", "make_timestamp_parser", "parse_iso_ms"]
 
@@ -44,7 +44,7 @@ class TimestampError(ValueError):
 
 
 def _checked(ms: int) -> int:
-    if not ETERNITY_START_MS <= ms < ETERNITY_END_MS:
+    if not MIN_INSTANT_MS <= ms < MAX_INSTANT_MS:
         raise TimestampError("out of range")
     return ms
 
@@ -212,7 +212,7 @@ def arrow_times(column: pa.Array | pa.ChunkedArray, fmt: str) -> pa.Array:
     fmt = fmt.lower()
     kind = column.type
     if fmt in ("auto", "iso") and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        return _within(_floor_ms(_iso_micros(column)), ETERNITY_START_MS, ETERNITY_END_MS - 1)
+        return _within(_floor_ms(_iso_micros(column)), MIN_INSTANT_MS, MAX_INSTANT_MS - 1)
     scale = _ARROW_INT_SCALES.get(fmt)
     if scale is not None and pa.types.is_integer(kind):
         try:
@@ -223,8 +223,8 @@ def arrow_times(column: pa.Array | pa.ChunkedArray, fmt: str) -> pa.Array:
         if divisor > 1:
             values = pc.divide(values, divisor)  # truncates toward zero, like _div
         # Bound before multiplying, so the product neither overflows nor leaves eternity.
-        low = -(-ETERNITY_START_MS // multiplier)
-        return pc.multiply(_within(values, low, (ETERNITY_END_MS - 1) // multiplier), multiplier)
+        low = -(-MIN_INSTANT_MS // multiplier)
+        return pc.multiply(_within(values, low, (MAX_INSTANT_MS - 1) // multiplier), multiplier)
     return pa.nulls(len(column), pa.int64())
 
 

@@ -11,7 +11,6 @@ from .store import (
     PublishKind,
     PublishResult,
     SegmentToPublish,
-    StoredOffsets,
     TaskRow,
 )
 
@@ -22,7 +21,6 @@ __all__ = [
     "PublishResult",
     "SchemaNotMigrated",
     "SegmentToPublish",
-    "StoredOffsets",
     "TaskRow",
     "downgrade",
     "make_engine",

@@ -29,11 +29,13 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from supervisor.chronology import format_instant, now_iso
 from supervisor.errors import InvalidInput
 from supervisor.offsets import PartitionOffsets
+from supervisor.ports import RunnerState, StoredOffsets, TaskState
 from supervisor.protocol import SegmentDescriptor
 
-from .druid import data_segment_json, format_instant, now_iso, segment_id
+from .druid import data_segment_json, segment_id
 from .engine import READ_ONLY, current_revision, head_revision, make_engine
 from .errors import SchemaNotMigrated, unavailable_on_outage
 from .tables import DatasourceMetadataEntry as Offsets
@@ -46,8 +48,8 @@ log = logging.getLogger(__name__)
 PublishKind = Literal["ok", "retryable", "failed"]
 
 TOMBSTONE_TYPE = "NoopSupervisorSpec"
-TASK_STATUSES = frozenset({"RUNNING", "SUCCESS", "FAILED"})
-RUNNER_STATUSES = frozenset({"PENDING", "RUNNING", "WAITING", "NONE"})
+TASK_STATUSES = frozenset(s.value for s in TaskState)
+RUNNER_STATUSES = frozenset(s.value for s in RunnerState)
 
 # Database errors after which the same publish may succeed: lock timeouts, serialization
 # failures, deadlocks, lost connections, and unique violations from a concurrent writer.
@@ -110,15 +112,6 @@ class PublishResult:
 
 
 @dataclass(frozen=True)
-class StoredOffsets:
-    """A datasource's committed offsets: ``offsets[p]`` is the next offset to read."""
-
-    stream: str
-    offsets: PartitionOffsets
-    version: int
-
-
-@dataclass(frozen=True)
 class TaskRow:
     """One row of the ``tasks`` table.
 
@@ -129,8 +122,8 @@ class TaskRow:
     datasource: str
     type: str
     payload: dict[str, Any]
-    status: str = "RUNNING"
-    runner_status: str = "PENDING"
+    status: str = TaskState.RUNNING.value
+    runner_status: str = RunnerState.PENDING.value
     group_id: int | None = None
     supervisor_id: str | None = None
     worker: str | None = None
@@ -741,4 +734,4 @@ class MetadataStore:
 
     def active_tasks(self) -> list[TaskRow]:
         """Tasks whose status is RUNNING, newest first."""
-        return self.list_tasks(status="RUNNING")
+        return self.list_tasks(status=TaskState.RUNNING.value)

@@ -71,9 +71,6 @@ class KafkaStreamAdmin:
     def earliest_offsets(self, partitions: list[int]) -> PartitionOffsets:
         return PartitionOffsets({p: lw for p, (lw, _) in self._watermarks(partitions).items()})
 
-    def offset_ranges(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
-        return self._watermarks(partitions)
-
     def scan_for_records(
         self, offsets: PartitionOffsets, timeout_s: float = 5.0
     ) -> tuple[set[int], PartitionOffsets]:
@@ -114,15 +111,3 @@ class KafkaStreamAdmin:
                     self._consumer.close()
                 finally:
                     self._consumer = None
-
-
-def wait_for_partitions(admin: KafkaStreamAdmin, deadline_s: float) -> list[int]:
-    """Partitions of the topic, retrying transient errors until the deadline."""
-    end = time.monotonic() + deadline_s
-    while True:
-        try:
-            return admin.partitions()
-        except StreamError:
-            if time.monotonic() >= end:
-                raise
-            time.sleep(0.5)

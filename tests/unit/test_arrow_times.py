@@ -9,7 +9,7 @@ import pytest
 
 from middlemanager.ingest import timestamps
 from middlemanager.ingest.timestamps import TimestampError, arrow_times, make_timestamp_parser
-from supervisor.granularity import ETERNITY_END_MS, ETERNITY_START_MS
+from supervisor.chronology import MAX_INSTANT_MS, MIN_INSTANT_MS
 
 _DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _ZONES = ("Z", "+00:00", "-00:00", "+05:30", "-11:45", "+23:59", "-23:59", "")
@@ -235,7 +235,7 @@ _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 def _integers() -> list[int | None]:
     rng = random.Random(11)
     edges: list[int] = [0, 1, -1, 999, -999, 1000, -1000, 1001, -1001, 999_999, -999_999, 1_000_001]
-    for bound in (ETERNITY_START_MS, ETERNITY_END_MS, _LONG_MIN, _LONG_MAX):
+    for bound in (MIN_INSTANT_MS, MAX_INSTANT_MS, _LONG_MIN, _LONG_MAX):
         for scale in (1, 1000, 1_000_000):
             for delta in (-2, -1, 0, 1, 2):
                 edges.append(bound // scale + delta)

@@ -573,14 +573,14 @@ def test_rollup_across_persists_and_merge_slices(tmp_path: Path, monkeypatch: py
     _, expected = ingest(make_spec(["page", "user"], METRICS, query="MINUTE"), tmp_path, events, name="a")
     monkeypatch.setattr(segments_module, "MERGE_SLICE_ROWS", 50)
     slices: list[int] = []
-    real_time_slices = segments_module._time_slices
+    real_time_slices = segments_module.time_slices
 
     def counting_time_slices(tables: Sequence[pa.Table], target_rows: int) -> Iterable[list[pa.Table]]:
         for pieces in real_time_slices(tables, target_rows):
             slices.append(sum(p.num_rows for p in pieces))
             yield pieces
 
-    monkeypatch.setattr(segments_module, "_time_slices", counting_time_slices)
+    monkeypatch.setattr(segments_module, "time_slices", counting_time_slices)
     pipeline, files = ingest(
         make_spec(["page", "user"], METRICS, query="MINUTE", maxRowsInMemory=300), tmp_path, events, name="b"
     )

@@ -35,8 +35,9 @@ from overlord.metadata import (
     make_engine,
     migrate,
 )
-from overlord.metadata.druid import MAX_INSTANT_MS, MIN_INSTANT_MS, format_instant, segment_id
+from overlord.metadata.druid import segment_id
 from overlord.metadata.tables import metadata as model_metadata
+from supervisor.chronology import MAX_INSTANT_MS, MIN_INSTANT_MS, format_instant
 from supervisor.errors import InvalidInput
 
 DS = "wiki"

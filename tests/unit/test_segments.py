@@ -1,4 +1,5 @@
-"""``middlemanager.ingest.segments``: the cheap sort and merge paths give exactly the full sort's rows.
+"""The ingest engine's ``rollup``, ``runs``, ``merge`` and ``segments`` modules: the cheap sort
+and merge paths give exactly the full sort's rows.
 
 The reference everywhere is the plain algorithm: concatenate, stable sort by every key
 (``sort_table``), then with rollup merge equal neighbours (``merge_sorted_duplicates``).
@@ -20,17 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from middlemanager.ingest import merge as merge_module
+from middlemanager.ingest import rollup as rollup_module
+from middlemanager.ingest import runs as runs_module
 from middlemanager.ingest import segments
+from middlemanager.ingest.rollup import finalize_run, merge_sorted_duplicates, sort_keys_of, sort_table
+from middlemanager.ingest.runs import RunPart, write_run_part
 from middlemanager.ingest.schema import TIME, ColumnPlan
-from middlemanager.ingest.segments import (
-    RunPart,
-    finalize_run,
-    merge_sorted_duplicates,
-    sort_keys_of,
-    sort_table,
-    write_run_part,
-    write_segment,
-)
+from middlemanager.ingest.segments import write_segment
 from supervisor.spec import parse_supervisor_spec
 
 MULTI = "\x00m" + json.dumps(["p", "q"])  # a stored multi-value row
@@ -153,12 +151,12 @@ def test_merging_pieces_equals_the_full_sort(layout: str, rollup: bool) -> None:
     for seed in range(12):
         rng = random.Random(f"{layout}-{rollup}-{seed}")
         pieces = pieces_for(layout, rng, rollup)
-        merged = segments._merge_pieces(pieces, PLAN, keys, rollup)
+        merged = merge_module.merge_pieces(pieces, PLAN, keys, rollup)
         assert exact(merged) == exact(reference(pieces, rollup)), (layout, seed)
 
 
 def test_overlaps() -> None:
-    overlaps = segments._overlaps
+    overlaps = merge_module._overlaps
     assert overlaps([(0, 10), (20, 30)]) == []
     assert overlaps([(20, 30), (0, 10), (10, 20)]) == [(10, 10), (20, 20)]
     assert overlaps([(0, 100), (5, 7), (6, 9), (50, 200), (300, 300), (300, 301)]) == [
@@ -175,7 +173,7 @@ def test_disjoint_pieces_are_concatenated_without_copying() -> None:
         as_run(random_table(rng, 300, lambda i=i: rng.randrange(100 * i, 100 * i + 99)), False)
         for i in (2, 0, 1)
     ]
-    merged = segments._merge_pieces(pieces, PLAN, sort_keys_of(PLAN, False), False)
+    merged = merge_module.merge_pieces(pieces, PLAN, sort_keys_of(PLAN, False), False)
     assert exact(merged) == exact(reference(pieces, False))
     buffers = {b.address for p in pieces for chunk in p.column("d0").chunks for b in chunk.buffers() if b}
     assert all(b.address in buffers for chunk in merged.column("d0").chunks for b in chunk.buffers() if b)
@@ -199,7 +197,7 @@ def test_rollup_sums_keep_the_order_of_the_full_sort() -> None:
             schema=INTERNAL,
         )
         pieces.append(as_run(table, True))
-    merged = segments._merge_pieces(pieces, PLAN, sort_keys_of(PLAN, True), True)
+    merged = merge_module.merge_pieces(pieces, PLAN, sort_keys_of(PLAN, True), True)
     assert exact(merged) == exact(reference(pieces, True))
 
 
@@ -257,15 +255,15 @@ def test_gather_equals_take() -> None:
     rng = random.Random(4)
     table = chunked(random_table(rng, 1000, lambda: rng.randrange(10)), rng)
     identity = pa.array(range(1000), pa.uint64())
-    assert segments._gather(table, identity) is table
+    assert rollup_module.gather(table, identity) is table
     few_runs = pa.array([*range(600, 1000), *range(0, 300), *range(300, 600)], pa.int64())
     scattered = pa.array(rng.sample(range(1000), 1000), pa.int64())
     for indices in (few_runs, scattered, pa.array([7], pa.int64()), pa.array([], pa.int64())):
-        assert exact(segments._gather(table, indices)) == exact(table.take(indices))
+        assert exact(rollup_module.gather(table, indices)) == exact(table.take(indices))
 
 
 def test_has_nul_never_misses_an_encoded_value() -> None:
-    has_nul = segments._has_nul
+    has_nul = runs_module.has_nul
     assert not has_nul(pa.array(["a", "bc", None, ""]))
     assert not has_nul(pa.array([None, None], pa.string()))
     assert not has_nul(pa.array([], pa.string()))
@@ -338,7 +336,7 @@ def test_write_segment_from_spills_equals_the_full_sort(
     make_runs: Callable[[random.Random, bool, int, int], list[pa.Table]],
     rollup: bool,
 ) -> None:
-    monkeypatch.setattr(segments, "SPILL_BATCH_ROWS", 97)  # many batches, cut anywhere
+    monkeypatch.setattr(runs_module, "SPILL_BATCH_ROWS", 97)  # many batches, cut anywhere
     rng = random.Random(f"{make_runs.__name__}-{rollup}")
     runs = make_runs(rng, rollup, 8, 700)
     expected = exact(reference(runs, rollup))
@@ -360,7 +358,7 @@ def test_write_segment_from_spills_equals_the_full_sort(
 def test_write_segment_holds_about_one_slice_not_every_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(segments, "SPILL_BATCH_ROWS", 500)
+    monkeypatch.setattr(runs_module, "SPILL_BATCH_ROWS", 500)
     monkeypatch.setattr(segments, "ROW_GROUP_ROWS", 2000)  # rows wait for a full row group
     rng = random.Random(7)
     for name, make_runs in (("in-order", runs_in_time_order), ("overlapping", runs_overlapping)):
@@ -386,7 +384,7 @@ def test_write_segment_holds_about_one_slice_not_every_run(
 
 def test_slices_read_only_their_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run in time order is read once: each batch in about one slice, none at the start."""
-    monkeypatch.setattr(segments, "SPILL_BATCH_ROWS", 100)
+    monkeypatch.setattr(runs_module, "SPILL_BATCH_ROWS", 100)
     rng = random.Random(5)
     runs = runs_in_time_order(rng, False, 10, 1000)
     parts = spill(runs, tmp_path / "spill")
@@ -412,7 +410,7 @@ def test_multi_value_columns_are_recorded_in_spill_files(tmp_path: Path) -> None
         random_table(rng, 500, lambda: rng.randrange(0, 3000), strings=["a", MULTI, ESCAPED]), False
     )
     parts = spill([plain, with_multi], tmp_path / "spill")
-    assert [segments._FileRun(p.path, p.num_rows).multi_value_columns() for p in parts if p.path] == [
+    assert [runs_module._FileRun(p.path, p.num_rows).multi_value_columns() for p in parts if p.path] == [
         set(),
         {"d1"},
     ]
@@ -420,7 +418,7 @@ def test_multi_value_columns_are_recorded_in_spill_files(tmp_path: Path) -> None
     bare = tmp_path / "bare.arrow"
     with pa.OSFile(str(bare), "wb") as sink, pa.ipc.new_file(sink, with_multi.schema) as writer:
         writer.write_table(with_multi, max_chunksize=64)
-    assert segments._FileRun(bare, with_multi.num_rows).multi_value_columns() == {"d1"}
+    assert runs_module._FileRun(bare, with_multi.num_rows).multi_value_columns() == {"d1"}
 
     files = write(parts, tmp_path / "out", False, slice_rows=200)
     table = pq.read_table(files[0].path)
@@ -489,12 +487,12 @@ def test_empty_parts_write_nothing(tmp_path: Path) -> None:
 
 
 def test_time_slices_are_aligned_and_ordered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(segments, "SPILL_BATCH_ROWS", 64)
+    monkeypatch.setattr(runs_module, "SPILL_BATCH_ROWS", 64)
     rng = random.Random(11)
     runs = runs_overlapping(rng, False, 6, 500)
     parts = spill(runs[:3], tmp_path / "spill")
-    sources = [segments._as_run(p) for p in [*parts, *runs[3:]]]
-    slices = list(segments._time_slices(sources, 400))
+    sources = [runs_module.as_run(p) for p in [*parts, *runs[3:]]]
+    slices = list(merge_module.time_slices(sources, 400))
     assert len(slices) > 4
     assert sum(p.num_rows for pieces in slices for p in pieces) == sum(r.num_rows for r in runs)
     bounds = [[(p.column(TIME)[0].as_py(), p.column(TIME)[-1].as_py()) for p in pieces] for pieces in slices]

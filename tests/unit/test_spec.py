@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from supervisor.chronology import MAX_INSTANT_MS, MIN_INSTANT_MS
 from supervisor.durations import format_duration, parse_duration
 from supervisor.errors import InvalidSpec
-from supervisor.granularity import ETERNITY_END_MS, ETERNITY_START_MS
 from supervisor.spec import (
     DEFAULT_MAX_BYTES_IN_MEMORY,
     AndFilter,
@@ -1099,7 +1099,7 @@ def test_granularity_names_are_case_insensitive() -> None:
         (Granularity.YEAR, ms(1900, 6, 1), ms(1900, 1, 1), ms(1901, 1, 1)),
         (Granularity.WEEK, ms(1969, 12, 28), ms(1969, 12, 22), ms(1969, 12, 29)),
         (Granularity.QUARTER, ms(1969, 11, 2), ms(1969, 10, 1), 0),
-        (Granularity.ALL, ms(2024, 5, 6), ETERNITY_START_MS, ETERNITY_END_MS),
+        (Granularity.ALL, ms(2024, 5, 6), MIN_INSTANT_MS, MAX_INSTANT_MS),
     ],
 )
 def test_granularity_buckets(granularity: Granularity, at: int, start: int, end: int) -> None:

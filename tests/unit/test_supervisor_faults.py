@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from supervisor.clock import FakeClock
 from supervisor.errors import MetadataStoreUnavailable
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import StoredOffsets, TaskState
 from supervisor.spec import parse_supervisor_spec
 from supervisor.state import BasicState
 from tests.unit.test_supervisor_loop import (
-    FakeClock,
     FakeOffsets,
     FakeStream,
     FakeTasks,
@@ -225,19 +225,21 @@ def test_a_metadata_store_outage_is_one_warning_a_run_and_the_next_run_recovers(
 def test_a_reset_during_a_metadata_store_outage_is_retried_not_lost(
     world: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, _, tasks, offsets = world
+    clock, _, tasks, offsets = world
     base = _spec(False).to_json()
     base["spec"]["ioConfig"]["period"] = "PT0.1S"
     sup = make_supervisor(world, parse_supervisor_spec(base))
 
     async def until(check: Any, timeout_s: float = 5.0) -> None:
+        """Wait for ``check``, one period of the supervisor's clock per poll (real time bounded)."""
         deadline = time.monotonic() + timeout_s
         while not check():
             assert time.monotonic() < deadline, "timed out"
+            clock.advance(0.1)
             await asyncio.sleep(0.01)
 
     async def scenario() -> Any:
-        sup.start()  # the loop; its ticker waits startDelay (5s) before the first run
+        sup.start()  # the loop; its ticker waits startDelay (5s of the clock) before the first run
         try:
             sup.notify()
             await until(lambda: len(tasks.running()) == 1)

@@ -5,7 +5,6 @@ lost, a restarted worker's vanished tasks fail, and a discarded group re-reads f
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,12 @@ import pytest
 
 from overlord.metadata import MetadataStore, make_engine, migrate
 from overlord.task_queue import TaskQueue
+from supervisor.clock import FakeClock
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import StoredOffsets, TaskState
 from supervisor.protocol import Heartbeat
 from supervisor.task_spec import KafkaIndexTaskSpec
 from tests.unit.test_supervisor_loop import (
-    FakeClock,
     FakeOffsets,
     FakeStream,
     FakeTasks,
@@ -67,10 +66,15 @@ def _assigned(answer: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture
-def queue(tmp_path: Path) -> TaskQueue:
+def queue_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def queue(tmp_path: Path, queue_clock: FakeClock) -> TaskQueue:
     url = f"sqlite:///{tmp_path / 'metadata.db'}"
     migrate(url)
-    return TaskQueue(MetadataStore(make_engine(url)), TIMEOUT_S, str(tmp_path / "deep"))
+    return TaskQueue(MetadataStore(make_engine(url)), TIMEOUT_S, str(tmp_path / "deep"), clock=queue_clock)
 
 
 def _status(queue: TaskQueue, task_id: str) -> tuple[str, str | None]:
@@ -117,19 +121,18 @@ def test_a_restarted_worker_fails_the_tasks_it_no_longer_runs(queue: TaskQueue) 
     assert answer["ack"] == ["task-1"] and _status(queue, "task-1")[0] == "SUCCESS"
 
 
-def test_a_silent_worker_is_lost_after_the_timeout(queue: TaskQueue, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_silent_worker_is_lost_after_the_timeout(queue: TaskQueue, queue_clock: FakeClock) -> None:
     _beat(queue, "1")
     _beat(queue, "2")
     asyncio.run(queue.submit(_task(0)))
     first = "1" if _assigned(_beat(queue, "1")) else "2"
     _beat(queue, first, running=["task-0"])
     other = "2" if first == "1" else "1"
-    now = time.monotonic()
-    monkeypatch.setattr(time, "monotonic", lambda: now + TIMEOUT_S / 2)
+    queue_clock.advance(TIMEOUT_S / 2)
     _beat(queue, other)
     asyncio.run(queue.check_workers())
     assert _status(queue, "task-0")[0] == "RUNNING", "not before the timeout"
-    monkeypatch.setattr(time, "monotonic", lambda: now + TIMEOUT_S + 1)
+    queue_clock.advance(TIMEOUT_S / 2 + 1)
     _beat(queue, other)
     asyncio.run(queue.check_workers())
     status, error = _status(queue, "task-0")
@@ -154,7 +157,7 @@ def _publishing_group_dies(fakes: Any, committed: bool) -> tuple[dict[int, int],
     for t in tasks.running():
         t.current = {p: o + 10 for p, o in t.current.items()}
     start = next(dict(t.spec.start_offsets) for t in tasks.running() if t.spec.group_id == 0)
-    clock.now += 61
+    clock.advance(61)
     run(sup.run_once())
     publisher = next(t for t in tasks.publishing() if t.spec.group_id == 0)
     end = dict(publisher.end or {})
