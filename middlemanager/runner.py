@@ -22,6 +22,7 @@ from typing import Any
 
 from middlemanager.ingest import IngestPipeline, SegmentFile
 from supervisor.errors import IndexerError, InvalidInput, TaskFailed
+from supervisor.kafka.config import KafkaAccess
 from supervisor.kafka.producer import DeadLetterProducer
 from supervisor.kafka.supplier import KafkaRecordSupplier
 from supervisor.offsets import PartitionOffsets
@@ -54,18 +55,21 @@ class TaskRunner:
         supplier_factory: Callable[[KafkaIndexTaskSpec], KafkaRecordSupplier] | None = None,
         dead_letter_factory: Callable[[KafkaIndexTaskSpec, str], DeadLetterProducer] | None = None,
         before_publish: Callable[[], None] | None = None,
+        kafka_stores_dir: Path | None = None,
     ) -> None:
         self.task = task
         self.spec: SupervisorSpec = parse_supervisor_spec(task.supervisor_spec)
         self.task_dir = task_dir
         self.deep_storage = deep_storage
         self.overlord_url = overlord_url.rstrip("/")
+        # secrets from this worker's environment; stores converted to PEM files in the task directory
+        access = KafkaAccess(stores_dir=kafka_stores_dir, files_dir=task_dir / "kafka-tls")
         self._supplier_factory = supplier_factory or (
-            lambda t: KafkaRecordSupplier(t.topic, t.consumer_properties, client_id=t.id)
+            lambda t: KafkaRecordSupplier(t.topic, t.consumer_properties, client_id=t.id, access=access)
         )
         self._dead_letter_factory = dead_letter_factory or (
             lambda t, topic: DeadLetterProducer(
-                topic, t.consumer_properties, source_topic=t.topic, task_id=t.id
+                topic, t.consumer_properties, source_topic=t.topic, task_id=t.id, access=access
             )
         )
         self._dead_letters: DeadLetterProducer | None = None

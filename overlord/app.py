@@ -18,6 +18,7 @@ from overlord.metadata.store import MetadataStore
 from overlord.supervisors import SupervisorManager
 from overlord.task_queue import TaskQueue
 from supervisor.errors import MetadataStoreUnavailable
+from supervisor.kafka.config import KafkaAccess
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ def build_app(settings: OverlordSettings) -> web.Application:
             on_change=lambda ds: manager_ref[0].notify(ds) if manager_ref else None,
         )
         await queue.load()
-        manager = SupervisorManager(store, queue, chat)
+        manager = SupervisorManager(
+            store, queue, chat, kafka_access=KafkaAccess.overlord(settings.kafka_stores_dir)
+        )
         manager_ref.append(manager)
         app[api.STORE] = store
         app[api.QUEUE] = queue
