@@ -47,6 +47,11 @@ class MiddleManagerSettings(BaseSettings):
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: LogFormat = Field(default="text", description="text or json (one JSON object per line)")
+    kafka_stores_dir: Path | None = Field(
+        default=None,
+        description="the only directory tasks read the trust and key stores a spec's consumerProperties "
+        "name (ssl.truststore.location, ssl.keystore.location); unset: stores only inline",
+    )
     # presented to the Overlord and required by this worker's tasks' control paths
     cluster_token: SecretStr = Field(
         default=SecretStr(""), description="token presented to the Overlord (its OVERLORD_CLUSTER_TOKEN)"

@@ -246,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     p.add_argument("--warm", action="store_true", help="wait for the task on stdin (a warm peon)")
+    p.add_argument("--kafka-stores-dir", type=Path, help="where the stores consumerProperties name are read")
     args = p.parse_args(argv)
     if args.warm:
         if not _await_task(args):
@@ -256,7 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _use_jemalloc()
     task = KafkaIndexTaskSpec.model_validate(json.loads(args.task_file.read_text()))
     try:
-        runner = TaskRunner(task, args.task_dir, args.overlord, before_publish=_yield_cpu_to_readers)
+        runner = TaskRunner(
+            task,
+            args.task_dir,
+            args.overlord,
+            before_publish=_yield_cpu_to_readers,
+            kafka_stores_dir=args.kafka_stores_dir,
+        )
     except IndexerError as e:
         outcome = Outcome(TaskState.FAILED, str(e), {})
     else:

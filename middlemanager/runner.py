@@ -21,6 +21,7 @@ from middlemanager.ingest import IngestPipeline, SegmentFile
 from supervisor import protocol as wire
 from supervisor.deep_storage import local_path, to_uri
 from supervisor.errors import IndexerError, InvalidInput, TaskFailed
+from supervisor.kafka.config import KafkaAccess
 from supervisor.kafka.producer import DeadLetterProducer
 from supervisor.kafka.supplier import KafkaRecordSupplier
 from supervisor.ports import TaskRunStatus, TaskState
@@ -56,6 +57,7 @@ class TaskRunner:
         supplier_factory: Callable[[KafkaIndexTaskSpec], KafkaRecordSupplier] | None = None,
         dead_letter_factory: Callable[[KafkaIndexTaskSpec, str], DeadLetterProducer] | None = None,
         before_publish: Callable[[], None] | None = None,
+        kafka_stores_dir: Path | None = None,
     ) -> None:
         self.task = task
         self.spec: SupervisorSpec = parse_supervisor_spec(task.supervisor_spec)
@@ -67,12 +69,14 @@ class TaskRunner:
         self._overlord = SyncClient(
             overlord_url, token=os.environ.get(CLUSTER_TOKEN_ENV, ""), timeout_s=PUBLISH_TIMEOUT_S
         )
+        # secrets from this worker's environment; stores converted to PEM files in the task directory
+        access = KafkaAccess(stores_dir=kafka_stores_dir, files_dir=task_dir / "kafka-tls")
         self._supplier_factory = supplier_factory or (
-            lambda t: KafkaRecordSupplier(t.topic, t.consumer_properties, client_id=t.id)
+            lambda t: KafkaRecordSupplier(t.topic, t.consumer_properties, client_id=t.id, access=access)
         )
         self._dead_letter_factory = dead_letter_factory or (
             lambda t, topic: DeadLetterProducer(
-                topic, t.consumer_properties, source_topic=t.topic, task_id=t.id
+                topic, t.consumer_properties, source_topic=t.topic, task_id=t.id, access=access
             )
         )
         self._dead_letters: DeadLetterProducer | None = None

@@ -235,6 +235,11 @@ class MiddleManager:
             self.settings.host,
             "--log-format",
             self.settings.log_format,
+            *(
+                ["--kafka-stores-dir", str(self.settings.kafka_stores_dir.absolute())]
+                if self.settings.kafka_stores_dir is not None
+                else []
+            ),
         ]
 
     def _peon_env(self) -> dict[str, str]:

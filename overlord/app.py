@@ -20,6 +20,7 @@ from overlord.task_queue import TaskQueue
 from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.deep_storage import local_path
 from supervisor.errors import MetadataStoreUnavailable
+from supervisor.kafka.config import KafkaAccess
 from transport.server import MAX_BYTES, error_middleware
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ def build_app(settings: OverlordSettings, clock: Clock = SYSTEM_CLOCK) -> web.Ap
             clock=clock,
         )
         await queue.load()
-        manager = SupervisorManager(store, queue, chat, clock=clock)
+        manager = SupervisorManager(
+            store, queue, chat, kafka_access=KafkaAccess.overlord(settings.kafka_stores_dir), clock=clock
+        )
         manager_ref.append(manager)
         app[api.STORE] = store
         app[api.QUEUE] = queue

@@ -63,6 +63,11 @@ class OverlordSettings(BaseSettings):
     cluster_token: SecretStr = Field(
         default=SecretStr(""), description="token MiddleManagers and tasks present (the same on each)"
     )
+    kafka_stores_dir: Path | None = Field(
+        default=None,
+        description="the only directory the supervisors read the trust and key stores a spec's "
+        "consumerProperties name (ssl.truststore.location, ssl.keystore.location); unset: stores only inline",
+    )
     # TEST ONLY, for the fault-injection suite (tests/e2e/faults.py); see overlord/fault_injection.py
     fault_drop_publish_response_every: int = Field(
         default=0, ge=0, description="TEST ONLY: drop the answer to every N-th committed publish (0: never)"

@@ -11,6 +11,7 @@ from overlord.metadata.store import MetadataStore
 from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.errors import InvalidSpec, NotFound
 from supervisor.kafka.admin import KafkaStreamAdmin
+from supervisor.kafka.config import KafkaAccess, property_path, validate_consumer_properties
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import StoredOffsets, StreamPort, TaskClientPort, TaskQueuePort
 from supervisor.secrets import MASK, restore_masked
@@ -38,8 +39,10 @@ class StoreOffsets:
         await asyncio.to_thread(self._store.reset_partitions, datasource, stream, dict(offsets))
 
 
-def kafka_stream(spec: SupervisorSpec) -> StreamPort:
-    return KafkaStreamAdmin(spec.io_config.topic, spec.io_config.consumer_properties)
+def kafka_stream(spec: SupervisorSpec, access: KafkaAccess | None = None) -> StreamPort:
+    """The supervisor's own consumer: secrets from the Overlord's environment, stores from its
+    ``kafka_stores_dir`` (PEM kept in memory, never written to the Overlord's disk)."""
+    return KafkaStreamAdmin(spec.io_config.topic, spec.io_config.consumer_properties, access=access)
 
 
 class SupervisorManager:
@@ -54,14 +57,16 @@ class SupervisorManager:
         store: MetadataStore,
         tasks: TaskQueuePort,
         chat: TaskClientPort,
-        stream_factory: Callable[[SupervisorSpec], StreamPort] = kafka_stream,
+        stream_factory: Callable[[SupervisorSpec], StreamPort] | None = None,
+        kafka_access: KafkaAccess | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._clock = clock
         self._store = store
         self._tasks = tasks
         self._chat = chat
-        self._stream_factory = stream_factory
+        self._kafka_access = kafka_access or KafkaAccess.overlord(None)
+        self._stream_factory = stream_factory or (lambda spec: kafka_stream(spec, self._kafka_access))
         self._offsets = StoreOffsets(store)
         self._running: dict[str, Supervisor] = {}
         self._lock = asyncio.Lock()
@@ -119,6 +124,7 @@ class SupervisorManager:
         async with self._lock:
             old = self._running.get(spec.id)
             spec = self._restore_secrets(spec, old)
+            await self._check_consumer_properties(spec)
             if old is not None and old.spec.io_config.topic != spec.io_config.topic:
                 raise InvalidSpec(
                     "spec.ioConfig.topic",
@@ -131,6 +137,17 @@ class SupervisorManager:
             await asyncio.to_thread(self._store.insert_supervisor, spec.id, spec.to_json())
             await self._replace(old, spec)
         return spec
+
+    async def _check_consumer_properties(self, spec: SupervisorSpec) -> None:
+        """A 400 now for what librdkafka would refuse later (supervisor/kafka/config.py)."""
+        props = spec.io_config.consumer_properties
+        translation = await asyncio.to_thread(validate_consumer_properties, props, self._kafka_access)
+        if translation.dropped:
+            logger.warning(
+                "supervisor[%s]: consumerProperties without meaning for librdkafka, dropped: %s",
+                spec.id,
+                ", ".join(property_path((k,)) for k in translation.dropped),
+            )
 
     @staticmethod
     def _restore_secrets(spec: SupervisorSpec, old: Supervisor | None) -> SupervisorSpec:

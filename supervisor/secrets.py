@@ -13,7 +13,13 @@ from typing import Any
 
 MASK = "<masked>"
 
-_SECRET_KEY = re.compile(r"(password|passwd|secret|jaas|token|credential|private\.key|apikey|api\.key)", re.I)
+# ssl.keystore.key / ssl.key.pem / ssl.keystore.base64 hold private keys (Kafka's PEM key store, librdkafka's
+# inline key, our inline key store); druid.dynamic.config.provider only names environment variables.
+_SECRET_KEY = re.compile(
+    r"(password|passwd|secret|jaas|token|credential|private\.key|apikey|api\.key|"
+    r"^ssl\.keystore\.key$|^ssl\.key\.pem$|^ssl\.keystore\.base64$)",
+    re.I,
+)
 
 
 def is_secret_key(key: str) -> bool:

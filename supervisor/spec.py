@@ -66,6 +66,7 @@ from supervisor.filters import (
     TrueFilter,
 )
 from supervisor.granularity import Granularity, GranularityError, parse_granularity
+from supervisor.kafka import properties as kafka_properties
 
 __all__ = [
     "DEFAULT_MAX_BYTES_IN_MEMORY",
@@ -518,6 +519,10 @@ class KafkaIOConfig(DruidModel):
             raise spec_problem("must contain 'bootstrap.servers'")
         if not isinstance(servers, str) or not servers.strip():
             raise spec_problem("must be a non-empty string", "bootstrap.servers")
+        try:  # Java client properties: what librdkafka cannot take (supervisor/kafka/properties.py)
+            kafka_properties.check_static(value)
+        except kafka_properties.PropertyProblem as e:
+            raise spec_problem(e.problem, *e.path) from None
         return value
 
     @property

@@ -11,7 +11,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from supervisor.errors import StreamError
-from supervisor.kafka.config import consumer_config
+from supervisor.kafka.config import KafkaAccess, make_config
 from supervisor.kafka.errors import wrap
 from supervisor.offsets import PartitionOffsets
 
@@ -26,16 +26,23 @@ class KafkaStreamAdmin:
     watermark a consumer sees is the last stable offset).
     """
 
-    def __init__(self, topic: str, consumer_properties: Mapping[str, Any], timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        topic: str,
+        consumer_properties: Mapping[str, Any],
+        timeout_s: float = 10.0,
+        access: KafkaAccess | None = None,
+    ) -> None:
         self.topic = topic
         self._props = dict(consumer_properties)
+        self._access = access
         self._timeout_s = timeout_s
         self._consumer: Consumer | None = None
         self._lock = threading.Lock()
 
     def _client(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer(consumer_config(self._props, client_id="supervisor-admin"))
+            self._consumer = Consumer(make_config(self._props, "supervisor-admin", self._access))
         return self._consumer
 
     def partitions(self) -> list[int]:
@@ -78,7 +85,7 @@ class KafkaStreamAdmin:
         ends: dict[int, int] = {}
         if not offsets:
             return with_records, PartitionOffsets()
-        conf = consumer_config(self._props, client_id="supervisor-idle-scan")
+        conf = make_config(self._props, "supervisor-idle-scan", self._access)
         scanner = Consumer(conf)
         try:
             scanner.assign([TopicPartition(self.topic, p, o) for p, o in offsets.items()])

@@ -19,7 +19,9 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from supervisor.errors import StreamError
+from supervisor.kafka.config import KafkaAccess, client_config, property_error
 from supervisor.kafka.errors import wrap
+from supervisor.kafka.properties import PropertyProblem
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +38,15 @@ TRUNCATED_VALUE_BYTES = 64 * 1024
 # Reasons quote the record; keep the header small.
 MAX_REASON_BYTES = 2048
 
-# Connection settings of ``consumerProperties`` that a producer shares; consumer-only and
-# Java-only keys are left out.
+# Connection settings (librdkafka's, once ``consumerProperties`` are translated) that a producer
+# shares with the consumers; consumer-only settings are left out.
 _SHARED_PREFIXES = (
     "bootstrap.servers",
     "security.protocol",
     "sasl.",
     "ssl.",
-    "ssl_",
     "enable.ssl",
+    "https.",
     "client.dns.lookup",
     "client.rack",
     "socket.",
@@ -81,12 +83,15 @@ class Rejected(Protocol):
     def reason(self) -> str: ...
 
 
-def producer_config(consumer_properties: Mapping[str, Any], client_id: str) -> dict[str, Any]:
+def producer_config(
+    consumer_properties: Mapping[str, Any], client_id: str, access: KafkaAccess | None = None
+) -> dict[str, Any]:
     """A librdkafka producer config reaching the same cluster as ``consumerProperties``."""
-    conf: dict[str, Any] = {}
-    for key, value in consumer_properties.items():
-        if key.startswith(_SHARED_PREFIXES):
-            conf[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+    try:
+        connection = client_config(consumer_properties, access).conf
+    except PropertyProblem as e:
+        raise property_error(e) from None
+    conf = {k: v for k, v in connection.items() if k.startswith(_SHARED_PREFIXES)}
     conf["client.id"] = client_id
     conf["enable.idempotence"] = True  # no duplicates from the producer's own retries
     conf["acks"] = "all"
@@ -129,6 +134,7 @@ class DeadLetterProducer:
         source_topic: str,
         task_id: str,
         producer: Any = None,
+        access: KafkaAccess | None = None,
     ) -> None:
         self.topic = topic
         self.source_topic = source_topic
@@ -136,7 +142,7 @@ class DeadLetterProducer:
         self._producer: Any = (
             producer
             if producer is not None
-            else Producer(producer_config(consumer_properties, client_id=f"{task_id}-dlq"))
+            else Producer(producer_config(consumer_properties, f"{task_id}-dlq", access))
         )
         self._lock = threading.Lock()
         self._failed: list[tuple[Rejected, KafkaError, bool]] = []

@@ -11,7 +11,7 @@ from typing import Any
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
 
 from supervisor.errors import OffsetOutOfRange
-from supervisor.kafka.config import consumer_config
+from supervisor.kafka.config import KafkaAccess, make_config
 from supervisor.kafka.errors import OUT_OF_RANGE, is_transient, wrap
 from supervisor.records import RecordBatch
 
@@ -72,9 +72,15 @@ class KafkaRecordSupplier:
     """A consumer assigned to explicit partitions and offsets; never joins a group,
     never commits, reads committed transactional data only."""
 
-    def __init__(self, topic: str, consumer_properties: Mapping[str, Any], client_id: str) -> None:
+    def __init__(
+        self,
+        topic: str,
+        consumer_properties: Mapping[str, Any],
+        client_id: str,
+        access: KafkaAccess | None = None,
+    ) -> None:
         self.topic = topic
-        conf = consumer_config(consumer_properties, client_id=client_id)
+        conf = make_config(consumer_properties, client_id, access)
         for key, value in CONSUMER_DEFAULTS.items():
             conf.setdefault(key, value)
         self._consumer = Consumer(conf)

@@ -200,7 +200,7 @@ def test_producer_config_keeps_connection_settings_only() -> None:
             "security.protocol": "SASL_SSL",
             "sasl.mechanism": "PLAIN",
             "sasl.username": "u",
-            "ssl.ca.location": "/ca.pem",
+            "ssl.ca.pem": "-----BEGIN CERTIFICATE-----",
             "group.id": "g",
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
@@ -210,7 +210,8 @@ def test_producer_config_keeps_connection_settings_only() -> None:
     )
     assert conf["bootstrap.servers"] == "k:9092"
     assert conf["sasl.username"] == "u"
-    assert conf["ssl.ca.location"] == "/ca.pem"
+    assert conf["sasl.mechanisms"] == "PLAIN"  # the Java name, translated
+    assert conf["ssl.ca.pem"] == "-----BEGIN CERTIFICATE-----"
     assert conf["enable.idempotence"] is True
     assert conf["client.id"] == "t-dlq"
     for consumer_only in ("group.id", "auto.offset.reset", "isolation.level", "max.poll.records"):
