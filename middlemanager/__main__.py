@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from middlemanager.config import MiddleManagerSettings
 from supervisor import cli
 from supervisor.logs import configure
+from transport.client import probe_health
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"middlemanager: invalid configuration:\n{e}", file=sys.stderr)
         return 2
     if command == "healthcheck":
-        return cli.probe_health(settings.host, settings.port)
+        return probe_health(settings.host, settings.port)
     configure(settings.log_level, settings.log_format, "middlemanager")
     for name in cli.unknown_environment(MiddleManagerSettings):
         logger.warning("environment variable %s is not a setting of the MiddleManager; ignored", name)

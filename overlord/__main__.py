@@ -22,6 +22,7 @@ from aiohttp import web
 from overlord.config import OverlordSettings
 from supervisor import cli
 from supervisor.logs import configure
+from transport.client import probe_health
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"overlord: invalid configuration:\n{e}", file=sys.stderr)
         return 2
     if command == "healthcheck":
-        return cli.probe_health(settings.host, settings.port)
+        return probe_health(settings.host, settings.port)
     configure(settings.log_level, settings.log_format, "overlord")
     for name in cli.unknown_environment(OverlordSettings):
         logger.warning("environment variable %s is not a setting of the Overlord; ignored", name)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -169,17 +167,3 @@ def describe(cls: type[BaseSettings], error: ValidationError, origin: Mapping[st
         shown = "***" if _is_secret(field) else repr(item.get("input"))
         lines.append(f"  {env_name(cls, field)} / {flag_name(field)} = {shown} (from {where}): {msg}")
     return "\n".join(lines)
-
-
-def probe_health(host: str, port: int, timeout_s: float = 3.0) -> int:
-    """0 when ``/status/health`` on ``host:port`` answers 200, else 1 (for a Docker HEALTHCHECK)."""
-    if host in ("", "0.0.0.0", "::", "[::]"):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    url = f"http://{host}:{port}/status/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            return 0 if resp.status == 200 else 1
-    except (OSError, urllib.error.URLError):
-        return 1

@@ -89,13 +89,14 @@ def _retry_policy(retries: int) -> dict[str, Any]:
 
 
 class Answer:
-    """A response: its status and decoded body (JSON or text)."""
+    """A response: its status, decoded body (JSON or text; None when empty) and headers."""
 
-    __slots__ = ("body", "status")
+    __slots__ = ("body", "headers", "status")
 
-    def __init__(self, status: int, body: Any) -> None:
+    def __init__(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
         self.status = status
         self.body = body
+        self.headers: Mapping[str, str] = headers or {}
 
     def __repr__(self) -> str:
         return f"Answer({self.status}, {self.body!r})"
@@ -157,9 +158,11 @@ class SyncClient(_Client):
         req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout_s or self.timeout_s) as resp:
-                return Answer(resp.status, decode(resp.read(), resp.headers.get_content_type()))
+                body = decode(resp.read(), resp.headers.get_content_type())
+                return Answer(resp.status, body, dict(resp.headers.items()))
         except urllib.error.HTTPError as e:
-            return Answer(e.code, decode(e.read(), e.headers.get_content_type() if e.headers else ""))
+            kind = e.headers.get_content_type() if e.headers else ""
+            return Answer(e.code, decode(e.read(), kind), dict(e.headers.items()) if e.headers else {})
         except (OSError, urllib.error.URLError) as e:
             raise Unavailable(f"{method} {url}: {type(e).__name__}: {e}") from e
 
@@ -213,7 +216,7 @@ class AsyncClient(_Client):
         headers = {"Content-Type": JSON_TYPE} if data is not None else None
         try:
             async with self._http().request(method, url, data=data, headers=headers, timeout=timeout) as resp:
-                return Answer(resp.status, decode(await resp.read(), resp.content_type))
+                return Answer(resp.status, decode(await resp.read(), resp.content_type), dict(resp.headers))
         except (aiohttp.ClientError, TimeoutError) as e:
             raise Unavailable(f"{method} {url}: {type(e).__name__}: {e}") from e
 
@@ -227,3 +230,16 @@ class AsyncClient(_Client):
 
     async def fetch(self, answer: type[M], method: str, path: str, body: Any = None, **kw: Any) -> M:
         return _parse(answer, await self.call(method, path, body, **kw), f"{method} {path}")
+
+
+def probe_health(host: str, port: int, timeout_s: float = 3.0) -> int:
+    """0 when ``/status/health`` on ``host:port`` answers 200, else 1 (a Docker HEALTHCHECK)."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    try:
+        got = SyncClient(f"http://{host}:{port}", timeout_s=timeout_s).send("GET", "/status/health")
+    except Unavailable:
+        return 1
+    return 0 if got.status == 200 else 1

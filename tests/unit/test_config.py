@@ -17,6 +17,7 @@ from middlemanager.config import MiddleManagerSettings
 from overlord import __main__ as overlord_main
 from overlord.config import OverlordSettings
 from supervisor import cli
+from transport.client import probe_health
 
 
 @pytest.fixture(autouse=True)
@@ -215,11 +216,11 @@ def health_server() -> Iterator[int]:
 
 
 def test_healthcheck_command(health_server: int) -> None:
-    assert cli.probe_health("0.0.0.0", health_server) == 0
+    assert probe_health("0.0.0.0", health_server) == 0
     assert overlord_main.main(["healthcheck", "--port", str(health_server)]) == 0
     assert mm_main.main(["healthcheck", "--port", str(health_server), "--host", "0.0.0.0"]) == 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = int(s.getsockname()[1])
-    assert cli.probe_health("127.0.0.1", closed, timeout_s=1) == 1
+    assert probe_health("127.0.0.1", closed, timeout_s=1) == 1
     assert overlord_main.main(["healthcheck", "--port", str(closed)]) == 1
