@@ -313,6 +313,8 @@ def _like_regex(pattern: str, escape: str | None) -> re.Pattern[str]:
 
 
 def _concat(*items: Any) -> Any:
+    if not items:
+        return None
     out: list[str] = []
     for item in items:
         text = to_string(item)
@@ -678,6 +680,8 @@ def _reduce(pick_max: bool) -> Callable[..., Any]:
             return max(texts) if pick_max else min(texts)  # type: ignore[type-var]
         if "DOUBLE" in kinds:
             numbers = [float(item) for item in present]
+            if any(math.isnan(number) for number in numbers):
+                return math.nan
             return max(numbers) if pick_max else min(numbers)
         return max(present) if pick_max else min(present)
 
