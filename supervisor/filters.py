@@ -45,6 +45,7 @@ from supervisor.expressions.values import EvalError, as_bool
 
 __all__ = [
     "FILTER_TYPES",
+    "cell_string",
     "AndFilter",
     "BoundFilter",
     "ColumnComparisonFilter",
@@ -93,6 +94,9 @@ def _as_string(value: Any) -> str | None:
     if isinstance(value, float):
         return expr_values.java_double_str(value)
     return java_string(value)
+
+
+cell_string = _as_string
 
 
 def _as_number(text: str | None) -> float | None:

@@ -31,7 +31,7 @@ from supervisor.expressions.ast import ArrayLiteral, Binary, Call, Expr, Identif
 from supervisor.expressions.evaluate import compile_row, normalize_input
 from supervisor.expressions.values import EvalError
 
-__all__ = ["NotColumnar", "evaluate", "evaluate_columnar", "result_array"]
+__all__ = ["Columns", "NotColumnar", "evaluate", "evaluate_columnar", "result_array", "row_values", "truth"]
 
 _LONG_MIN = -(2**63)
 _LONG_MAX = 2**63 - 1
@@ -191,7 +191,7 @@ def _lower(array: pa.Array) -> pa.Array:
 
 
 class _Evaluator:
-    def __init__(self, columns: Mapping[str, pa.Array | pa.ChunkedArray], n: int) -> None:
+    def __init__(self, columns: Mapping[str, pa.Array | pa.ChunkedArray | None], n: int) -> None:
         self.columns = columns
         self.n = n
         self._inputs: dict[str, _Col] = {}
@@ -202,6 +202,8 @@ class _Evaluator:
         if isinstance(expr, ArrayLiteral):
             raise NotColumnar("array literal")
         if isinstance(expr, Identifier):
+            if expr.name in self.columns and self.columns[expr.name] is None:
+                raise NotColumnar(f"column {expr.name} holds values of several types")
             col = self._inputs.get(expr.name)
             if col is None:
                 col = self._inputs[expr.name] = _input(self.columns.get(expr.name), self.n)
@@ -825,8 +827,21 @@ _NATIVE: dict[str, Native] = {
 # ------------------------------------------------------------------ entry points
 
 
-def evaluate_columnar(expr: Expr, columns: Mapping[str, pa.Array | pa.ChunkedArray], n: int) -> pa.Array:
-    """``expr`` over a batch of ``n`` rows, on columns only; raises :class:`NotColumnar`."""
+Columns = Mapping[str, "pa.Array | pa.ChunkedArray | None"]
+
+
+def truth(array: pa.Array) -> pa.Array:
+    """An expression result as booleans (``asBoolean``), null where the result is null."""
+    return _as_bool(_input(array, len(array)))
+
+
+def evaluate_columnar(expr: Expr, columns: Columns, n: int) -> pa.Array:
+    """``expr`` over a batch of ``n`` rows, on columns only; raises :class:`NotColumnar`.
+
+    A column given as ``None`` exists but has no single Arrow type (mixed values, lists,
+    objects): an expression that reads it raises :class:`NotColumnar`. A column not given
+    at all is null in every row.
+    """
     try:
         col = _Evaluator(columns, n).eval(expr)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
@@ -845,7 +860,7 @@ def result_array(results: list[Any]) -> pa.Array | None:
 
 def evaluate(
     expr: Expr,
-    columns: Mapping[str, pa.Array | pa.ChunkedArray],
+    columns: Columns,
     n: int,
     rows: Callable[[], Sequence[Mapping[str, Any]]],
 ) -> tuple[pa.Array | None, list[Any] | None, dict[int, str]]:
