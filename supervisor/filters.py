@@ -45,7 +45,6 @@ from supervisor.expressions.values import EvalError, as_bool
 
 __all__ = [
     "FILTER_TYPES",
-    "cell_string",
     "AndFilter",
     "BoundFilter",
     "ColumnComparisonFilter",
@@ -65,6 +64,7 @@ __all__ = [
     "SearchFilter",
     "SelectorFilter",
     "TrueFilter",
+    "cell_string",
 ]
 
 
@@ -332,7 +332,7 @@ class CascadeExtractionFn(_ExtractionFn):
         return value
 
 
-def _refused_code(kind: str) -> Callable[[Any], Any]:
+def _refused_code(kind: str) -> Callable[[Any, Any], Any]:
     def refuse(cls: Any, data: Any) -> Any:
         raise spec_problem(
             f"JavaScript {kind} run code sent in the spec and are refused (use an expression instead)", "type"
@@ -616,7 +616,9 @@ def _value_type(data: dict[str, Any]) -> str | None:
         return None  # missing or wrong type: reported by field validation
     kind = kind.strip().upper()
     if kind not in _VALUE_TYPES:
-        raise spec_problem(f"match value type '{data['matchValueType']}' is not supported yet", "matchValueType")
+        raise spec_problem(
+            f"match value type '{data['matchValueType']}' is not supported yet", "matchValueType"
+        )
     data["matchValueType"] = kind
     return kind
 
@@ -762,9 +764,13 @@ def _interval_bounds(text: str) -> tuple[int, int]:
 
     start, end = instant(start_text), instant(end_text)
     if start is None and end is not None:
-        start = expr_values.shift_time(end, expr_values.parse_period(start_text), -1, expr_values.parse_zone("UTC"))
+        start = expr_values.shift_time(
+            end, expr_values.parse_period(start_text), -1, expr_values.parse_zone("UTC")
+        )
     elif end is None and start is not None:
-        end = expr_values.shift_time(start, expr_values.parse_period(end_text), 1, expr_values.parse_zone("UTC"))
+        end = expr_values.shift_time(
+            start, expr_values.parse_period(end_text), 1, expr_values.parse_zone("UTC")
+        )
     if start is None or end is None:
         raise ValueError(f"'{text}' is not an ISO-8601 interval (start/end)")
     if end < start:

@@ -115,12 +115,12 @@ def _map_unique(array: pa.Array, fn: Callable[[Any], Any]) -> _Col:
 
 
 def _result_kind(results: Sequence[Any]) -> str:
-    kinds = {v.value_type(result) for result in results if result is not None}
+    kinds = {str(v.value_type(result)) for result in results if result is not None}
     if not kinds:
         return "NULL"
     if len(kinds) > 1 or kinds & {"ARRAY", "COMPLEX"}:
         raise NotColumnar("results of several types")
-    return kinds.pop()  # type: ignore[no-any-return]
+    return kinds.pop()
 
 
 # ------------------------------------------------------------------ conversions
@@ -489,7 +489,9 @@ def _substring(ev: _Evaluator, call: Call) -> _Col | None:
     if start < 0:
         raise NotColumnar("negative substring index")
     stop = None if count < 0 else start + count
-    sliced = pc.utf8_slice_codeunits(col.data, start=start, stop=stop) if stop is None or stop > start else None
+    sliced = (
+        pc.utf8_slice_codeunits(col.data, start=start, stop=stop) if stop is None or stop > start else None
+    )
     length = pc.utf8_length(col.data)
     past_end = pc.greater_equal(length, start)  # null where the input is null
     empty = pa.array([""] * ev.n, type=pa.string())
@@ -561,8 +563,10 @@ def _timestamp_floor(ceil: bool) -> Native:
         if origin_arg is not None:
             if not isinstance(origin_arg, Literal):
                 return None
-            origin = origin_arg.value if isinstance(origin_arg.value, int) else (
-                None if origin_arg.value is None else v.parse_iso(str(origin_arg.value))
+            origin = (
+                origin_arg.value
+                if isinstance(origin_arg.value, int)
+                else (None if origin_arg.value is None else v.parse_iso(str(origin_arg.value)))
             )
         col = _to_long(ev.eval(call.args[0]))
         if col.kind == "NULL":

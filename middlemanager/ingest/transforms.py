@@ -87,7 +87,7 @@ def filter_mask(node: DimFilter, columns: Columns, n: int, rows: Rows) -> pa.Arr
     if isinstance(node, NotFilter):
         return pc.invert(filter_mask(node.field, columns, n, rows))
     if isinstance(node, ExpressionFilter):
-        array, values, errors = evaluate(node.parsed, columns, n, rows)
+        array, _, _ = evaluate(node.parsed, columns, n, rows)
         if array is not None:
             return truth(array)
         return pa.array([node.evaluate(row) for row in rows()], type=pa.bool_())
@@ -133,7 +133,9 @@ class TransformStage:
         for transform in self.transforms:
             inputs |= transform.inputs
         self.transform_inputs = frozenset(inputs)
-        self.filter_inputs = frozenset(filter_columns(self.filter)) if self.filter is not None else frozenset()
+        self.filter_inputs = (
+            frozenset(filter_columns(self.filter)) if self.filter is not None else frozenset()
+        )
         self.outputs = frozenset(t.name for t in self.transforms)
 
     @property
@@ -154,7 +156,7 @@ class TransformStage:
             array, values, failed = evaluate(transform.parsed, columns, n, rows)
             for index, message in failed.items():
                 errors.setdefault(index, f"Could not transform value for {transform.name} reason: {message}")
-            outputs[transform.name] = array if array is not None else values  # type: ignore[assignment]
+            outputs[transform.name] = array if array is not None else (values or [])
         times: list[int | None] | None = None
         if self.replaces_time:
             times = _times(outputs[TIME_COLUMN])
@@ -166,7 +168,9 @@ class TransformStage:
             transformed: dict[str, Any] = dict(columns)
             for name, output in outputs.items():
                 transformed[name] = output if isinstance(output, pa.Array) else column_of(output)
-            keep = pc.fill_null(filter_mask(self.filter, transformed, n, _transformed_rows(rows, outputs)), False)
+            keep = pc.fill_null(
+                filter_mask(self.filter, transformed, n, _transformed_rows(rows, outputs)), False
+            )
         if errors:
             failed_mask = pa.array([index in errors for index in range(n)], type=pa.bool_())
             keep = pc.and_(keep, pc.invert(failed_mask))
@@ -197,11 +201,13 @@ def _transformed_rows(rows: Rows, outputs: Mapping[str, pa.Array | list[Any]]) -
     def build() -> Sequence[Mapping[str, Any]]:
         base = rows()
         lists = {name: out.to_pylist() if isinstance(out, pa.Array) else out for name, out in outputs.items()}
-        return [{**row, **{name: values[index] for name, values in lists.items()}} for index, row in enumerate(base)]
+        return [
+            {**row, **{name: values[index] for name, values in lists.items()}}
+            for index, row in enumerate(base)
+        ]
 
     return build
 
 
 def result_values(output: pa.Array | list[Any]) -> list[Any]:
     return output.to_pylist() if isinstance(output, pa.Array) else output
-

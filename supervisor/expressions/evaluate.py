@@ -413,7 +413,7 @@ def replace_text(value: Any, pattern: Any, replacement: Any) -> Any:
 
 
 def substring(value: Any, index: Any, length: Any) -> Any:
-    """``substring(expr, index, length)``: like ``SubstringDimExtractionFn`` (0-based; past the end is null)."""
+    """``substring(expr, index, length)``: as ``SubstringDimExtractionFn`` (0-based; past the end: null)."""
     text = to_string(value)
     start = to_long(index)
     count = to_long(length)
@@ -647,7 +647,8 @@ def _round(value: Any, scale: Any = 0) -> Any:
         return None
     if value_type(value) not in ("LONG", "DOUBLE"):
         raise EvalError(
-            f"The first argument to the function[round] should be integer or double type but got the type: {value_type(value)}"
+            "The first argument to the function[round] should be integer or double type "
+            f"but got the type: {value_type(value)}"
         )
     if scale is None or value_type(scale) != "LONG":
         raise EvalError("The second argument to the function[round] should be integer type")
@@ -666,7 +667,8 @@ def _safe_divide(a: Any, b: Any) -> Any:
 
 
 def _reduce(pick_max: bool) -> Callable[..., Any]:
-    """greatest/least (docs: "Reduction functions"): nulls ignored; strings win over numbers, doubles over longs."""
+    """greatest/least (docs: "Reduction functions"): nulls ignored; strings win over numbers,
+    doubles over longs; a NaN wins (``Math.max``)."""
 
     def run(*items: Any) -> Any:
         present = [item for item in items if item is not None]

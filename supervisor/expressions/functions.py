@@ -25,7 +25,7 @@ class Signature:
     min_args: int
     max_args: int
     # argument index -> validator of its literal value (raises ValueError); the argument must be a literal
-    literals: tuple[tuple[int, Callable[[object], None]], ...] = ()
+    literals: tuple[tuple[int, Callable[[object], object]], ...] = ()
 
 
 def _string(value: object) -> str:
@@ -93,7 +93,7 @@ def _json_type(value: object) -> None:
         raise ValueError(f"type must be one of {', '.join(sorted(CAST_TYPES))}")
 
 
-def _sig(low: int, high: int | None = None, **literals: Callable[[object], None]) -> Signature:
+def _sig(low: int, high: int | None = None, **literals: Callable[[object], object]) -> Signature:
     indexed = tuple((int(key[1:]), check) for key, check in literals.items())
     return Signature(low, low if high is None else high, indexed)
 

@@ -567,10 +567,9 @@ def floor_time(ms: int, period: Period, origin: int | None, zone: tzinfo) -> int
     origin (default: the epoch in the time zone).
     """
     fixed = period.fixed_ms
-    if zone is UTC or (fixed is not None and is_utc(zone)):
-        if fixed is not None:
-            base = origin or 0
-            return ms - (ms - base) % fixed
+    if fixed is not None and (zone is UTC or is_utc(zone)):
+        base = origin or 0
+        return ms - (ms - base) % fixed
     fields = period.fields()
     if len(fields) != 1:
         if fixed is not None:
@@ -870,7 +869,7 @@ def _joda_parser(pattern: str) -> tuple[re.Pattern[str], tuple[tuple[str, int], 
         elif letter == "z":
             parts.append(r"([A-Za-z_/+-]+)")
         else:
-            parts.append(r"(\d{1,%d})" % max(width, 2) if width < 3 else r"(\d{%d})" % width)
+            parts.append(rf"(\d{{1,{max(width, 2)}}})" if width < 3 else rf"(\d{{{width}}})")
     return re.compile("".join(parts), re.IGNORECASE), tuple(fields)
 
 

@@ -41,7 +41,11 @@ def _spec(datasource: str, topic: str, bootstrap: str) -> dict[str, Any]:
             {"type": "expression", "name": "page", "expression": "upper(page)"},
             {"type": "expression", "name": "net", "expression": "added - deleted"},
             # the event time moved to the hour its "hour" field names (Druid: a transform named __time)
-            {"type": "expression", "name": "__time", "expression": "timestamp_floor(__time, 'P1D') + hour * 3600000"},
+            {
+                "type": "expression",
+                "name": "__time",
+                "expression": "timestamp_floor(__time, 'P1D') + hour * 3600000",
+            },
             # transforms read the input row, never another transform's output (Druid's rule)
             {"type": "expression", "name": "kind", "expression": "if(added - deleted > 0, 'growth', 'cut')"},
         ],
@@ -71,7 +75,14 @@ def test_transforms_and_filter_end_to_end(cluster: Cluster, kafka_bootstrap: str
         hour = i % 24
         events.append(
             json.dumps(
-                {"ts": T0 + i * 1000, "id": str(i), "page": page, "added": added, "deleted": deleted, "hour": hour}
+                {
+                    "ts": T0 + i * 1000,
+                    "id": str(i),
+                    "page": page,
+                    "added": added,
+                    "deleted": deleted,
+                    "hour": hour,
+                }
             ).encode()
         )
         net = added - deleted
@@ -79,7 +90,9 @@ def test_transforms_and_filter_end_to_end(cluster: Cluster, kafka_bootstrap: str
             expected[str(i)] = (page.upper(), net, T0 + hour * HOUR, "growth" if net > 0 else "cut")
     produce(kafka_bootstrap, topic, events)
 
-    answer = request("POST", f"{cluster.url}/druid/indexer/v1/supervisor", _spec(datasource, topic, kafka_bootstrap))
+    answer = request(
+        "POST", f"{cluster.url}/druid/indexer/v1/supervisor", _spec(datasource, topic, kafka_bootstrap)
+    )
     assert answer.status == 200, answer.body
 
     def published() -> list[dict[str, Any]] | None:

@@ -20,7 +20,16 @@ from supervisor.expressions import ExpressionSyntaxError, compile_row, parse_exp
 from supervisor.expressions.values import EvalError
 
 T = 1442018818771  # 2015-09-12T00:46:58.771Z, a Saturday
-FIXTURE: dict[str, Any] = {"l": 7, "d": 2.5, "s": "foo", "e": "", "n": None, "num": "12", "__time": T, "neg": -7}
+FIXTURE: dict[str, Any] = {
+    "l": 7,
+    "d": 2.5,
+    "s": "foo",
+    "e": "",
+    "n": None,
+    "num": "12",
+    "__time": T,
+    "neg": -7,
+}
 ROWS = 3
 
 NAN = float("nan")
@@ -37,7 +46,7 @@ CASES: list[tuple[str, Any]] = [
     ("NaN", NAN),
     ("-Infinity", -INF),
     ("'it\\'s'", "it's"),
-    ("\"l\"", 7),
+    ('"l"', 7),
     # arithmetic: long op long stays long, a double makes a double, a null makes null
     ("1 + 2 * 3", 7),
     ("(1 + 2) * 3", 9),
@@ -301,7 +310,15 @@ CASES: list[tuple[str, Any]] = [
 # Functions the columnar evaluator hands to the row evaluator (arrays and JSON values).
 # Also functions of several non-literal arguments beyond the operators (format).
 ROW_ONLY_FUNCTIONS = (
-    "array", "[", "<STRING>", "json_", "parse_json", "to_json", "string_to_array", "scalar_in", "format(",
+    "array",
+    "[",
+    "<STRING>",
+    "json_",
+    "parse_json",
+    "to_json",
+    "string_to_array",
+    "scalar_in",
+    "format(",
 )
 
 
@@ -318,8 +335,16 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _columns() -> dict[str, pa.Array]:
-    types = {"l": pa.int64(), "d": pa.float64(), "s": pa.string(), "e": pa.string(), "n": pa.string(),
-             "num": pa.string(), "__time": pa.int64(), "neg": pa.int64()}
+    types = {
+        "l": pa.int64(),
+        "d": pa.float64(),
+        "s": pa.string(),
+        "e": pa.string(),
+        "n": pa.string(),
+        "num": pa.string(),
+        "__time": pa.int64(),
+        "neg": pa.int64(),
+    }
     return {name: pa.array([FIXTURE[name]] * ROWS, type=types[name]) for name in FIXTURE}
 
 
@@ -414,7 +439,9 @@ def test_bad_expressions_name_the_position(text: str, position: int, problem: st
     assert problem in caught.value.message
 
 
-@pytest.mark.parametrize("text", ["1 / 0", "7 % 0", "-'a'", "'a' - 'b'", "2 ^ -1", "timestamp(5)", "round('a')"])
+@pytest.mark.parametrize(
+    "text", ["1 / 0", "7 % 0", "-'a'", "'a' - 'b'", "2 ^ -1", "timestamp(5)", "round('a')"]
+)
 def test_evaluation_errors_fail_the_row_in_both_evaluators(text: str) -> None:
     expr = parse_expression(text)
     with pytest.raises(EvalError):

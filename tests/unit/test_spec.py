@@ -774,7 +774,9 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         _set(
             *DS,
             "transformSpec",
-            value={"filter": {"type": "javascript", "dimension": "a", "function": "function(x){return true}"}},
+            value={
+                "filter": {"type": "javascript", "dimension": "a", "function": "function(x){return true}"}
+            },
         ),
         "spec.dataSchema.transformSpec.filter.type",
         "run code",

@@ -32,41 +32,96 @@ CASES: list[tuple[dict[str, Any], list[bool | None]]] = [
     ({"type": "selector", "dimension": "n", "value": "5"}, [True, None, False, False]),
     ({"type": "selector", "dimension": "tags", "value": "b"}, [True, None, False, None]),
     (
-        {"type": "selector", "dimension": "page", "value": "APP", "extractionFn": {"type": "substring", "index": 0, "length": 3}},
+        {
+            "type": "selector",
+            "dimension": "page",
+            "value": "APP",
+            "extractionFn": {"type": "substring", "index": 0, "length": 3},
+        },
         [False, False, None, None],
     ),
     (
         {"type": "selector", "dimension": "page", "value": "APPLE", "extractionFn": {"type": "upper"}},
         [True, False, None, False],
     ),
-    ({"type": "selector", "dimension": "page", "value": "6", "extractionFn": {"type": "strlen"}}, [False, True, None, False]),
-    ({"type": "extraction", "dimension": "page", "value": "apple", "extractionFn": {"type": "lower"}}, [True, False, None, False]),
-    ({"type": "equals", "column": "n", "matchValueType": "LONG", "matchValue": 12}, [False, None, False, True]),
-    ({"type": "equals", "column": "page", "matchValueType": "STRING", "matchValue": ""}, [False, False, None, True]),
+    (
+        {"type": "selector", "dimension": "page", "value": "6", "extractionFn": {"type": "strlen"}},
+        [False, True, None, False],
+    ),
+    (
+        {"type": "extraction", "dimension": "page", "value": "apple", "extractionFn": {"type": "lower"}},
+        [True, False, None, False],
+    ),
+    (
+        {"type": "equals", "column": "n", "matchValueType": "LONG", "matchValue": 12},
+        [False, None, False, True],
+    ),
+    (
+        {"type": "equals", "column": "page", "matchValueType": "STRING", "matchValue": ""},
+        [False, False, None, True],
+    ),
     ({"type": "null", "column": "page"}, [False, False, True, False]),
     ({"type": "null", "column": "missing"}, [True, True, True, True]),
     ({"type": "in", "dimension": "page", "values": ["Apple", "banana"]}, [True, True, None, False]),
     ({"type": "in", "dimension": "page", "values": ["banana", None]}, [False, True, True, False]),
-    ({"type": "bound", "dimension": "n", "lower": "0", "upper": "10", "ordering": "numeric"}, [True, None, False, False]),
+    (
+        {"type": "bound", "dimension": "n", "lower": "0", "upper": "10", "ordering": "numeric"},
+        [True, None, False, False],
+    ),
     ({"type": "bound", "dimension": "page", "lower": "B", "lowerStrict": True}, [False, True, None, False]),
-    ({"type": "range", "column": "d", "matchValueType": "DOUBLE", "lower": 0, "upperOpen": True, "upper": 10}, [True, None, False, False]),
-    ({"type": "range", "column": "page", "matchValueType": "STRING", "upper": "B"}, [True, False, None, True]),
+    (
+        {
+            "type": "range",
+            "column": "d",
+            "matchValueType": "DOUBLE",
+            "lower": 0,
+            "upperOpen": True,
+            "upper": 10,
+        },
+        [True, None, False, False],
+    ),
+    (
+        {"type": "range", "column": "page", "matchValueType": "STRING", "upper": "B"},
+        [True, False, None, True],
+    ),
     ({"type": "like", "dimension": "page", "pattern": "%an%"}, [False, True, None, False]),
     ({"type": "like", "dimension": "page", "pattern": "A____"}, [True, False, None, False]),
     ({"type": "regex", "dimension": "page", "pattern": "^[a-z]"}, [False, True, None, False]),
     (
-        {"type": "regex", "dimension": "page", "pattern": "^p", "extractionFn": {"type": "regex", "expr": "(.)(.)", "index": 2}},
+        {
+            "type": "regex",
+            "dimension": "page",
+            "pattern": "^p",
+            "extractionFn": {"type": "regex", "expr": "(.)(.)", "index": 2},
+        },
         [True, False, None, False],
     ),
-    ({"type": "search", "dimension": "page", "query": {"type": "contains", "value": "APP"}}, [True, False, None, False]),
     (
-        {"type": "search", "dimension": "page", "query": {"type": "contains", "value": "APP", "caseSensitive": True}},
+        {"type": "search", "dimension": "page", "query": {"type": "contains", "value": "APP"}},
+        [True, False, None, False],
+    ),
+    (
+        {
+            "type": "search",
+            "dimension": "page",
+            "query": {"type": "contains", "value": "APP", "caseSensitive": True},
+        },
         [False, False, None, False],
     ),
-    ({"type": "search", "dimension": "page", "query": {"type": "insensitive_contains", "value": "NAN"}}, [False, True, None, False]),
-    ({"type": "search", "dimension": "page", "query": {"type": "fragment", "values": ["b", "n"]}}, [False, True, None, False]),
     (
-        {"type": "interval", "dimension": "__time", "intervals": ["2024-01-01T00:00:00Z/2024-01-02T00:00:00Z", "2024-01-03/P1D"]},
+        {"type": "search", "dimension": "page", "query": {"type": "insensitive_contains", "value": "NAN"}},
+        [False, True, None, False],
+    ),
+    (
+        {"type": "search", "dimension": "page", "query": {"type": "fragment", "values": ["b", "n"]}},
+        [False, True, None, False],
+    ),
+    (
+        {
+            "type": "interval",
+            "dimension": "__time",
+            "intervals": ["2024-01-01T00:00:00Z/2024-01-02T00:00:00Z", "2024-01-03/P1D"],
+        },
         [True, False, True, False],
     ),
     (
@@ -79,16 +134,34 @@ CASES: list[tuple[dict[str, Any], list[bool | None]]] = [
         [False, True, False, False],
     ),
     (
-        {"type": "selector", "dimension": "__time", "value": "2023-12", "extractionFn": {"type": "timeFormat", "format": "yyyy-MM", "timeZone": "America/Los_Angeles"}},
+        {
+            "type": "selector",
+            "dimension": "__time",
+            "value": "2023-12",
+            "extractionFn": {"type": "timeFormat", "format": "yyyy-MM", "timeZone": "America/Los_Angeles"},
+        },
         [True, False, False, True],
     ),
-    ({"type": "selector", "dimension": "d", "value": "0", "extractionFn": {"type": "bucket", "size": 5}}, [True, None, False, False]),
     (
-        {"type": "selector", "dimension": "page", "value": "[Apple]", "extractionFn": {"type": "stringFormat", "format": "[%s]"}},
+        {"type": "selector", "dimension": "d", "value": "0", "extractionFn": {"type": "bucket", "size": 5}},
+        [True, None, False, False],
+    ),
+    (
+        {
+            "type": "selector",
+            "dimension": "page",
+            "value": "[Apple]",
+            "extractionFn": {"type": "stringFormat", "format": "[%s]"},
+        },
         [True, False, False, False],
     ),
     (
-        {"type": "selector", "dimension": "page", "value": "Apple", "extractionFn": {"type": "partial", "expr": "pp"}},
+        {
+            "type": "selector",
+            "dimension": "page",
+            "value": "Apple",
+            "extractionFn": {"type": "partial", "expr": "pp"},
+        },
         [True, None, None, None],
     ),
     (
@@ -96,7 +169,10 @@ CASES: list[tuple[dict[str, Any], list[bool | None]]] = [
             "type": "selector",
             "dimension": "page",
             "value": "AP",
-            "extractionFn": {"type": "cascade", "extractionFns": [{"type": "upper"}, {"type": "substring", "index": 0, "length": 2}]},
+            "extractionFn": {
+                "type": "cascade",
+                "extractionFns": [{"type": "upper"}, {"type": "substring", "index": 0, "length": 2}],
+            },
         },
         [True, False, None, None],
     ),
@@ -107,19 +183,36 @@ CASES: list[tuple[dict[str, Any], list[bool | None]]] = [
     ({"type": "true"}, [True, True, True, True]),
     ({"type": "false"}, [False, False, False, False]),
     (
-        {"type": "and", "fields": [{"type": "selector", "dimension": "page", "value": "Apple"}, {"type": "null", "column": "n"}]},
+        {
+            "type": "and",
+            "fields": [
+                {"type": "selector", "dimension": "page", "value": "Apple"},
+                {"type": "null", "column": "n"},
+            ],
+        },
         [False, False, False, False],
     ),
     (
-        {"type": "or", "fields": [{"type": "selector", "dimension": "page", "value": "Apple"}, {"type": "null", "column": "n"}]},
+        {
+            "type": "or",
+            "fields": [
+                {"type": "selector", "dimension": "page", "value": "Apple"},
+                {"type": "null", "column": "n"},
+            ],
+        },
         [True, True, None, False],
     ),
-    ({"type": "not", "field": {"type": "selector", "dimension": "page", "value": "Apple"}}, [False, True, None, True]),
+    (
+        {"type": "not", "field": {"type": "selector", "dimension": "page", "value": "Apple"}},
+        [False, True, None, True],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("spec", "expected"), CASES, ids=[str(case[0]) for case in CASES])
-def test_filter_on_columns_agrees_with_rows_and_druid(spec: dict[str, Any], expected: list[bool | None]) -> None:
+def test_filter_on_columns_agrees_with_rows_and_druid(
+    spec: dict[str, Any], expected: list[bool | None]
+) -> None:
     node = FILTER.validate_python(spec)
     per_row = [node.evaluate(row) for row in ROWS]
     assert per_row == expected
@@ -132,8 +225,23 @@ def test_filter_on_columns_agrees_with_rows_and_druid(spec: dict[str, Any], expe
 def test_every_filter_type_is_in_the_table() -> None:
     types = {case[0]["type"] for case in CASES}
     assert types >= {
-        "selector", "equals", "null", "in", "bound", "range", "like", "regex", "search", "interval",
-        "columnComparison", "expression", "true", "false", "and", "or", "not",
+        "selector",
+        "equals",
+        "null",
+        "in",
+        "bound",
+        "range",
+        "like",
+        "regex",
+        "search",
+        "interval",
+        "columnComparison",
+        "expression",
+        "true",
+        "false",
+        "and",
+        "or",
+        "not",
     }
 
 
@@ -150,7 +258,11 @@ def _spec(transform_spec: dict[str, Any], dimensions: list[Any], **tuning: Any) 
                         {"type": "count", "name": "count"},
                         {"type": "longSum", "name": "net", "fieldName": "net"},
                     ],
-                    "granularitySpec": {"segmentGranularity": "DAY", "queryGranularity": "NONE", "rollup": False},
+                    "granularitySpec": {
+                        "segmentGranularity": "DAY",
+                        "queryGranularity": "NONE",
+                        "rollup": False,
+                    },
                     "transformSpec": transform_spec,
                 },
                 "ioConfig": {
@@ -168,7 +280,11 @@ TRANSFORMS = {
     "transforms": [
         {"type": "expression", "name": "page", "expression": "upper(page)"},
         {"type": "expression", "name": "net", "expression": "added - deleted"},
-        {"type": "expression", "name": "__time", "expression": "timestamp_floor(__time, 'PT1H') + 60000 * lag"},
+        {
+            "type": "expression",
+            "name": "__time",
+            "expression": "timestamp_floor(__time, 'PT1H') + 60000 * lag",
+        },
         {"type": "expression", "name": "ratio", "expression": "added / deleted"},
     ],
     "filter": {"type": "bound", "dimension": "net", "lower": "0", "ordering": "numeric"},
@@ -198,12 +314,18 @@ def test_transforms_then_filter_through_the_pipeline(tmp_path: Path) -> None:
 def test_transform_outputs_can_be_filtered_on_and_keep_the_message_window(tmp_path: Path) -> None:
     spec = _spec(
         {
-            "transforms": [{"type": "expression", "name": "__time", "expression": "__time + 86400000 * shift"}],
+            "transforms": [
+                {"type": "expression", "name": "__time", "expression": "__time + 86400000 * shift"}
+            ],
             "filter": {"type": "expression", "expression": "shift >= 0"},
         },
         ["page"],
     )
-    values = [event(T0, page="a", shift=0, net=1), event(T0, page="b", shift=1, net=1), event(T0, page="c", shift=-1, net=1)]
+    values = [
+        event(T0, page="a", shift=0, net=1),
+        event(T0, page="b", shift=1, net=1),
+        event(T0, page="c", shift=-1, net=1),
+    ]
     pipeline = IngestPipeline(spec, tmp_path / "work", max_message_time=T0 + DAY)
     pipeline.add(records(values))
     assert (pipeline.stats.processed, pipeline.stats.thrown_away) == (1, 2)
@@ -212,8 +334,15 @@ def test_transform_outputs_can_be_filtered_on_and_keep_the_message_window(tmp_pa
 
 
 def test_mixed_typed_input_takes_the_row_path_with_the_same_result(tmp_path: Path) -> None:
-    spec = _spec({"transforms": [{"type": "expression", "name": "label", "expression": "concat(v, '!')"}]}, ["label"])
-    values = [event(T0, v=1, net=1), event(T0, v="x", net=1), event(T0, v=2.5, net=1), event(T0, v=["a"], net=1)]
+    spec = _spec(
+        {"transforms": [{"type": "expression", "name": "label", "expression": "concat(v, '!')"}]}, ["label"]
+    )
+    values = [
+        event(T0, v=1, net=1),
+        event(T0, v="x", net=1),
+        event(T0, v=2.5, net=1),
+        event(T0, v=["a"], net=1),
+    ]
     pipeline = IngestPipeline(spec, tmp_path / "work")
     pipeline.add(records(values))
     rows = read_rows(pipeline.finish(tmp_path / "out"))
