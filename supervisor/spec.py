@@ -67,6 +67,7 @@ from supervisor.filters import (
 )
 from supervisor.granularity import Granularity, GranularityError, parse_granularity
 from supervisor.kafka import properties as kafka_properties
+from supervisor.transforms import ExpressionTransform, check_transform_names
 
 __all__ = [
     "DEFAULT_MAX_BYTES_IN_MEMORY",
@@ -369,17 +370,12 @@ class GranularitySpec(DruidModel):
 
 
 class TransformSpec(DruidModel):
-    """Which rows to keep (``filter``); expression ``transforms`` are not supported yet."""
+    """Expression ``transforms`` (``supervisor.transforms``), then which rows to keep (``filter``)."""
 
     filter: DimFilter | None = None
-    transforms: tuple[dict[str, Any], ...] = ()
+    transforms: tuple[ExpressionTransform, ...] = ()
 
-    @field_validator("transforms", mode="before")
-    @classmethod
-    def _no_transforms(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple) and value:
-            raise spec_problem("is not supported yet")
-        return value
+    _distinct_names = field_validator("transforms")(lambda cls, value: check_transform_names(value))
 
 
 class DataSchema(DruidModel):

@@ -62,9 +62,10 @@ from middlemanager.ingest.runs import RunPart, write_run_part
 from middlemanager.ingest.schema import ColumnPlan, RowConverter
 from middlemanager.ingest.segments import write_segment
 from middlemanager.ingest.timestamps import TimestampError, arrow_times, make_timestamp_parser
+from middlemanager.ingest.transforms import TransformStage, column_of, result_values
 from supervisor.errors import IllegalStateTransition, TooManyParseExceptions
 from supervisor.records import Record, RecordBatch
-from supervisor.spec import MAX_PARSE_EXCEPTIONS_UNLIMITED, SupervisorSpec
+from supervisor.spec import MAX_PARSE_EXCEPTIONS_UNLIMITED, TIME_COLUMN, SupervisorSpec
 
 __all__ = ["BUFFER_ROWS", "MAX_RECORD_BYTES", "IngestPipeline"]
 
@@ -169,6 +170,8 @@ class IngestPipeline:
         self._ts_missing = schema.timestamp_spec.missing_value_ms
         self._ts_cache: dict[str, int] = {}
         self._filter = schema.transform_spec.filter
+        # transforms and the filter run on columns when a buffer of rows is flushed
+        self._stage = TransformStage(schema.transform_spec)
         self._rollup = schema.granularity_spec.rollup
         self._segment_granularity = schema.granularity_spec.segment_granularity
         self._query_granularity = schema.granularity_spec.query_granularity
@@ -192,7 +195,7 @@ class IngestPipeline:
         self._fast = (
             FastJsonPath(self.plan, self._ts_column, schema.timestamp_spec.format, MAX_RECORD_BYTES)
             if FastJsonPath.supports(
-                self.plan, self._ts_column, schema.timestamp_spec.format, self._filter is not None
+                self.plan, self._ts_column, schema.timestamp_spec.format, self._stage.active
             )
             else None
         )
@@ -456,9 +459,12 @@ class IngestPipeline:
         ts_column = self._ts_column
         ts_parse = self._ts_parse
         ts_missing = self._ts_missing
-        min_time = self.min_message_time
-        max_time = self.max_message_time
-        row_filter = self._filter
+        # With a transformSpec, the message-time window is checked with it in _flush (on the
+        # new time when a transform replaces __time), keeping rejected records in order.
+        min_time = None if self._stage.active else self.min_message_time
+        max_time = None if self._stage.active else self.max_message_time
+        # The transformSpec (transforms, then the filter) runs on columns in _flush.
+        row_filter = None if self._stage.active else self._filter
         rows = self._rows
         times = self._times
         kept = self._records
@@ -617,11 +623,66 @@ class IngestPipeline:
             truncated = pc.max_element_wise(truncated, bucket_starts(self._segment_granularity, raw))
         return truncated
 
+    def _apply_stage(self) -> None:
+        """transformSpec on the row buffer: transform outputs written into the rows; rows the
+        filter drops are thrown away, rows a transform fails on are unparseable."""
+        rows, times, records = self._rows, self._times, self._records
+        n = len(rows)
+        stage = self._stage
+        columns: dict[str, pa.Array | None] = {
+            name: column_of([row.get(name) for row in rows]) for name in stage.inputs if name != TIME_COLUMN
+        }
+        columns[TIME_COLUMN] = pa.array(times, type=pa.int64())
+
+        def as_rows() -> list[dict[str, Any]]:
+            return [{**row, TIME_COLUMN: ms} for row, ms in zip(rows, times, strict=True)]
+
+        result = stage.apply(columns, n, as_rows)
+        outputs = [(name, result_values(out)) for name, out in result.outputs.items() if name != TIME_COLUMN]
+        keep = result.keep.to_pylist()
+        new_times = result.times
+        kept_rows: list[dict[str, Any]] = []
+        kept_times: list[int] = []
+        kept_records: list[Record] = []
+        for index in range(n):
+            record = records[index]
+            if index in result.errors:
+                text = _event_text(record.value or b"")
+                self._unparseable(record, f"{result.errors[index]}; event: {text}")
+                continue
+            if not keep[index]:
+                self._thrown_away(record, "Row does not match the transformSpec filter")
+                continue
+            ms = times[index] if new_times is None else new_times[index]
+            assert ms is not None  # a row whose new time is not a number is in result.errors
+            if (self.min_message_time is not None and ms < self.min_message_time) or (
+                self.max_message_time is not None and ms >= self.max_message_time
+            ):
+                self._thrown_away(record, self._window_reason(ms))
+                continue
+            row = rows[index]
+            for name, values in outputs:
+                row[name] = values[index]
+            kept_rows.append(row)
+            kept_times.append(ms)
+            kept_records.append(record)
+        # in place: _parse_records() holds references to these lists
+        rows[:] = kept_rows
+        times[:] = kept_times
+        records[:] = kept_records
+        if outputs:
+            self._nul_seen = True  # a computed string may start with NUL
+
     def _flush(self) -> None:
         """Turn the Python row buffer into an Arrow table in memory."""
         rows = self._rows
         if not rows:
             return
+        if self._stage.active:
+            self._apply_stage()
+            if not rows:
+                self._buffer_bytes = 0
+                return
         n = len(rows)
         table, errors = self._converter.convert(rows, self._row_times(self._times), self._nul_seen)
         self._nul_seen = False

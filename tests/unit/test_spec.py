@@ -724,24 +724,95 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "both",
     ),
     (
-        "transforms",
+        "transform expression with a syntax error",
         _set(
             *DS,
             "transformSpec",
-            value={"transforms": [{"type": "expression", "name": "a", "expression": "b"}]},
+            value={
+                "transforms": [
+                    {"type": "expression", "name": "a", "expression": "upper(b)"},
+                    {"type": "expression", "name": "c", "expression": "concat(a, 'x'"},
+                ]
+            },
         ),
-        "spec.dataSchema.transformSpec.transforms",
-        "is not supported yet",
+        "spec.dataSchema.transformSpec.transforms[1].expression",
+        "expected ')' but found the end of the expression at position 13",
+    ),
+    (
+        "transform with an unknown function",
+        _set(
+            *DS,
+            "transformSpec",
+            value={"transforms": [{"type": "expression", "name": "a", "expression": "1 + nope(b)"}]},
+        ),
+        "spec.dataSchema.transformSpec.transforms[0].expression",
+        "unknown function 'nope' at position 4",
+    ),
+    (
+        "transform of an unknown type",
+        _set(*DS, "transformSpec", value={"transforms": [{"type": "javascript", "name": "a"}]}),
+        "spec.dataSchema.transformSpec.transforms[0].type",
+        "is not supported",
+    ),
+    (
+        "two transforms of one name",
+        _set(
+            *DS,
+            "transformSpec",
+            value={
+                "transforms": [
+                    {"type": "expression", "name": "a", "expression": "1"},
+                    {"type": "expression", "name": "a", "expression": "2"},
+                ]
+            },
+        ),
+        "spec.dataSchema.transformSpec.transforms[1].name",
+        "duplicate",
+    ),
+    (
+        "javascript filter",
+        _set(
+            *DS,
+            "transformSpec",
+            value={
+                "filter": {"type": "javascript", "dimension": "a", "function": "function(x){return true}"}
+            },
+        ),
+        "spec.dataSchema.transformSpec.filter.type",
+        "run code",
+    ),
+    (
+        "javascript extraction function",
+        _set(
+            *DS,
+            "transformSpec",
+            value={
+                "filter": {
+                    "type": "selector",
+                    "dimension": "a",
+                    "value": "b",
+                    "extractionFn": {"type": "javascript", "function": "function(x){return x}"},
+                }
+            },
+        ),
+        "spec.dataSchema.transformSpec.filter.extractionFn.type",
+        "run code",
+    ),
+    (
+        "expression filter with a syntax error",
+        _set(*DS, "transformSpec", value={"filter": {"type": "expression", "expression": "a >"}}),
+        "spec.dataSchema.transformSpec.filter.expression",
+        "at position 3",
     ),
     (
         "unknown filter type",
         _set(
             *DS,
             "transformSpec",
-            value={"filter": {"type": "and", "fields": [{"type": "regex", "dimension": "a"}]}},
+            value={"filter": {"type": "and", "fields": [{"type": "spatial", "dimension": "a"}]}},
         ),
         "spec.dataSchema.transformSpec.filter.fields[0].type",
-        "filter type 'regex' is not supported yet",
+        "filter type 'spatial' is not supported yet",
     ),
     (
         "filter missing dimension",
@@ -792,8 +863,8 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
             "transformSpec",
             value={"filter": {"type": "selector", "dimension": "a", "value": "b", "extractionFn": {}}},
         ),
-        "spec.dataSchema.transformSpec.filter.extractionFn",
-        "is not supported yet",
+        "spec.dataSchema.transformSpec.filter.extractionFn.type",
+        "is required",
     ),
     (
         "selector value list",
