@@ -2,7 +2,7 @@
 
 Validation problems are raised as ``PydanticCustomError`` of type :data:`SPEC_ERROR`
 carrying the problem text and, optionally, a sub-path below the location pydantic
-reports; ``supervisor.spec`` turns them into ``InvalidSpec`` with the full Druid path.
+reports; ``supervisor.spec_errors`` turns them into ``InvalidSpec`` with the full Druid path.
 """
 
 from __future__ import annotations

@@ -34,10 +34,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, ErrorDetails
+from pydantic_core import CoreSchema
 
 from supervisor._spec_common import (
-    SPEC_ERROR,
     DruidModel,
     Duration,
     NonEmptyStr,
@@ -52,7 +51,6 @@ from supervisor._spec_common import (
 from supervisor.durations import format_duration, parse_duration
 from supervisor.errors import InvalidSpec
 from supervisor.filters import (
-    FILTER_TYPES,
     AndFilter,
     BoundFilter,
     DimFilter,
@@ -67,6 +65,7 @@ from supervisor.filters import (
 )
 from supervisor.granularity import Granularity, GranularityError, parse_granularity
 from supervisor.kafka import properties as kafka_properties
+from supervisor.spec_errors import invalid_spec
 
 __all__ = [
     "DEFAULT_MAX_BYTES_IN_MEMORY",
@@ -731,7 +730,7 @@ def parse_supervisor_spec(payload: Any) -> SupervisorSpec:
     try:
         spec = SupervisorSpec.model_validate(flat, by_alias=True, by_name=False)
     except ValidationError as exc:
-        raise _invalid_spec(exc, flat, wrapped) from None
+        raise invalid_spec(exc, flat, _INGESTION_KEYS if wrapped else ()) from None
 
     supervisor_id = payload.get("id")
     if supervisor_id is not None and supervisor_id != spec.id:
@@ -740,99 +739,3 @@ def parse_supervisor_spec(payload: Any) -> SupervisorSpec:
             "must equal the dataSource (supervisors with their own id are not supported yet)",
         )
     return spec
-
-
-# --------------------------------------------------------------------------- error translation
-
-
-def _invalid_spec(exc: ValidationError, flat: Mapping[str, Any], wrapped: bool) -> InvalidSpec:
-    error = exc.errors(include_url=False)[0]
-    problem, extra_loc = _describe(error)
-    path = _druid_path((*error["loc"], *extra_loc), flat)
-    if wrapped and path and path[0] in _INGESTION_KEYS:
-        path = ["spec", *path]
-    return InvalidSpec(_format_path(path), problem)
-
-
-def _describe(error: ErrorDetails) -> tuple[str, tuple[str | int, ...]]:
-    """A human problem text for a pydantic error, and any path below its location."""
-    kind = error["type"]
-    ctx: dict[str, Any] = dict(error.get("ctx") or {})
-    if kind == SPEC_ERROR:
-        return str(ctx["problem"]), tuple(ctx.get("subpath", ()))
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"])), ()
-    if kind == "missing":
-        return "is required", ()
-    if kind == "extra_forbidden":
-        return "unknown field", ()
-    if kind == "union_tag_invalid":
-        return f"filter type '{ctx.get('tag')}' is not supported yet", ("type",)
-    if kind == "union_tag_not_found":
-        return "is required", ("type",)
-    if kind == "greater_than_equal":
-        bound = ctx.get("ge")
-        if bound == 1:
-            return "must be a positive integer", ()
-        if bound == 0:
-            return "must be a non-negative integer", ()
-        return f"must be at least {bound}", ()
-    if kind == "literal_error":
-        return f"must be {ctx.get('expected')}", ()
-    if kind in ("string_too_short", "too_short"):
-        return "must not be empty", ()
-    simple = {
-        "int_type": "must be an integer",
-        "int_parsing": "must be an integer",
-        "int_from_float": "must be an integer",
-        "bool_type": "must be true or false",
-        "bool_parsing": "must be true or false",
-        "string_type": "must be a string",
-        "model_type": "must be a JSON object",
-        "model_attributes_type": "must be a JSON object",
-        "dict_type": "must be a JSON object",
-        "list_type": "must be a JSON array",
-        "tuple_type": "must be a JSON array",
-    }
-    return simple.get(kind, str(error["msg"])), ()
-
-
-def _druid_path(loc: tuple[str | int, ...], root: Any) -> list[str | int]:
-    """Map a pydantic location onto the keys the user wrote.
-
-    Discriminated-union tags (pydantic adds the member's ``type``, e.g. ``'selector'``) are
-    skipped; an absent key (a missing required field) is kept; nothing is invented below it
-    or below a scalar.
-    """
-    path: list[str | int] = []
-    node = root
-    for key in loc:
-        if isinstance(node, Mapping):
-            if key in node:
-                path.append(key)
-                node = node[key]
-            elif not (key in FILTER_TYPES and node.get("type") == key):  # not a union tag: missing
-                path.append(key)
-                node = None
-            continue
-        if isinstance(node, list | tuple) and isinstance(key, int) and 0 <= key < len(node):
-            path.append(key)
-            node = node[key]
-            continue
-        break
-    return path
-
-
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _format_path(path: list[str | int]) -> str:
-    out = ""
-    for key in path:
-        if isinstance(key, int):
-            out += f"[{key}]"
-        elif _PLAIN_KEY.fullmatch(key):
-            out += f".{key}" if out else key
-        else:
-            out += f'["{key}"]'
-    return out
