@@ -119,13 +119,23 @@ def translate_parser(doc: Mapping[str, Any], prefix: str) -> Translation:
         raise InvalidSpec(f"{spec_path}.format", "is required" if fmt is None else "must be a string")
     translation = Translation(out)
     input_format = _input_format(kind, fmt, parser, parse_spec, prefix, translation)
+    if input_format["type"] not in SUPPORTED_INPUT_FORMATS:
+        raise InvalidSpec(
+            here,
+            f'translates to {prefix}ioConfig.inputFormat {{"type": "{input_format["type"]}"}}, and '
+            + unsupported_input_format(input_format["type"]),
+        )
     for key in _SCHEMA_KEYS:
         if parse_spec.get(key) is None:
             continue
-        if schema.get(key) is not None:
-            raise InvalidSpec(f"{prefix}dataSchema.{key}", f"is given twice: here and in {spec_path}.{key}")
-        schema[key] = parse_spec[key]
-        translation.moved.append((f"{prefix}dataSchema.{key}", f"{spec_path}.{key}"))
+        # Druid's own integration tests give both, equal; a different one is ambiguous.
+        if schema.get(key) is not None and schema[key] != parse_spec[key]:
+            raise InvalidSpec(
+                f"{prefix}dataSchema.{key}", f"is given twice, differently: here and in {spec_path}.{key}"
+            )
+        if schema.get(key) is None:
+            schema[key] = parse_spec[key]
+            translation.moved.append((f"{prefix}dataSchema.{key}", f"{spec_path}.{key}"))
     if not isinstance(io, dict):
         io = out["ioConfig"] = {}
     io["inputFormat"] = input_format
@@ -135,12 +145,6 @@ def translate_parser(doc: Mapping[str, Any], prefix: str) -> Translation:
         f"{here} (type '{kind}', parseSpec format '{fmt}') -> {prefix}ioConfig.inputFormat "
         f'{{"type": "{input_format["type"]}"}}' + (f", {moved}" if moved else "")
     )
-    if input_format["type"] not in SUPPORTED_INPUT_FORMATS:
-        raise InvalidSpec(
-            here,
-            f"translates to {unsupported_input_format(input_format['type'])}: "
-            f'{prefix}ioConfig.inputFormat {{"type": "{input_format["type"]}"}}',
-        )
     return translation
 
 

@@ -457,7 +457,7 @@ def test_legacy_and_modern_forms_together_are_refused() -> None:
     old["spec"]["dataSchema"]["timestampSpec"] = {"column": "ts"}
     error = refused(old)
     assert error.field == "spec.dataSchema.timestampSpec"
-    assert "given twice" in error.problem
+    assert "given twice, differently" in error.problem
 
 
 def test_partitions_spec_is_checked_but_folded() -> None:
