@@ -171,18 +171,19 @@ def _positive_duration(value: timedelta) -> timedelta:
 
 _DURATION_JSON = PlainSerializer(format_duration, return_type=str, when_used="json")
 
+# (The coercion is the last annotation: it runs first, and the JSON schema keeps its bounds.)
 # Scalars as Druid's Jackson mapper reads them (ALLOW_COERCION_OF_SCALARS, ACCEPT_FLOAT_AS_INT):
 # "true"/"false" for a boolean, "42" or 42.0 for an integer, a number for a string. Python's own
 # truthiness is not Jackson's: "yes", 2 or [] are not booleans, 1.5 is not an integer.
-JsonBool = Annotated[bool, BeforeValidator(_jackson_bool), Strict()]
-JsonInt = Annotated[int, BeforeValidator(_jackson_int), Strict()]
+JsonBool = Annotated[bool, Strict(), BeforeValidator(_jackson_bool)]
+JsonInt = Annotated[int, Strict(), BeforeValidator(_jackson_int)]
 # The former names, for the modules that still use them.
 StrictBool = JsonBool
 StrictInt = JsonInt
-PositiveInt = Annotated[int, BeforeValidator(_jackson_int), Strict(), Field(ge=1)]
-NonNegativeInt = Annotated[int, BeforeValidator(_jackson_int), Strict(), Field(ge=0)]
+PositiveInt = Annotated[int, Strict(), Field(ge=1), BeforeValidator(_jackson_int)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0), BeforeValidator(_jackson_int)]
 StrictStr = Annotated[str, Strict()]
-NonEmptyStr = Annotated[str, BeforeValidator(_scalar_to_string), Strict(), Field(min_length=1)]
+NonEmptyStr = Annotated[str, Strict(), Field(min_length=1), BeforeValidator(_scalar_to_string)]
 # A string property for which a JSON number or boolean is also accepted (filter values, bounds).
 StringLike = Annotated[str, BeforeValidator(_scalar_to_string), Strict()]
 # ISO-8601 period text or integer milliseconds; serialised back as period text.
