@@ -114,9 +114,19 @@ def _spec_answer(spec: dict[str, Any]) -> web.Response:
 async def post_supervisor(request: web.Request) -> web.Response:
     """Druid's Kafka supervisor spec, wrapped (`spec`) or in the legacy unwrapped form. A spec that
     changes nothing but the suspended flag restarts no task. The spec is validated as a whole: a
-    400 names the first field that is wrong as a Druid path (`spec.ioConfig.taskCount: ...`)."""
-    spec = await request.app[MANAGER].create_or_update(await read_json(request))
-    return answer(wire.SupervisorCreated(id=spec.id))
+    400 names the first field that is wrong as a Druid path (`spec.ioConfig.taskCount: ...`).
+    Unknown fields are accepted and listed in `ignoredFields`, Druid's fields with no effect here
+    in `unhonouredFields`, a translated legacy `parser` in `translated`."""
+    parsed = await request.app[MANAGER].create_or_update(await read_json(request))
+    notes = parsed.notes
+    created = wire.SupervisorCreated(
+        id=parsed.spec.id,
+        ignored_fields=notes.ignored_fields,
+        unhonoured_fields=notes.unhonoured_fields,
+        translated=notes.translated,
+    )
+    # the note lists only when not empty (supervisor.spec_fields.SpecNotes)
+    return web.json_response(created.model_dump(mode="json", by_alias=True, exclude_defaults=True))
 
 
 @documented(

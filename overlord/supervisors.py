@@ -15,7 +15,7 @@ from supervisor.kafka.config import KafkaAccess, property_path, validate_consume
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import StoredOffsets, StreamPort, TaskClientPort, TaskQueuePort
 from supervisor.secrets import MASK, restore_masked
-from supervisor.spec import SupervisorSpec, parse_supervisor_spec
+from supervisor.spec import ParsedSpec, SupervisorSpec, parse_supervisor_spec, read_supervisor_spec
 from supervisor.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -119,12 +119,31 @@ class SupervisorManager:
     def all(self) -> list[Supervisor]:
         return [self._running[i] for i in sorted(self._running)]
 
-    async def create_or_update(self, payload: Any) -> SupervisorSpec:
-        spec = parse_supervisor_spec(payload)
+    async def create_or_update(self, payload: Any) -> ParsedSpec:
+        """Store and (re)start the supervisor of a posted spec; the notes go back to the author.
+
+        A spec equal to the running one (our GET output posted back, a Druid export of it)
+        changes nothing: no history entry, no restart, the tasks read on. Druid restarts unless
+        ``skipRestartIfUnmodified=true`` (Druid 32, SupervisorResource.specPost); here that is
+        always the case, since a restart without a change would only hand off early.
+        """
+        parsed = read_supervisor_spec(payload)
+        spec, notes = parsed.spec, parsed.notes
+        if notes.ignored_fields or notes.unhonoured_fields or notes.translated:
+            logger.warning(
+                "supervisor [%s]: ignored fields %s, fields with no effect here %s, translated %s",
+                spec.id,
+                list(notes.ignored_fields),
+                list(notes.unhonoured_fields),
+                list(notes.translated),
+            )
         async with self._lock:
             old = self._running.get(spec.id)
             spec = self._restore_secrets(spec, old)
             await self._check_consumer_properties(spec)
+            if old is not None and old.spec == spec:
+                logger.info("supervisor [%s]: the posted spec is the running one; nothing to do", spec.id)
+                return ParsedSpec(spec, notes)
             if old is not None and old.spec.io_config.topic != spec.io_config.topic:
                 raise InvalidSpec(
                     "spec.ioConfig.topic",
@@ -134,9 +153,10 @@ class SupervisorManager:
                     f"(POST /druid/indexer/v1/supervisor/{spec.id}/reset), terminate it, then submit "
                     "the spec with the new topic",
                 )
-            await asyncio.to_thread(self._store.insert_supervisor, spec.id, spec.to_json())
+            # The history entry keeps the notes beside the spec (read back, they are skipped).
+            await asyncio.to_thread(self._store.insert_supervisor, spec.id, spec.to_json() | notes.members())
             await self._replace(old, spec)
-        return spec
+        return ParsedSpec(spec, notes)
 
     async def _check_consumer_properties(self, spec: SupervisorSpec) -> None:
         """A 400 now for what librdkafka would refuse later (supervisor/kafka/config.py)."""

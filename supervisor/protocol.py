@@ -336,9 +336,13 @@ class SupervisorSpecBody(BaseModel):
 
 
 class SupervisorCreated(WireModel):
-    """The answer to ``POST /druid/indexer/v1/supervisor``."""
+    """The answer to ``POST /druid/indexer/v1/supervisor``: the id, and what of the spec was not
+    taken as written (``supervisor.spec_fields.SpecNotes``; each list only when not empty)."""
 
     id: str
+    ignored_fields: tuple[str, ...] = ()
+    unhonoured_fields: tuple[str, ...] = ()
+    translated: tuple[str, ...] = ()
 
 
 class SupervisorStateEntry(WireModel):

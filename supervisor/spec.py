@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
@@ -28,31 +29,32 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     PlainSerializer,
-    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, ErrorDetails
+from pydantic_core import CoreSchema
 
 from supervisor._spec_common import (
-    SPEC_ERROR,
+    ALWAYS,
+    SUPPORTED_INPUT_FORMATS,
     DruidModel,
     Duration,
+    JsonBool,
+    JsonInt,
     NonEmptyStr,
     NonNegativeInt,
     PositiveDuration,
     PositiveInt,
-    StrictBool,
-    StrictInt,
+    java_string,
     spec_problem,
+    unsupported_input_format,
     without_nulls,
 )
 from supervisor.durations import format_duration, parse_duration
 from supervisor.errors import InvalidSpec
 from supervisor.filters import (
-    FILTER_TYPES,
     AndFilter,
     BoundFilter,
     DimFilter,
@@ -67,6 +69,14 @@ from supervisor.filters import (
 )
 from supervisor.granularity import Granularity, GranularityError, parse_granularity
 from supervisor.kafka import properties as kafka_properties
+from supervisor.spec_errors import format_path
+from supervisor.spec_fields import (
+    SpecNotes,
+    check_unknown_key,
+    unhonoured_fields,
+    validate_collecting_unknown,
+)
+from supervisor.spec_legacy import translate_parser
 from supervisor.transforms import ExpressionTransform, check_transform_names
 
 __all__ = [
@@ -95,7 +105,9 @@ __all__ = [
     "NotFilter",
     "NullFilter",
     "OrFilter",
+    "ParsedSpec",
     "SelectorFilter",
+    "SpecNotes",
     "SupervisorSpec",
     "TimestampSpec",
     "TransformSpec",
@@ -103,6 +115,7 @@ __all__ = [
     "format_duration",
     "parse_duration",
     "parse_supervisor_spec",
+    "read_supervisor_spec",
 ]
 
 # maxBytesInMemory = 0 means "default": one sixth of the JVM heap in Druid, a fixed 64 MiB here.
@@ -233,7 +246,7 @@ class DimensionSchema(DruidModel):
     name: NonEmptyStr
     type: Literal["string", "long", "float", "double", "json"] = "string"
     # Only meaningful for string dimensions (default: true for them, false for the others).
-    create_bitmap_index: StrictBool = Field(default=True, alias="createBitmapIndex")
+    create_bitmap_index: JsonBool = Field(default=True, alias="createBitmapIndex")
     multi_value_handling: Literal["SORTED_ARRAY", "SORTED_SET", "ARRAY"] = Field(
         default="SORTED_ARRAY", alias="multiValueHandling"
     )
@@ -254,6 +267,9 @@ class DimensionSchema(DruidModel):
             raise spec_problem("must be a dimension name or a JSON object")
         data = without_nulls(data)
         kind = data.get("type", "string")
+        if isinstance(kind, str):
+            # Druid reads column types case-insensitively (ColumnType/ValueType.fromString): "LONG".
+            kind = data["type"] = kind.strip().lower()
         if isinstance(kind, str) and kind not in _DIMENSION_TYPES:
             if kind in ("spatial", "auto"):
                 raise spec_problem(f"dimension type '{kind}' is not supported yet", "type")
@@ -266,6 +282,13 @@ class DimensionSchema(DruidModel):
             data["multiValueHandling"] = handling.strip().upper()
         return data
 
+    def unhonoured_keys(self) -> list[str]:
+        # Segments here are Parquet files: there is no bitmap index to leave out.
+        keys = super().unhonoured_keys()
+        if self.type == "string" and not self.create_bitmap_index:
+            keys.append("createBitmapIndex")
+        return keys
+
 
 class DimensionsSpec(DruidModel):
     """The dimensions to store. Empty ``dimensions`` means schemaless (decided by the ingest engine)."""
@@ -273,8 +296,12 @@ class DimensionsSpec(DruidModel):
     dimensions: tuple[DimensionSchema, ...] = ()
     dimension_exclusions: tuple[NonEmptyStr, ...] = Field(default=(), alias="dimensionExclusions")
     spatial_dimensions: tuple[Any, ...] = Field(default=(), alias="spatialDimensions")
-    include_all_dimensions: StrictBool = Field(default=False, alias="includeAllDimensions")
-    use_schema_discovery: StrictBool = Field(default=False, alias="useSchemaDiscovery")
+    include_all_dimensions: JsonBool = Field(default=False, alias="includeAllDimensions")
+    use_schema_discovery: JsonBool = Field(default=False, alias="useSchemaDiscovery")
+
+    _unhonoured = {"useSchemaDiscovery": False}
+    # Druid 31+: false sorts segments by the dimensions first, not by __time.
+    _druid_only = {"forceSegmentSortByTime": True}
 
     @field_validator("spatial_dimensions")
     @classmethod
@@ -358,13 +385,17 @@ class GranularitySpec(DruidModel):
     type: Literal["uniform"] = "uniform"
     segment_granularity: GranularityField = Field(default=Granularity.DAY, alias="segmentGranularity")
     query_granularity: GranularityField = Field(default=Granularity.NONE, alias="queryGranularity")
-    rollup: StrictBool = True
+    rollup: JsonBool = True
     intervals: tuple[NonEmptyStr, ...] = ()
+
+    _unhonoured = {"intervals": ALWAYS}
 
     @field_validator("type", mode="before")
     @classmethod
     def _type(cls, value: Any) -> Any:
-        if isinstance(value, str) and value != "uniform":
+        if isinstance(value, str) and value.strip().lower() == "uniform":
+            return "uniform"
+        if isinstance(value, str):
             raise spec_problem(f"granularitySpec type '{value}' is not supported yet")
         return value
 
@@ -379,7 +410,10 @@ class TransformSpec(DruidModel):
 
 
 class DataSchema(DruidModel):
-    _not_supported_yet = ("parser",)
+    """``parser`` (Druid < 0.18) is translated by ``supervisor.spec_legacy`` before validation."""
+
+    # Druid 33+: aggregate projections kept beside the segment; they change queries, not rows.
+    _druid_only = {"projections": lambda value: value == []}
 
     data_source: DataSourceName = Field(alias="dataSource")
     timestamp_spec: TimestampSpec = Field(default_factory=TimestampSpec, alias="timestampSpec")
@@ -402,21 +436,17 @@ class DataSchema(DruidModel):
 
     @model_validator(mode="after")
     def _columns_distinct(self) -> DataSchema:
+        # The timestamp column may also be a dimension: Druid then stores its text as a string
+        # column beside __time (DimensionsSpec only drops it from schemaless discovery).
         metrics = {metric.name: index for index, metric in enumerate(self.metrics_spec)}
-        timestamp_column = self.timestamp_spec.column
         for index, dimension in enumerate(self.dimensions_spec.dimensions):
-            where = ("dimensionsSpec", "dimensions", index)
             if dimension.name in metrics:
                 raise spec_problem(
                     f"'{dimension.name}' is both a dimension and a metric "
                     f"(metricsSpec[{metrics[dimension.name]}])",
-                    *where,
-                )
-            if dimension.name == timestamp_column:
-                raise spec_problem(
-                    f"'{dimension.name}' is the timestamp column (timestampSpec.column) "
-                    "and cannot be a dimension",
-                    *where,
+                    "dimensionsSpec",
+                    "dimensions",
+                    index,
                 )
         return self
 
@@ -427,7 +457,7 @@ class DataSchema(DruidModel):
 class FlattenSpec(DruidModel):
     """Only the trivial flattenSpec (field discovery on, no fields) is supported yet."""
 
-    use_field_discovery: StrictBool = Field(default=True, alias="useFieldDiscovery")
+    use_field_discovery: JsonBool = Field(default=True, alias="useFieldDiscovery")
     fields: tuple[dict[str, Any], ...] = ()
 
     @field_validator("use_field_discovery")
@@ -450,30 +480,49 @@ class InputFormat(DruidModel):
 
     type: Literal["json"]
     flatten_spec: FlattenSpec | None = Field(default=None, alias="flattenSpec")
-    feature_spec: dict[str, StrictBool] | None = Field(default=None, alias="featureSpec")
-    keep_null_columns: StrictBool | None = Field(default=None, alias="keepNullColumns")
-    assume_newline_delimited: StrictBool | None = Field(default=None, alias="assumeNewlineDelimited")
-    use_json_node_reader: StrictBool | None = Field(default=None, alias="useJsonNodeReader")
+    feature_spec: dict[str, JsonBool] | None = Field(default=None, alias="featureSpec")
+    keep_null_columns: JsonBool | None = Field(default=None, alias="keepNullColumns")
+    assume_newline_delimited: JsonBool | None = Field(default=None, alias="assumeNewlineDelimited")
+    use_json_node_reader: JsonBool | None = Field(default=None, alias="useJsonNodeReader")
+
+    # Jackson parser features, the JsonNode reader and keeping null columns in discovery are
+    # JVM details here; records are read one JSON object per Kafka message.
+    _unhonoured = {
+        "featureSpec": lambda value: not value,
+        "keepNullColumns": False,
+        "assumeNewlineDelimited": False,
+        "useJsonNodeReader": False,
+    }
 
     @model_validator(mode="before")
     @classmethod
     def _json_only(cls, data: Any) -> Any:
         if isinstance(data, dict):
             kind = data.get("type")
-            if isinstance(kind, str) and kind != "json":
-                raise spec_problem(f"input format '{kind}' is not supported yet (only 'json')", "type")
+            if isinstance(kind, str) and kind not in SUPPORTED_INPUT_FORMATS:
+                raise spec_problem(unsupported_input_format(kind), "type")
         return data
 
 
 class IdleConfig(DruidModel):
     """Druid's idle-supervisor settings; stored, not acted on."""
 
-    enabled: StrictBool = False
+    enabled: JsonBool = False
     inactive_after_millis: PositiveInt | None = Field(default=None, alias="inactiveAfterMillis")
 
 
 class KafkaIOConfig(DruidModel):
-    _not_supported_yet = ("topicPattern", "autoScalerConfig", "lateMessageRejectionStartDateTime")
+    _not_supported_yet = ("topicPattern", "lateMessageRejectionStartDateTime")
+    _unhonoured = {
+        "pollTimeout": 100,
+        "stopTaskCount": ALWAYS,
+        "emitTimeLagMetrics": False,
+        "lagAggregator": ALWAYS,
+        "configOverrides": ALWAYS,
+    }
+    # Druid <= 0.15: tolerate offset gaps (transactional topics); read_committed reading here
+    # never stops on a gap.
+    _druid_only = {"skipOffsetGaps": False}
 
     type: Literal["kafka"] = "kafka"
     topic: TopicName
@@ -484,7 +533,7 @@ class KafkaIOConfig(DruidModel):
     task_duration: PositiveDuration = Field(default=timedelta(hours=1), alias="taskDuration")
     start_delay: Duration = Field(default=timedelta(seconds=5), alias="startDelay")
     period: PositiveDuration = timedelta(seconds=30)
-    use_earliest_offset: StrictBool = Field(default=False, alias="useEarliestOffset")
+    use_earliest_offset: JsonBool = Field(default=False, alias="useEarliestOffset")
     completion_timeout: PositiveDuration = Field(default=timedelta(minutes=30), alias="completionTimeout")
     late_message_rejection_period: PositiveDuration | None = Field(
         default=None, alias="lateMessageRejectionPeriod"
@@ -493,10 +542,9 @@ class KafkaIOConfig(DruidModel):
         default=None, alias="earlyMessageRejectionPeriod"
     )
     poll_timeout: NonNegativeInt = Field(default=100, alias="pollTimeout")
-    # Accepted and kept, not acted on.
     idle_config: IdleConfig | None = Field(default=None, alias="idleConfig")
     stop_task_count: PositiveInt | None = Field(default=None, alias="stopTaskCount")
-    emit_time_lag_metrics: StrictBool | None = Field(default=None, alias="emitTimeLagMetrics")
+    emit_time_lag_metrics: JsonBool | None = Field(default=None, alias="emitTimeLagMetrics")
     lag_aggregator: dict[str, Any] | None = Field(default=None, alias="lagAggregator")
     config_overrides: dict[str, Any] | None = Field(default=None, alias="configOverrides")
 
@@ -506,6 +554,32 @@ class KafkaIOConfig(DruidModel):
         if isinstance(value, str) and value != "kafka":
             raise spec_problem("must be 'kafka'")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _druid_output(cls, data: Any) -> Any:
+        """What Druid's GET shows beside what it reads: ``stream`` (the topic) and
+        ``useEarliestSequenceNumber`` (useEarliestOffset) are getters of
+        SeekableStreamSupervisorIOConfig; Druid ignores them on input. They are dropped when they
+        agree, and a conflict is refused: Druid would read only topic/useEarliestOffset.
+        A disabled ``autoScalerConfig`` is what Druid does without one."""
+        if not isinstance(data, dict):
+            return data
+        data = without_nulls(data)
+        for shown, read in (("stream", "topic"), ("useEarliestSequenceNumber", "useEarliestOffset")):
+            if shown in data and read in data:
+                if java_string(data[shown]).lower() != java_string(data[read]).lower():
+                    raise spec_problem(
+                        f"{data[shown]!r} differs from {read} {data[read]!r} (Druid reads {read} only)", shown
+                    )
+                del data[shown]
+        scaler = data.get("autoScalerConfig")
+        if isinstance(scaler, dict):
+            enabled = without_nulls(scaler).get("enableTaskAutoScaler", False)
+            if java_string(enabled).strip().lower() != "false":
+                raise spec_problem("is not supported yet", "autoScalerConfig", "enableTaskAutoScaler")
+            del data["autoScalerConfig"]
+        return data
 
     @field_validator("consumer_properties")
     @classmethod
@@ -529,12 +603,80 @@ class KafkaIOConfig(DruidModel):
 # --------------------------------------------------------------------------- tuningConfig
 
 
+def _never(value: timedelta) -> bool:
+    """Druid's "never" for a period: P2147483647D (Integer.MAX_VALUE days, capped here)."""
+    return value >= timedelta(days=999_999_999)
+
+
+def _default_index_spec(value: Any) -> bool:
+    """An indexSpec that asks for nothing but Druid's defaults (GET output carries one)."""
+    defaults = {
+        "bitmap": ({"type": "roaring"}, {"type": "roaring", "compressRunOnSerialization": True}),
+        "dimensionCompression": ("lz4",),
+        "metricCompression": ("lz4",),
+        "longEncoding": ("longs",),
+        "stringDictionaryEncoding": ({"type": "utf8"},),
+        "jsonCompression": ("lz4",),
+    }
+    return isinstance(value, dict) and all(value[key] in defaults.get(key, ()) for key in value)
+
+
+class DynamicPartitionsSpec(DruidModel):
+    """Druid's ``partitionsSpec`` of a streaming task: only ``dynamic`` applies to streams."""
+
+    type: Literal["dynamic"]
+    max_rows_per_segment: PositiveInt | None = Field(default=None, alias="maxRowsPerSegment")
+    max_total_rows: PositiveInt | None = Field(default=None, alias="maxTotalRows")
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _dynamic(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "dynamic":
+            raise spec_problem(
+                f"partitionsSpec type '{value}' is not supported (streaming ingestion uses 'dynamic')"
+            )
+        return value
+
+
 class KafkaTuningConfig(DruidModel):
+    _unhonoured = {
+        "maxTotalRows": ALWAYS,
+        "skipBytesInMemoryOverheadCheck": False,
+        # 0 (wait forever) before Druid 0.21.1, 15 minutes since.
+        "handoffConditionTimeout": lambda value: value in (0, 900_000),
+        "workerThreads": ALWAYS,
+        "chatRetries": 8,
+        "httpTimeout": timedelta(seconds=10),
+        "shutdownTimeout": timedelta(seconds=80),
+        "offsetFetchPeriod": timedelta(seconds=30),
+        "intermediateHandoffPeriod": _never,
+        "skipSequenceNumberAvailabilityCheck": False,
+        "numPersistThreads": 1,
+        "maxPendingPersists": 0,
+        "indexSpec": _default_index_spec,
+        "indexSpecForIntermediatePersists": _default_index_spec,
+        "segmentWriteOutMediumFactory": ALWAYS,
+        "appendableIndexSpec": lambda value: (
+            value.get("type", "onheap") == "onheap" and not value.get("preserveExistingMetrics", False)
+        ),
+    }
+    # Druid's tuning knobs with no model here (KafkaSupervisorTuningConfig and its bases).
+    _druid_only = {
+        "chatThreads": ALWAYS,
+        "maxColumnsToMerge": -1,
+        "repartitionTransitionDuration": lambda value: _is_duration(value, timedelta(minutes=2)),
+        "basePersistDirectory": ALWAYS,
+        # Druid <= 0.11; true is what later Druid always does.
+        "buildV9Directly": True,
+        "forceExtendableShardSpecs": ALWAYS,
+        "forceGuaranteedRollup": False,
+    }
+
     type: Literal["kafka"] = "kafka"
     max_rows_in_memory: PositiveInt = Field(default=150_000, alias="maxRowsInMemory")
     # 0: default (DEFAULT_MAX_BYTES_IN_MEMORY); -1: no byte limit.
-    max_bytes_in_memory: StrictInt = Field(default=0, alias="maxBytesInMemory")
-    skip_bytes_in_memory_overhead_check: StrictBool = Field(
+    max_bytes_in_memory: JsonInt = Field(default=0, alias="maxBytesInMemory")
+    skip_bytes_in_memory_overhead_check: JsonBool = Field(
         default=False, alias="skipBytesInMemoryOverheadCheck"
     )
     max_rows_per_segment: PositiveInt = Field(default=5_000_000, alias="maxRowsPerSegment")
@@ -546,13 +688,13 @@ class KafkaTuningConfig(DruidModel):
         default=MAX_PARSE_EXCEPTIONS_UNLIMITED, alias="maxParseExceptions"
     )
     max_saved_parse_exceptions: NonNegativeInt = Field(default=0, alias="maxSavedParseExceptions")
-    log_parse_exceptions: StrictBool = Field(default=False, alias="logParseExceptions")
-    reset_offset_automatically: StrictBool = Field(default=False, alias="resetOffsetAutomatically")
+    log_parse_exceptions: JsonBool = Field(default=False, alias="logParseExceptions")
+    reset_offset_automatically: JsonBool = Field(default=False, alias="resetOffsetAutomatically")
     # Our extension: where records that cannot be ingested are sent (None: nowhere).
     dead_letter_topic: TopicName | None = Field(default=None, alias="deadLetterTopic")
     # Legacy: true is applied to maxParseExceptions/maxSavedParseExceptions on input.
-    report_parse_exceptions: StrictBool = Field(default=False, alias="reportParseExceptions")
-    # Accepted and kept, not acted on.
+    report_parse_exceptions: JsonBool = Field(default=False, alias="reportParseExceptions")
+    # Kept, not acted on (see _unhonoured).
     handoff_condition_timeout: NonNegativeInt | None = Field(default=None, alias="handoffConditionTimeout")
     worker_threads: PositiveInt | None = Field(default=None, alias="workerThreads")
     chat_retries: NonNegativeInt | None = Field(default=None, alias="chatRetries")
@@ -560,7 +702,7 @@ class KafkaTuningConfig(DruidModel):
     shutdown_timeout: Duration | None = Field(default=None, alias="shutdownTimeout")
     offset_fetch_period: Duration | None = Field(default=None, alias="offsetFetchPeriod")
     intermediate_handoff_period: Duration | None = Field(default=None, alias="intermediateHandoffPeriod")
-    skip_sequence_number_availability_check: StrictBool = Field(
+    skip_sequence_number_availability_check: JsonBool = Field(
         default=False, alias="skipSequenceNumberAvailabilityCheck"
     )
     num_persist_threads: PositiveInt | None = Field(default=None, alias="numPersistThreads")
@@ -573,6 +715,8 @@ class KafkaTuningConfig(DruidModel):
         default=None, alias="segmentWriteOutMediumFactory"
     )
     appendable_index_spec: dict[str, Any] | None = Field(default=None, alias="appendableIndexSpec")
+    # Folded into maxRowsPerSegment/maxTotalRows on input; kept only to validate its own keys.
+    partitions_spec: DynamicPartitionsSpec | None = Field(default=None, alias="partitionsSpec", exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -586,7 +730,7 @@ class KafkaTuningConfig(DruidModel):
         if "partitionsSpec" in data:
             _merge_partitions_spec(data)
         report = data.get("reportParseExceptions")
-        if report is True:
+        if java_string(report).strip().lower() == "true":
             # Druid: reporting parse exceptions means failing on the first one.
             data["maxParseExceptions"] = 0
             saved = data.get("maxSavedParseExceptions")
@@ -594,6 +738,14 @@ class KafkaTuningConfig(DruidModel):
             if saved is None or too_many:
                 data["maxSavedParseExceptions"] = 1
         return data
+
+    @model_validator(mode="after")
+    def _partitions_folded(self) -> KafkaTuningConfig:
+        # Its limits are in maxRowsPerSegment/maxTotalRows now: a spec and its to_json() re-parsed
+        # are equal. (Setting a field of a frozen model, once, while it is being built.)
+        if self.partitions_spec is not None:
+            object.__setattr__(self, "partitions_spec", None)
+        return self
 
     @field_validator("max_bytes_in_memory")
     @classmethod
@@ -616,30 +768,27 @@ class KafkaTuningConfig(DruidModel):
 
 
 def _merge_partitions_spec(data: dict[str, Any]) -> None:
-    """Fold Druid's ``partitionsSpec`` (dynamic only) into maxRowsPerSegment/maxTotalRows."""
-    spec = data.pop("partitionsSpec")
+    """Copy Druid's ``partitionsSpec`` limits into maxRowsPerSegment/maxTotalRows.
+
+    The object itself stays for its model to check (its type, its unknown keys).
+    """
+    spec = data["partitionsSpec"]
     if not isinstance(spec, dict):
-        raise spec_problem("must be a JSON object", "partitionsSpec")
-    spec = without_nulls(spec)
-    kind = spec.get("type")
-    if kind is None:
-        raise spec_problem("is required", "partitionsSpec", "type")
-    if kind != "dynamic":
-        raise spec_problem(
-            f"partitionsSpec type '{kind}' is not supported (streaming ingestion uses 'dynamic')",
-            "partitionsSpec",
-            "type",
-        )
-    for key, value in spec.items():
-        if key == "type":
+        return
+    for key in ("maxRowsPerSegment", "maxTotalRows"):
+        value = spec.get(key)
+        if value is None:
             continue
-        if key not in ("maxRowsPerSegment", "maxTotalRows"):
-            raise spec_problem("unknown field", "partitionsSpec", key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise spec_problem("must be a positive integer", "partitionsSpec", key)
-        if key in data and data[key] != value:
+        if key in data and java_string(data[key]) != java_string(value):
             raise spec_problem(f"conflicts with tuningConfig.{key} ({data[key]})", "partitionsSpec", key)
         data[key] = value
+
+
+def _is_duration(value: Any, expected: timedelta) -> bool:
+    try:
+        return parse_duration(value) == expected
+    except ValueError:
+        return False
 
 
 # --------------------------------------------------------------------------- the supervisor spec
@@ -650,7 +799,7 @@ class SupervisorSpec(DruidModel):
     data_schema: DataSchema = Field(alias="dataSchema")
     io_config: KafkaIOConfig = Field(alias="ioConfig")
     tuning_config: KafkaTuningConfig = Field(default_factory=KafkaTuningConfig, alias="tuningConfig")
-    suspended: StrictBool = False
+    suspended: JsonBool = False
     context: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -686,6 +835,16 @@ class SupervisorSpec(DruidModel):
 
 _INGESTION_KEYS = ("dataSchema", "ioConfig", "tuningConfig")
 _TOP_LEVEL_KEYS = frozenset({"type", "id", "spec", "suspended", "context", *_INGESTION_KEYS})
+# What the Overlord adds to a stored spec (its history entry); read back without a note.
+_NOTE_KEYS = frozenset({"ignoredFields", "unhonouredFields", "translated"})
+
+
+@dataclass(frozen=True)
+class ParsedSpec:
+    """A validated spec and what the author should hear about it (see ``SpecNotes``)."""
+
+    spec: SupervisorSpec
+    notes: SpecNotes
 
 
 def parse_supervisor_spec(payload: Any) -> SupervisorSpec:
@@ -693,6 +852,11 @@ def parse_supervisor_spec(payload: Any) -> SupervisorSpec:
 
     Raises ``InvalidSpec(field, problem)`` for the first problem found.
     """
+    return read_supervisor_spec(payload).spec
+
+
+def read_supervisor_spec(payload: Any) -> ParsedSpec:
+    """``parse_supervisor_spec`` with the notes: ignored, unhonoured and translated fields."""
     if not isinstance(payload, Mapping):
         raise InvalidSpec("", "spec must be a JSON object")
     kind = payload.get("type")
@@ -700,19 +864,23 @@ def parse_supervisor_spec(payload: Any) -> SupervisorSpec:
         raise InvalidSpec("type", 'is required (use "kafka")')
     if kind != "kafka":
         raise InvalidSpec("type", f"supervisor type {kind!r} is not supported (only 'kafka')")
-    for key in payload:
-        if key not in _TOP_LEVEL_KEYS:
-            raise InvalidSpec(str(key), "unknown field")
+    ignored: list[str] = []
+    for key, value in payload.items():
+        if key not in _TOP_LEVEL_KEYS and key not in _NOTE_KEYS and value is not None:
+            _unknown_outside_models(str(key), format_path([str(key)]), _TOP_LEVEL_KEYS, ignored)
 
     wrapped = payload.get("spec") is not None
     if wrapped:
         ingestion = payload["spec"]
         if not isinstance(ingestion, Mapping):
             raise InvalidSpec("spec", "must be a JSON object")
-        for key in ingestion:
-            if key not in _INGESTION_KEYS:
-                raise InvalidSpec(f"spec.{key}", "unknown field")
-        # Druid echoes the ingestion spec at the top level too (GET output); the "spec" copy wins.
+        for key, value in ingestion.items():
+            if key not in _INGESTION_KEYS and value is not None:
+                _unknown_outside_models(
+                    str(key), format_path(["spec", str(key)]), frozenset(_INGESTION_KEYS), ignored
+                )
+        # Druid echoes the ingestion spec at the top level too (GET output); the "spec" copy wins,
+        # as in Druid's KafkaSupervisorSpec.
     else:
         ingestion = payload
 
@@ -724,10 +892,14 @@ def parse_supervisor_spec(payload: Any) -> SupervisorSpec:
         if key in payload:
             flat[key] = payload[key]
 
+    prefix = "spec." if wrapped else ""
+    translation = translate_parser(flat, prefix)
     try:
-        spec = SupervisorSpec.model_validate(flat, by_alias=True, by_name=False)
-    except ValidationError as exc:
-        raise _invalid_spec(exc, flat, wrapped) from None
+        spec, unknown, druid_only = validate_collecting_unknown(
+            SupervisorSpec, translation.doc, _INGESTION_KEYS if wrapped else (), translation.original_path
+        )
+    except InvalidSpec as exc:
+        raise InvalidSpec(translation.original_path(exc.field), exc.problem) from None
 
     supervisor_id = payload.get("id")
     if supervisor_id is not None and supervisor_id != spec.id:
@@ -735,100 +907,21 @@ def parse_supervisor_spec(payload: Any) -> SupervisorSpec:
             "id",
             "must equal the dataSource (supervisors with their own id are not supported yet)",
         )
-    return spec
+    ignored += [format_path(path) for path in translation.ignored]
+    ignored += [translation.original_path(format_path(path)) for path in unknown]
+    unhonoured = [translation.original_path(format_path(path)) for path in druid_only]
+    for path in unhonoured_fields(spec, []):
+        shown = ["spec", *path] if wrapped and path and path[0] in _INGESTION_KEYS else path
+        unhonoured.append(translation.original_path(format_path(shown)))
+    notes = SpecNotes(
+        ignored_fields=tuple(sorted(set(ignored))),
+        unhonoured_fields=tuple(sorted(set(unhonoured))),
+        translated=tuple(translation.notes),
+    )
+    return ParsedSpec(spec, notes)
 
 
-# --------------------------------------------------------------------------- error translation
-
-
-def _invalid_spec(exc: ValidationError, flat: Mapping[str, Any], wrapped: bool) -> InvalidSpec:
-    error = exc.errors(include_url=False)[0]
-    problem, extra_loc = _describe(error)
-    path = _druid_path((*error["loc"], *extra_loc), flat)
-    if wrapped and path and path[0] in _INGESTION_KEYS:
-        path = ["spec", *path]
-    return InvalidSpec(_format_path(path), problem)
-
-
-def _describe(error: ErrorDetails) -> tuple[str, tuple[str | int, ...]]:
-    """A human problem text for a pydantic error, and any path below its location."""
-    kind = error["type"]
-    ctx: dict[str, Any] = dict(error.get("ctx") or {})
-    if kind == SPEC_ERROR:
-        return str(ctx["problem"]), tuple(ctx.get("subpath", ()))
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"])), ()
-    if kind == "missing":
-        return "is required", ()
-    if kind == "extra_forbidden":
-        return "unknown field", ()
-    if kind == "union_tag_invalid":
-        return f"filter type '{ctx.get('tag')}' is not supported yet", ("type",)
-    if kind == "union_tag_not_found":
-        return "is required", ("type",)
-    if kind == "greater_than_equal":
-        bound = ctx.get("ge")
-        if bound == 1:
-            return "must be a positive integer", ()
-        if bound == 0:
-            return "must be a non-negative integer", ()
-        return f"must be at least {bound}", ()
-    if kind == "literal_error":
-        return f"must be {ctx.get('expected')}", ()
-    if kind in ("string_too_short", "too_short"):
-        return "must not be empty", ()
-    simple = {
-        "int_type": "must be an integer",
-        "int_parsing": "must be an integer",
-        "int_from_float": "must be an integer",
-        "bool_type": "must be true or false",
-        "bool_parsing": "must be true or false",
-        "string_type": "must be a string",
-        "model_type": "must be a JSON object",
-        "model_attributes_type": "must be a JSON object",
-        "dict_type": "must be a JSON object",
-        "list_type": "must be a JSON array",
-        "tuple_type": "must be a JSON array",
-    }
-    return simple.get(kind, str(error["msg"])), ()
-
-
-def _druid_path(loc: tuple[str | int, ...], root: Any) -> list[str | int]:
-    """Map a pydantic location onto the keys the user wrote.
-
-    Discriminated-union tags (pydantic adds the member's ``type``, e.g. ``'selector'``) are
-    skipped; an absent key (a missing required field) is kept; nothing is invented below it
-    or below a scalar.
-    """
-    path: list[str | int] = []
-    node = root
-    for key in loc:
-        if isinstance(node, Mapping):
-            if key in node:
-                path.append(key)
-                node = node[key]
-            elif not (key in FILTER_TYPES and node.get("type") == key):  # not a union tag: missing
-                path.append(key)
-                node = None
-            continue
-        if isinstance(node, list | tuple) and isinstance(key, int) and 0 <= key < len(node):
-            path.append(key)
-            node = node[key]
-            continue
-        break
-    return path
-
-
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _format_path(path: list[str | int]) -> str:
-    out = ""
-    for key in path:
-        if isinstance(key, int):
-            out += f"[{key}]"
-        elif _PLAIN_KEY.fullmatch(key):
-            out += f".{key}" if out else key
-        else:
-            out += f'["{key}"]'
-    return out
+def _unknown_outside_models(key: str, shown: str, known: frozenset[str], ignored: list[str]) -> None:
+    """An unknown key at the top of the spec or beside dataSchema: a mistake (400) or ignored."""
+    check_unknown_key(None, key, None, shown, SupervisorSpec, known=known)
+    ignored.append(shown)
