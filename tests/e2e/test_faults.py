@@ -97,7 +97,7 @@ def test_metadata_store_outage_is_a_503_and_heals_without_a_restart(
             for method, call_url, body in calls:
                 status, answer, _ = wait_for(
                     f"{method} {call_url} answered again",
-                    lambda m=method, u=call_url, b=body: (a := request(m, u, b)).status != 503 and a,
+                    lambda m=method, u=call_url, b=body: a if (a := request(m, u, b)).status != 503 else None,
                     30,
                 )
                 assert status == 200, (call_url, status, answer)

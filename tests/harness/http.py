@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec
 
 from aiohttp import web
 
 from overlord.client import exchange
 from tests.harness.services import free_port
+
+P = ParamSpec("P")
 
 
 class Answer(NamedTuple):
@@ -23,17 +26,17 @@ class Answer(NamedTuple):
     headers: Message
 
 
-def request(
-    method: str,
-    url: str,
-    body: Any = None,
-    *,
-    data: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
-) -> Answer:
-    """One request, with a JSON ``body`` or raw ``data`` and any headers; answers of every status."""
-    return Answer(*exchange(method, url, body, data=data, headers=headers, timeout=timeout))
+def _answers(call: Callable[P, tuple[int, Any, Message]]) -> Callable[P, Answer]:
+    @functools.wraps(call)
+    def answered(*args: P.args, **kwargs: P.kwargs) -> Answer:
+        return Answer(*call(*args, **kwargs))
+
+    return answered
+
+
+#: One request, with a JSON ``body`` or raw ``data`` and any headers; answers of every status:
+#: ``request(method, url, body=None, *, data=None, headers=None, timeout=30.0) -> Answer``.
+request = _answers(exchange)
 
 
 @contextlib.contextmanager

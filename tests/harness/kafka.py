@@ -227,8 +227,8 @@ def consume_until_eof(
                 keep(msg)
                 if eof:  # a message after its partition's EOF: that partition is pending again
                     partition = msg.partition()
-                    if partition in wanted and eof.pop(partition, None) is not None:  # type: ignore[arg-type]
-                        pending.add(partition)  # type: ignore[arg-type]
+                    if partition in wanted and eof.pop(partition, None) is not None:
+                        pending.add(partition)
                 continue
             partition = msg.partition()
             assert partition is not None

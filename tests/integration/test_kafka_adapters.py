@@ -101,6 +101,18 @@ def _poll_into(supplier: KafkaRecordSupplier, batches: list[RecordBatch], eof: d
     return set(eof)
 
 
+def read_two_partitions(
+    supplier: KafkaRecordSupplier, bootstrap: str, counts: dict[int, int], start: dict[int, int]
+) -> PollResult:
+    """Makes the supplier's topic with two partitions, partition p holding ``counts[p]`` plain records
+    ``p<p>-<offset>``, and reads both from ``start`` to their ends."""
+    create_topic(bootstrap, supplier.topic, 2)
+    for partition, n in counts.items():
+        produce(bootstrap, supplier.topic, values(f"p{partition}", n), partition=partition)
+    supplier.assign(start)
+    return read_range(supplier, set(start))
+
+
 def as_pairs(records: RecordBatch) -> list[tuple[int, int, bytes | None]]:
     return [(r.partition, r.offset, r.value) for r in records]
 
@@ -194,11 +206,7 @@ def test_scan_for_records_past_markers_and_aborted_records(
 def test_supplier_reads_an_exact_range_and_reports_the_end(
     supplier: KafkaRecordSupplier, kafka_bootstrap: str, topic_name: str
 ) -> None:
-    create_topic(kafka_bootstrap, topic_name, 2)
-    produce(kafka_bootstrap, topic_name, values("p0", 6), partition=0)
-    produce(kafka_bootstrap, topic_name, values("p1", 4), partition=1)
-    supplier.assign({0: 2, 1: 0})
-    got = read_range(supplier, {0, 1})
+    got = read_two_partitions(supplier, kafka_bootstrap, {0: 6, 1: 4}, start={0: 2, 1: 0})
     assert sorted(as_pairs(got.records)) == [
         *((0, i, f"p0-{i}".encode()) for i in range(2, 6)),
         *((1, i, f"p1-{i}".encode()) for i in range(4)),
@@ -212,11 +220,7 @@ def test_supplier_reads_an_exact_range_and_reports_the_end(
 def test_supplier_seek_reads_again_and_pause_stops_a_partition(
     supplier: KafkaRecordSupplier, kafka_bootstrap: str, topic_name: str
 ) -> None:
-    create_topic(kafka_bootstrap, topic_name, 2)
-    produce(kafka_bootstrap, topic_name, values("p0", 5), partition=0)
-    produce(kafka_bootstrap, topic_name, values("p1", 5), partition=1)
-    supplier.assign({0: 0, 1: 0})
-    first = read_range(supplier, {0, 1})
+    first = read_two_partitions(supplier, kafka_bootstrap, {0: 5, 1: 5}, start={0: 0, 1: 0})
     assert len(first.records) == 10
     supplier.seek(0, 3)
     again = read_range(supplier, {0})

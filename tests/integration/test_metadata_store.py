@@ -11,7 +11,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -397,7 +397,7 @@ def test_database_error_rolls_back_and_is_retryable(store: MetadataStore) -> Non
 def test_an_outage_is_metadata_store_unavailable_and_publish_stays_retryable(store: MetadataStore) -> None:
     assert publish(store, "seq-0", {0: 0}, {0: 10}, [seg(0)]).ok
     task = TaskRow(id="t1", datasource=DS, type="index_kafka", payload={"id": "t1"})
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: store.get_offsets(DS),
         lambda: store.reset_partitions(DS, TOPIC, {1: 0}),
         lambda: store.insert_supervisor(DS, {"type": "kafka"}),
