@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterator
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from tests.harness.kafka import admin_client, recreate_topic
-
 from supervisor.chronology import format_instant
+from tests.harness.kafka import admin_client, recreate_topic
 
 # Bump when the shape of the events changes: the topics of older versions are not reused.
 VERSION = 1

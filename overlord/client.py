@@ -6,8 +6,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
-from email.message import Message
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from supervisor.ports import TaskState
@@ -22,44 +21,24 @@ class ApiError(Exception):
         self.body = body
 
 
-def exchange(
-    method: str,
-    url: str,
-    body: Any = None,
-    *,
-    data: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
-) -> tuple[int, Any, Message]:
-    """One request with a JSON ``body`` (or raw ``data``) and any headers; returns (status, decoded
-    JSON body or text, None when empty; response headers) for answers of every status."""
-    if body is not None:
-        data = json.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
-    )
+def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+    """One request; returns (status, decoded JSON body or text)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()
             if not raw:
-                return resp.status, None, resp.headers
+                return resp.status, None
             if resp.headers.get_content_type() != "application/json":
-                return resp.status, raw.decode(errors="replace"), resp.headers
-            return resp.status, json.loads(raw), resp.headers
+                return resp.status, raw.decode(errors="replace")
+            return resp.status, json.loads(raw)
     except urllib.error.HTTPError as e:
         raw = e.read()
-        if not raw:
-            return e.code, None, e.headers
         try:
-            return e.code, json.loads(raw), e.headers
+            return e.code, json.loads(raw)
         except ValueError:
-            return e.code, raw.decode(errors="replace"), e.headers
-
-
-def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-    """One request; returns (status, decoded JSON body or text)."""
-    status, answer, _ = exchange(method, url, body, timeout=timeout)
-    return status, answer
+            return e.code, raw.decode(errors="replace")
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, interval_s: float = 0.5) -> T:

@@ -5,38 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import threading
-from collections.abc import Callable, Iterator
-from email.message import Message
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple, ParamSpec
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from overlord.client import exchange
 from tests.harness.services import free_port
-
-P = ParamSpec("P")
+from transport.client import SyncClient
 
 
 class Answer(NamedTuple):
     status: int
     body: Any  # the decoded JSON, else the text; None when empty
-    headers: Message
+    headers: Mapping[str, str]
 
 
-def _answers(call: Callable[P, tuple[int, Any, Message]]) -> Callable[P, Answer]:
-    @functools.wraps(call)
-    def answered(*args: P.args, **kwargs: P.kwargs) -> Answer:
-        return Answer(*call(*args, **kwargs))
-
-    return answered
-
-
-#: One request, with a JSON ``body`` or raw ``data`` and any headers; answers of every status:
-#: ``request(method, url, body=None, *, data=None, headers=None, timeout=30.0) -> Answer``.
-request = _answers(exchange)
+def request(
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Answer:
+    """One request, with a JSON ``body`` or raw ``data`` and any headers; answers of every status
+    (``Unavailable`` when there is none), by the project's one client (``transport.client``)."""
+    answer = SyncClient(timeout_s=timeout).send(method, url, body, headers=headers, raw=data)
+    return Answer(answer.status, answer.body, answer.headers)
 
 
 @contextlib.contextmanager
