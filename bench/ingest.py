@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import os
 import re
 import resource
@@ -39,10 +38,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +51,7 @@ for _path in (str(REPO), str(REPO / "bench")):
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import wikigen  # noqa: E402
-from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, Message, TopicPartition  # noqa: E402
 
 from middlemanager.runner import TaskRunner  # noqa: E402
 from overlord.client import OverlordClient, wait_for  # noqa: E402
@@ -63,8 +60,11 @@ from supervisor.kafka.config import consumer_config  # noqa: E402
 from supervisor.kafka.supplier import CONSUMER_DEFAULTS  # noqa: E402
 from supervisor.spec import parse_supervisor_spec  # noqa: E402
 from supervisor.task_spec import KafkaIndexTaskSpec  # noqa: E402
-from tests.cluster import Cluster  # noqa: E402
-from tests.support import kafka_answers  # noqa: E402
+from tests.harness.kafka import consume_until_eof, kafka_answers, latest_offsets  # noqa: E402
+from tests.harness.processes import Cluster  # noqa: E402
+from tests.harness.services import KAFKA_START_TIMEOUT_S, LOCAL_KAFKA, last_line, run_script  # noqa: E402
+from tests.harness.specs import kafka_spec  # noqa: E402
+from tests.harness.stub_overlord import stub_overlord  # noqa: E402
 
 PARTITIONS = 4
 MIB = 1024 * 1024
@@ -87,41 +87,25 @@ def supervisor_spec(
     task_duration: str = "PT1H",
     max_bytes_in_memory: int = 0,
 ) -> dict[str, Any]:
-    tuning: dict[str, Any] = {"type": "kafka"}
-    if max_bytes_in_memory:
-        tuning["maxBytesInMemory"] = max_bytes_in_memory
-    return {
-        "type": "kafka",
-        "spec": {
-            "dataSchema": {
-                "dataSource": datasource,
-                "timestampSpec": {"column": wikigen.TIME_COLUMN, "format": "iso"},
-                "dimensionsSpec": {"dimensions": list(wikigen.DIMENSION_NAMES)},
-                "metricsSpec": [
-                    {"type": "count", "name": "count"},
-                    *({"type": "longSum", "name": f, "fieldName": f} for f in wikigen.LONG_FIELDS),
-                ],
-                "granularitySpec": {
-                    "segmentGranularity": "hour",
-                    "queryGranularity": "minute" if rollup else "none",
-                    "rollup": rollup,
-                },
-            },
-            "ioConfig": {
-                "topic": topic,
-                "inputFormat": {"type": "json"},
-                "consumerProperties": {"bootstrap.servers": bootstrap},
-                "taskCount": task_count,
-                "replicas": 1,
-                "taskDuration": task_duration,
-                "startDelay": "PT0.1S",
-                "period": "PT1S",
-                "useEarliestOffset": True,
-                "completionTimeout": "PT30M",
-            },
-            "tuningConfig": tuning,
-        },
-    }
+    """The wikiticker-like events of ``wikigen``, rolled up by minute or not."""
+    return kafka_spec(
+        datasource,
+        topic,
+        bootstrap,
+        timestamp={"column": wikigen.TIME_COLUMN, "format": "iso"},
+        dimensions=wikigen.DIMENSION_NAMES,
+        metrics=[
+            {"type": "count", "name": "count"},
+            *({"type": "longSum", "name": f, "fieldName": f} for f in wikigen.LONG_FIELDS),
+        ],
+        rollup=rollup,
+        query_granularity="minute" if rollup else "none",
+        tuning={"maxBytesInMemory": max_bytes_in_memory} if max_bytes_in_memory else None,
+        taskCount=task_count,
+        taskDuration=task_duration,
+        startDelay="PT0.1S",
+        completionTimeout="PT30M",
+    )
 
 
 def effective_max_bytes(max_bytes_in_memory: int) -> int:
@@ -138,24 +122,14 @@ def ensure_kafka(bootstrap: str) -> str:
     if kafka_answers(bootstrap, timeout=5):
         return bootstrap
     say("no broker answers: scripts/local-kafka start")
-    out = subprocess.run(
-        [str(REPO / "scripts" / "local-kafka"), "start"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    started = out.splitlines()[-1].strip() if out else bootstrap
+    started = last_line(run_script(LOCAL_KAFKA, "start", timeout=KAFKA_START_TIMEOUT_S).stdout)
     if not kafka_answers(started, timeout=30):
         raise RuntimeError(f"the broker at {started} does not answer")
     return started
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe", "log_level": 3})
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(PARTITIONS)
-        }
-    finally:
-        consumer.close()
+    return latest_offsets(bootstrap, topic, range(PARTITIONS))
 
 
 @dataclass
@@ -174,20 +148,14 @@ def raw_read(bootstrap: str, topic: str, expected: int) -> Rate:
     props = {"bootstrap.servers": bootstrap, **CONSUMER_DEFAULTS}
     consumer = Consumer(consumer_config(props, client_id="bench-raw"))
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    at_end: set[int] = set()
     count = 0
-    size = 0
+
+    def counted(_msg: Message) -> None:
+        nonlocal count
+        count += 1
+
     t0, c0 = time.perf_counter(), time.process_time()
-    while len(at_end) < PARTITIONS:
-        for msg in consumer.consume(10_000, 1.0):
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(int(msg.partition() or 0))
-                    continue
-                raise RuntimeError(f"raw read: {err.str()}")
-            size += len(msg.value() or b"")
-            count += 1
+    consume_until_eof(consumer, range(PARTITIONS), timeout=3600, batch=10_000, on_message=counted)
     rate = Rate(count, time.perf_counter() - t0, time.process_time() - c0)
     consumer.close()
     if count != expected:
@@ -196,34 +164,6 @@ def raw_read(bootstrap: str, topic: str, expected: int) -> Rate:
 
 
 # ----------------------------------------------------------------------------- in-process task
-
-
-class _StubOverlord(BaseHTTPRequestHandler):
-    """Answers every task action with success (the in-process run publishes nowhere)."""
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"result": {"kind": "ok", "segmentIds": []}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def stub_overlord() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubOverlord)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass
@@ -257,8 +197,10 @@ def in_process(bootstrap: str, topic: str, events: int, rollup: bool, workdir: P
     )
     task_dir = workdir / "inproc" / task.id
     deep = workdir / "inproc-deep"
-    with stub_overlord() as url:
-        runner = TaskRunner(task.model_copy(update={"deep_storage": deep.absolute().as_uri()}), task_dir, url)
+    with stub_overlord() as overlord:
+        runner = TaskRunner(
+            task.model_copy(update={"deep_storage": deep.absolute().as_uri()}), task_dir, overlord.url
+        )
         read_end: list[float] = []
         read = runner._read  # the read phase alone is timed too
 

@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterator
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic  # the class confluent_kafka.admin re-exports
 
 from supervisor.chronology import format_instant
+from tests.harness.kafka import admin_client, recreate_topic
 
 # Bump when the shape of the events changes: the topics of older versions are not reused.
 VERSION = 1
@@ -112,25 +111,9 @@ def ensure_topic(bootstrap: str, count: int, partitions: int, log: Callable[[str
     if topic_holds(bootstrap, topic, count, partitions):
         log(f"topic {topic}: reusing ({count:,} events over {partitions} partitions)")
         return topic
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    if topic in admin.list_topics(timeout=10).topics:
+    if topic in admin_client(bootstrap).list_topics(timeout=10).topics:
         log(f"topic {topic}: incomplete, recreating")
-        for future in admin.delete_topics([topic], operation_timeout=30).values():
-            future.result()
-        deadline = time.monotonic() + 60
-        while topic in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
-            time.sleep(0.5)
-    while True:
-        try:
-            for future in admin.create_topics(
-                [NewTopic(topic, num_partitions=partitions, replication_factor=1)], operation_timeout=30
-            ).values():
-                future.result()
-            break
-        except KafkaException as e:  # a deletion may still be going on
-            if "already exists" not in str(e) and "marked for deletion" not in str(e):
-                raise
-            time.sleep(1)
+    recreate_topic(bootstrap, topic, partitions)
     log(f"topic {topic}: producing {count:,} events over {partitions} partitions")
     t0 = time.perf_counter()
     producer = Producer(

@@ -2,7 +2,7 @@
 
 ``kafka_bootstrap`` / ``postgres_url`` use ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` when set;
 otherwise they start the services with ``scripts/local-kafka`` / ``scripts/local-postgres`` and stop
-them at the end of the session if this session started them (see ``tests.support.ServiceLease``).
+them at the end of the session if this session started them (see ``tests.harness.services.ServiceLease``).
 A service that cannot be had FAILS the tests that need it: they are never skipped.
 """
 
@@ -18,21 +18,21 @@ import sqlalchemy as sa
 from confluent_kafka.admin import AdminClient
 from sqlalchemy.engine import make_url
 
-from tests.support import (
-    ScriptError,
-    ServiceLease,
-    admin_client,
-    fresh_database,
-    kafka_answers,
-    kafka_lease,
-    postgres_lease,
-)
+from tests.harness.database import fresh_database
+from tests.harness.kafka import admin_client, kafka_answers
+from tests.harness.services import ScriptError, ServiceLease, kafka_lease, postgres_lease
+
+#: The marker each test directory gives its tests (``pytest -m unit``, ``-m integration``, ``-m e2e``).
+TIERS = ("unit", "integration", "e2e")
+_TESTS_DIR = Path(__file__).resolve().parent
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "testbed_scripts: starts/stops its own Kafka/PostgreSQL via scripts/ on separate ports"
-    )
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test ``unit``, ``integration`` or ``e2e`` by the directory it is in."""
+    for item in items:
+        parts = item.path.resolve().relative_to(_TESTS_DIR).parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(parts[0])
 
 
 def _service(

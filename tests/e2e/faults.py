@@ -45,12 +45,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from overlord.client import OverlordClient, http, wait_for
 from overlord.fault_injection import DROP_MARKER, DROP_PUBLISH_RESPONSE_EVERY
-from tests.cluster import Cluster, Proc, kafka_spec, read_segments
-from tests.support import create_topic, own_kafka, own_postgres, pid_alive
+from tests.harness.kafka import create_topic, latest_offsets, read_to_end
+from tests.harness.processes import Cluster, TaskProc, frozen
+from tests.harness.segments import read_segments
+from tests.harness.services import own_kafka, own_postgres, pid_alive
+from tests.harness.specs import event, kafka_spec
 
 log = logging.getLogger("faults")
 
@@ -89,103 +92,16 @@ WEIGHTS = {
 }
 
 
-# ------------------------------------------------------------------------------------ cluster
-
-
-@dataclass
-class TaskProc:
-    """A running task process, as its MiddleManager lists it."""
-
-    middlemanager: str
-    task_id: str
-    pid: int
-    port: int | None
-    sequence: str
-    status: str | None = None
-
-
-@dataclass
-class FaultCluster(Cluster):
-    """The Overlord and MiddleManagers, restartable on the same ports."""
-
-    worker_timeout_s: float = 5.0
-    mm_capacity: int = 10
-    _sequences: dict[str, str] = field(default_factory=dict)
-
-    def overlord_up(self) -> Proc:
-        return self.start_overlord(self.worker_timeout_s)
-
-    def middlemanager_up(self, name: str) -> Proc:
-        """Starts the MiddleManager ``name``; after it was stopped, again on its port."""
-        if name in self.procs:
-            return self.restart(name)
-        return self.start_middlemanager(name, self.mm_capacity)
-
-    def kill9(self, name: str) -> None:
-        proc = self.procs[name]
-        proc.send(signal.SIGKILL)
-        if proc.popen is not None:
-            proc.popen.wait(30)
-
-    @property
-    def middlemanagers(self) -> list[str]:
-        return sorted(name for name in self.procs if name != "overlord")
-
-    def task_procs(self, name: str) -> list[TaskProc]:
-        try:
-            body = self.worker_task_list(name, timeout=2)
-        except OSError:
-            return []
-        out = []
-        for t in body:
-            tid = str(t["taskId"])
-            out.append(TaskProc(name, tid, int(t["pid"]), t.get("port"), self._sequence(name, tid)))
-        return out
-
-    def _sequence(self, mm: str, task_id: str) -> str:
-        if task_id not in self._sequences:
-            try:
-                spec = json.loads((self.workdir / mm / "tasks" / task_id / "task.json").read_text())
-                self._sequences[task_id] = str(spec["sequenceName"])
-            except (OSError, ValueError, KeyError):
-                return ""
-        return self._sequences[task_id]
-
-    def all_task_procs(self, with_status: bool = True) -> list[TaskProc]:
-        procs = [t for mm in self.middlemanagers for t in self.task_procs(mm)]
-        if with_status:
-            for t in procs:
-                t.status = task_status(t)
-        return procs
-
-    def overlord_log(self) -> str:
-        try:
-            return (self.workdir / "logs" / "overlord.log").read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def dropped_publish_responses(self) -> int:
-        return self.overlord_log().count(DROP_MARKER)
-
-
-def task_status(t: TaskProc, timeout: float = 0.5) -> str | None:
-    """What the task says it is doing (its control path), or None if it does not answer."""
-    if not t.port:
-        return None
-    try:
-        code, body = http(
-            "GET", f"http://127.0.0.1:{t.port}/druid/worker/v1/chat/{t.task_id}/status", timeout=timeout
-        )
-    except OSError:
-        return None
-    return str(body) if code == 200 else None
+def dropped_publish_responses(cluster: Cluster) -> int:
+    """How many publish responses the Overlord's fault hook dropped so far (counted from its log)."""
+    return cluster.overlord_log().count(DROP_MARKER)
 
 
 # ------------------------------------------------------------------------------------ the stream
 
 
-def event(eid: str, src: str, n: int) -> bytes:
-    return json.dumps({"ts": int(time.time() * 1000), "id": eid, "src": src, "value": n}).encode()
+def stream_event(eid: str, src: str, n: int) -> bytes:
+    return event(eid, int(time.time() * 1000), src=src, value=n)
 
 
 @dataclass
@@ -265,7 +181,7 @@ class EventStream:
                     try:
                         producer.produce(
                             self.topic,
-                            event(eid, "plain", n),
+                            stream_event(eid, "plain", n),
                             key=eid.encode(),
                             partition=n % self.partitions,
                             on_delivery=delivered,
@@ -323,7 +239,7 @@ class EventStream:
                 for i, eid in enumerate(ids):
                     producer.produce(
                         self.topic,
-                        event(eid, "txn", base + i),
+                        stream_event(eid, "txn", base + i),
                         key=eid.encode(),
                         partition=(base + i) % self.partitions,
                     )
@@ -361,84 +277,16 @@ class EventStream:
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 120.0) -> Counter[str]:
     """Every id in the topic, read_committed, with its multiplicity."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"faults-verify-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "log_level": 2,
-        }
-    )
-    try:
-        md = consumer.list_topics(topic, timeout=30)
-        parts = sorted(md.topics[topic].partitions)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in parts}
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        pending = {p for p in parts if ends[p] > 0}
-        ids: Counter[str] = Counter()
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topic {topic}: partitions {sorted(pending)} not read to their end")
-            for msg in consumer.consume(5000, 1.0):
-                err = msg.error()
-                p = int(msg.partition() or 0)
-                offset = int(msg.offset() or 0)
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        if offset >= ends[p]:
-                            pending.discard(p)
-                        continue
-                    raise KafkaException(err)
-                ids[json.loads(msg.value() or b"{}")["id"]] += 1
-                if offset + 1 >= ends[p]:
-                    pending.discard(p)
-        return ids
-    finally:
-        consumer.close()
+    ids: Counter[str] = Counter()
 
+    def count(msg: Message) -> None:
+        ids[json.loads(msg.value() or b"{}")["id"]] += 1
 
-def latest_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "faults-offsets", "log_level": 2})
-    try:
-        md = consumer.list_topics(topic, timeout=30)
-        return {
-            p: int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1])
-            for p in sorted(md.topics[topic].partitions)
-        }
-    finally:
-        consumer.close()
+    read_to_end(bootstrap, topic, count, config={"isolation.level": "read_committed"}, timeout=timeout_s)
+    return ids
 
 
 # ------------------------------------------------------------------------------------ the run
-
-
-def supervisor_spec(
-    datasource: str,
-    topic: str,
-    bootstrap: str,
-    *,
-    task_count: int,
-    replicas: int,
-    task_duration_s: int,
-    completion_timeout_s: int,
-) -> dict[str, Any]:
-    return kafka_spec(
-        datasource,
-        topic,
-        bootstrap,
-        dimensions=["id", "src"],
-        metrics=[{"type": "count", "name": "count"}],
-        tuning={"maxRowsInMemory": 20000},
-        taskCount=task_count,
-        replicas=replicas,
-        taskDuration=f"PT{task_duration_s}S",
-        startDelay="PT1S",
-        completionTimeout=f"PT{completion_timeout_s}S",
-    )
 
 
 @dataclass
@@ -487,7 +335,7 @@ class FaultRun:
         self.rng = random.Random(config.seed)
         self.kafka = own_kafka(workdir)
         self.postgres = own_postgres()
-        self.cluster: FaultCluster | None = None
+        self.cluster: Cluster | None = None
         self.stream: EventStream | None = None
         self.topic = f"faults-{uuid.uuid4().hex[:8]}"
         self.datasource = f"faults_{uuid.uuid4().hex[:8]}"
@@ -507,7 +355,7 @@ class FaultRun:
         log.info("starting Kafka and PostgreSQL of our own")
         bootstrap = self.kafka.start()
         pg_url = self.postgres.start()
-        self.cluster = FaultCluster(
+        self.cluster = Cluster(
             self.workdir / "cluster",
             pg_url,
             env={
@@ -515,6 +363,7 @@ class FaultRun:
                 "OVERLORD_TASK_CHAT_TIMEOUT_S": str(cfg.chat_timeout_s),
             },
             worker_timeout_s=cfg.worker_timeout_s,
+            mm_capacity=10,
         )
         self.cluster.migrate()
         self.cluster.overlord_up()
@@ -522,14 +371,18 @@ class FaultRun:
         self.cluster.middlemanager_up("mm2")
         create_topic(bootstrap, self.topic, cfg.partitions)
         self.api.submit(
-            supervisor_spec(
+            kafka_spec(
                 self.datasource,
                 self.topic,
                 bootstrap,
-                task_count=cfg.task_count,
+                dimensions=["id", "src"],
+                metrics=[{"type": "count", "name": "count"}],
+                tuning={"maxRowsInMemory": 20000},
+                taskCount=cfg.task_count,
                 replicas=cfg.replicas,
-                task_duration_s=cfg.task_duration_s,
-                completion_timeout_s=cfg.completion_timeout_s,
+                taskDuration=f"PT{cfg.task_duration_s}S",
+                startDelay="PT1S",
+                completionTimeout=f"PT{cfg.completion_timeout_s}S",
             )
         )
         self.stream = EventStream(bootstrap, self.topic, cfg.partitions, cfg.rate, seed=cfg.seed)
@@ -659,36 +512,31 @@ class FaultRun:
         t = self._find("READING", 20)
         if t is None:
             return False
-        os.kill(t.pid, signal.SIGSTOP)
         self._frozen.add(t.pid)
         try:
-            wait_for(
-                f"task {t.task_id} declared unresponsive",
-                lambda: self._task_state(t.task_id)[0] not in (None, "RUNNING") or not pid_alive(t.pid),
-                90,
-                0.5,
-            )
-            state, error = self._task_state(t.task_id)
-            log.info("frozen task %s: %s (%s)", t.task_id[-8:], state, error)
+            with frozen(t.pid):
+                wait_for(
+                    f"task {t.task_id} declared unresponsive",
+                    lambda: self._task_state(t.task_id)[0] not in (None, "RUNNING") or not pid_alive(t.pid),
+                    90,
+                    0.5,
+                )
+                state, error = self._task_state(t.task_id)
+                log.info("frozen task %s: %s (%s)", t.task_id[-8:], state, error)
         finally:
-            with contextlib.suppress(OSError):
-                os.kill(t.pid, signal.SIGCONT)
             self._frozen.discard(t.pid)
         return True
 
     def _fault_middlemanager_freeze(self) -> bool:
         assert self.cluster is not None
         name = self.rng.choice(self.cluster.middlemanagers)
-        proc = self.cluster.procs[name]
-        assert proc.popen is not None
-        pid = proc.popen.pid
-        os.kill(pid, signal.SIGSTOP)
+        pid = self.cluster.procs[name].pid
         self._frozen.add(pid)
         try:
-            # past the worker timeout: the Overlord gives its tasks up; they live on, stale
-            time.sleep(self.config.worker_timeout_s + 3)
+            with frozen(pid):
+                # past the worker timeout: the Overlord gives its tasks up; they live on, stale
+                time.sleep(self.config.worker_timeout_s + 3)
         finally:
-            os.kill(pid, signal.SIGCONT)
             self._frozen.discard(pid)
         return True
 
@@ -732,7 +580,7 @@ class FaultRun:
     def fault_count(self) -> Counter[str]:
         counts = Counter(self.counts)
         if self.cluster is not None:
-            counts["publish_response_lost"] = self.cluster.dropped_publish_responses()
+            counts["publish_response_lost"] = dropped_publish_responses(self.cluster)
         return counts
 
     def _stored_offsets(self) -> dict[int, int]:

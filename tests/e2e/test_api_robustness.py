@@ -22,8 +22,11 @@ import pytest
 import sqlalchemy as sa
 
 from overlord.client import http, wait_for
-from tests.cluster import Cluster, kafka_spec, read_segments, request, running_cluster
-from tests.support import create_topic
+from tests.harness.http import request
+from tests.harness.kafka import create_topic, produce
+from tests.harness.processes import Cluster, running_cluster
+from tests.harness.segments import read_segments
+from tests.harness.specs import kafka_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -257,21 +260,18 @@ ODD_VALID_NAMES = [
 
 def test_odd_but_valid_datasource_names_ingest(tmp_path: Path, kafka_bootstrap: str) -> None:
     """One supervisor per odd name, all at once, on one cluster: each one's events get published."""
-    from confluent_kafka import Producer
-
     metadata_url = f"sqlite:///{tmp_path / 'metadata.db'}"
     with running_cluster(tmp_path / "cluster", metadata_url, {"mm1": len(ODD_VALID_NAMES) + 2}) as cluster:
-        producer = Producer({"bootstrap.servers": kafka_bootstrap})
         now = int(time.time() * 1000)
         for name in ODD_VALID_NAMES:
             topic = f"odd-{uuid.uuid4().hex[:8]}"
             create_topic(kafka_bootstrap, topic, 1)
-            for i in range(10):
-                producer.produce(topic, json.dumps({"ts": now, "id": f"e{i}"}).encode())
+            produce(
+                kafka_bootstrap, topic, [json.dumps({"ts": now, "id": f"e{i}"}).encode() for i in range(10)]
+            )
             code, answer = http("POST", f"{cluster.url}{SUP}", _spec(name, topic, kafka_bootstrap))
             assert code == 200, answer
             assert answer["id"] == name
-        assert producer.flush(30) == 0
         for name in ODD_VALID_NAMES:
             sup = quote(name, safe="")
             code, status = http("GET", f"{cluster.url}{SUP}/{sup}/status")

@@ -32,8 +32,10 @@ from supervisor.kafka.producer import (
     HEADER_TRUNCATED,
     TRUNCATED_VALUE_BYTES,
 )
-from tests.cluster import Cluster, kafka_spec, produce, read_segments, running_cluster
-from tests.support import create_topic, recreate_topic
+from tests.harness.kafka import create_topic, produce, recreate_topic
+from tests.harness.processes import Cluster, running_cluster
+from tests.harness.segments import read_segments
+from tests.harness.specs import kafka_spec
 
 pytestmark = pytest.mark.e2e
 

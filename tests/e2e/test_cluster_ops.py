@@ -27,8 +27,10 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from overlord.client import http, wait_for
-from tests.cluster import Cluster, kafka_spec, read_segments, running_cluster
-from tests.support import create_topic
+from tests.harness.kafka import create_topic
+from tests.harness.processes import Cluster, running_cluster
+from tests.harness.segments import read_segments
+from tests.harness.specs import kafka_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

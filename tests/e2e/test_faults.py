@@ -22,9 +22,12 @@ from pathlib import Path
 import pytest
 
 from overlord.client import wait_for
-from tests.cluster import id_spec, request, running_cluster
 from tests.e2e.faults import FAULTS, RunConfig, fault_run, inject_each_once
-from tests.support import create_topic, own_postgres
+from tests.harness.http import request
+from tests.harness.kafka import create_topic
+from tests.harness.processes import running_cluster
+from tests.harness.services import own_postgres
+from tests.harness.specs import id_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.testbed_scripts]
 
@@ -94,7 +97,7 @@ def test_metadata_store_outage_is_a_503_and_heals_without_a_restart(
             for method, call_url, body in calls:
                 status, answer, _ = wait_for(
                     f"{method} {call_url} answered again",
-                    lambda m=method, u=call_url, b=body: (a := request(m, u, b)).status != 503 and a,
+                    lambda m=method, u=call_url, b=body: a if (a := request(m, u, b)).status != 503 else None,
                     30,
                 )
                 assert status == 200, (call_url, status, answer)

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from overlord.client import wait_for
-from tests.cluster import Cluster, event, id_spec, produce, published_ids, running_cluster
-from tests.support import create_topic
+from tests.harness.kafka import create_topic, produce
+from tests.harness.processes import Cluster, running_cluster
+from tests.harness.segments import published_ids
+from tests.harness.specs import event, id_spec
 
 pytestmark = pytest.mark.e2e
 

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from overlord.client import wait_for
-from tests.cluster import Cluster, kafka_spec, produce, read_segments, running_cluster
-from tests.support import create_topic, recreate_topic
+from tests.harness.kafka import create_topic, produce, recreate_topic, transactional_producer
+from tests.harness.processes import Cluster, running_cluster
+from tests.harness.segments import read_segments
+from tests.harness.specs import kafka_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -127,18 +128,14 @@ def test_replicas_generations_and_transactions_exactly_once(cluster: Cluster, ka
     base = int(time.time() * 1000)
     expected: set[str] = set()
     aborted: set[str] = set()
-    txn = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex}"})
-    txn.init_transactions(30)
-    plain = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    txn = transactional_producer(kafka_bootstrap, f"tx-{uuid.uuid4().hex}")
     rounds = 6
     per_round = 500
     for r in range(rounds):
         # plain records
-        for i in range(per_round):
-            n = r * per_round + i
-            plain.produce(topic, _event(n, base + n, "plain"), partition=n % 4)
-            expected.add(f"plain-{n}")
-        plain.flush(30)
+        plain = range(r * per_round, (r + 1) * per_round)
+        produce(kafka_bootstrap, topic, [_event(n, base + n, "plain") for n in plain], 4)  # n % 4
+        expected.update(f"plain-{n}" for n in plain)
         # one committed and one aborted transaction per round
         for outcome in ("commit", "abort"):
             txn.begin_transaction()

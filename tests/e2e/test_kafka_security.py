@@ -16,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster, event, kafka_spec, produce, published_ids, request, running_cluster
-from tests.support import Service, create_topic, free_port, own_kafka
+from tests.harness.http import request
+from tests.harness.kafka import create_topic, produce
+from tests.harness.processes import Cluster, running_cluster
+from tests.harness.segments import published_ids
+from tests.harness.services import Service, free_port, own_kafka
+from tests.harness.specs import event, kafka_spec
 
 pytestmark = pytest.mark.e2e
 

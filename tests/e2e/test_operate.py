@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from overlord.client import http, wait_for
-from tests.cluster import Cluster, event, id_spec, produce, published_ids, request, running_cluster
-from tests.support import create_topic, fresh_database
+from tests.harness.database import fresh_database
+from tests.harness.http import request
+from tests.harness.kafka import create_topic, produce, transactional_producer
+from tests.harness.processes import Cluster, running_cluster
+from tests.harness.segments import published_ids
+from tests.harness.specs import event, id_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -256,8 +259,7 @@ def test_idle_and_wake_up_with_a_transactional_producer(pg_cluster: Cluster, kaf
     spec = id_spec(ds, topic, kafka_bootstrap)
     spec["spec"]["ioConfig"]["idleConfig"] = {"enabled": True, "inactiveAfterMillis": 4000}
     c.api.submit(spec)
-    txn = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"idle-{uuid.uuid4().hex}"})
-    txn.init_transactions(30)
+    txn = transactional_producer(kafka_bootstrap, f"idle-{uuid.uuid4().hex}")
 
     def send(values: list[bytes]) -> None:
         txn.begin_transaction()
@@ -364,9 +366,6 @@ def test_new_partitions_are_read_from_their_earliest_offset(
     wait_for(
         "partition 1", lambda: len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 2, 30
     )
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for value in events[100:]:
-        producer.produce(topic, value, partition=1)
-    assert producer.flush(30) == 0
+    produce(kafka_bootstrap, topic, events[100:], partition=1)
     wait_for("both partitions read", lambda: c.api.status(ds)["partitions"] == 2, 60)
     _exactly_once(_finish(c, ds, len(ids)), ids)

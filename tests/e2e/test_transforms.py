@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 
 from overlord.client import wait_for
-from tests.cluster import Cluster, kafka_spec, produce, read_segments, request, running_cluster
-from tests.support import create_topic
+from tests.harness.http import request
+from tests.harness.kafka import create_topic, produce
+from tests.harness.processes import Cluster, running_cluster
+from tests.harness.segments import read_segments
+from tests.harness.specs import kafka_spec
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,5 @@
-"""A publish never waits long for a locked offsets row (PostgreSQL).
+"""A publish never waits long for a locked offsets row (PostgreSQL only: a row lock held by another
+connection, which SQLite does not have; the shared suite is ``test_metadata_store.py``).
 
 Regression: with the row locked (a slow or stuck writer), every publish blocked one of the Overlord's
 few I/O threads until the lock went away; a handful of them starved its heartbeat handling, and the
@@ -17,7 +18,7 @@ from overlord.metadata import MetadataStore
 from overlord.metadata.engine import migrate
 from overlord.metadata.store import PUBLISH_LOCK_TIMEOUT_MS, PublishResult, SegmentToPublish
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.postgres_only]
 
 
 def _segment() -> SegmentToPublish:

@@ -19,19 +19,15 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from tests.support import (
-    LOCAL_KAFKA,
-    LOCAL_POSTGRES,
+from tests.harness.kafka import (
     consume_until_eof,
     create_topic,
     kafka_answers,
-    last_line,
-    pid_alive,
-    port_open,
-    run_script,
+    transactional_producer,
     unique_name,
     wait_for_end_offset,
 )
+from tests.harness.services import LOCAL_KAFKA, LOCAL_POSTGRES, last_line, pid_alive, port_open, run_script
 
 ReadIsolation = Literal["read_committed", "read_uncommitted"]
 
@@ -62,15 +58,7 @@ def consumers() -> Iterator[list[Consumer]]:
 
 
 def make_tx_producer(bootstrap: str) -> Producer:
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "transactional.id": unique_name("testbed-tx"),
-            "linger.ms": 5,
-        }
-    )
-    producer.init_transactions(60)
-    return producer
+    return transactional_producer(bootstrap, unique_name("testbed-tx"), {"linger.ms": 5}, init_timeout_s=60)
 
 
 def produce_checked(producer: Producer, topic: str, partition: int, values: list[str]) -> None:

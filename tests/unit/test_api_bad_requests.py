@@ -3,21 +3,16 @@ each now gets a clear 4xx. Runs the whole Overlord app in process on SQLite."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from overlord.app import build_app
 from overlord.config import OverlordSettings
 from overlord.metadata import migrate
-from tests.cluster import free_port
+from tests.harness.http import request, serve_app
 
 
 @pytest.fixture(scope="module")
@@ -26,32 +21,13 @@ def overlord(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("overlord")
     url = f"sqlite:///{root / 'metadata.db'}"
     migrate(url)
-    settings = OverlordSettings(metadata_url=url, deep_storage=root / "deep")
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(build_app(settings))
-    port = free_port()
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with serve_app(build_app(OverlordSettings(metadata_url=url, deep_storage=root / "deep"))) as base:
+        yield base
 
 
 def _call(base: str, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        base + path, data=body, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    status, answer, _ = request(method, base + path, data=body)
+    return status, answer
 
 
 def test_deeply_nested_json_is_a_400_not_a_recursion_error(overlord: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from middlemanager.config import MiddleManagerSettings
 from overlord import __main__ as overlord_main
 from overlord.config import OverlordSettings
 from supervisor import cli
+from tests.harness.http import serve_handler
 from transport.client import probe_health
 
 
@@ -205,14 +205,8 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def health_server() -> Iterator[int]:
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_handler(_Health) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def test_healthcheck_command(health_server: int) -> None:

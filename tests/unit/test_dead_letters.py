@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from supervisor.kafka.producer import (
 from supervisor.kafka.supplier import PollResult
 from supervisor.records import Record
 from supervisor.task_spec import KafkaIndexTaskSpec
+from tests.harness.stub_overlord import stub_overlord
 
 # ------------------------------------------------------------------ fakes
 
@@ -110,34 +109,14 @@ PUBLISH_ANSWER = {"kind": "ok", "reason": ""}
 
 
 @pytest.fixture
-def overlord(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str], list[dict[str, Any]]]]:
+def overlord() -> Iterator[tuple[str, list[str], list[dict[str, Any]]]]:
     """A stand-in Overlord answering every publish with ``PUBLISH_ANSWER``; records the order of events."""
     events: list[str] = []
-    actions: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            actions.append(body)
-            events.append("publish")
-            data = json.dumps({"result": {**PUBLISH_ANSWER, "segmentIds": ["s"]}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", events, actions
-    finally:
-        server.shutdown()
-        server.server_close()
+    with stub_overlord(
+        answer=lambda _action: {**PUBLISH_ANSWER, "segmentIds": ["s"]},
+        on_action=lambda _action: events.append("publish"),
+    ) as stub:
+        yield stub.url, events, stub.actions
 
 
 def _task(dead_letter_topic: str | None, **tuning: Any) -> KafkaIndexTaskSpec:

@@ -22,8 +22,8 @@ from overlord.metadata import MetadataStore, MetadataStoreUnavailable, migrate
 from overlord.metadata.errors import outage
 from supervisor.errors import IndexerError
 from supervisor.task_spec import KafkaIndexTaskSpec
-from tests.cluster import id_spec
-from tests.unit.test_metadata_store import database_down
+from tests.harness.database import database_down
+from tests.harness.specs import id_spec
 
 V1 = "/druid/indexer/v1"
 

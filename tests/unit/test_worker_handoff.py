@@ -20,64 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from middlemanager import peon, worker
 from middlemanager.config import MiddleManagerSettings
 from middlemanager.worker import WARM_LOG, MiddleManager
 from supervisor.protocol import CompletedTaskReport
 from supervisor.task_spec import KafkaIndexTaskSpec
+from tests.harness.stub_overlord import FakeOverlord, task_spec
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class FakeOverlord:
-    """Stands in for the MiddleManager's Overlord client (``transport.client.AsyncClient``): answers
-    heartbeats from a script, holding the empty answers as asked; keeps every report as JSON."""
-
-    def __init__(self, answers: list[dict[str, Any]], hold: bool = True, stop_after: int = 0) -> None:
-        self.answers = answers
-        self.hold = hold
-        self.stop_after = stop_after
-        self.stop: asyncio.Event | None = None
-        self.reports: list[tuple[float, dict[str, Any]]] = []
-
-    async def call(self, _method: str, path: str, body: Any = None, **_kw: Any) -> Any:
-        if path.endswith("/register"):
-            return {"ok": True}
-        report = body.to_json()
-        self.reports.append((time.monotonic(), report))
-        if self.stop is not None and len(self.reports) == self.stop_after:
-            self.stop.set()
-        answer = self.answers.pop(0) if self.answers else {}
-        if self.hold and not answer:
-            await asyncio.sleep(float(report.get("waitS", 0)))
-        return answer
-
-    async def fetch(
-        self, answer: type[BaseModel], method: str, path: str, body: Any = None, **kw: Any
-    ) -> Any:
-        return answer.model_validate(await self.call(method, path, body, **kw))
-
-    async def close(self) -> None:
-        return None
-
-
-def task_spec(task_id: str) -> dict[str, Any]:
-    """A task the peon accepts but cannot run: it ends FAILED with a status (no Kafka needed)."""
-    return {
-        "id": task_id,
-        "type": "index_kafka",
-        "dataSource": "ds",
-        "supervisorId": "ds",
-        "groupId": 0,
-        "sequenceName": "seq",
-        "topic": "t",
-        "startOffsets": {"0": 0},
-        "supervisorSpec": {},
-        "createdTime": "2026-01-01T00:00:00.000Z",
-        "deepStorage": "file:///nonexistent/deep",
-    }
 
 
 def _settings(tmp_path: Path, **kw: Any) -> MiddleManagerSettings:

@@ -14,7 +14,7 @@ import pytest
 
 from middlemanager.config import MiddleManagerSettings
 from middlemanager.worker import MiddleManager
-from tests.unit.test_worker_handoff import FakeOverlord, task_spec
+from tests.harness.stub_overlord import FakeOverlord, task_spec
 
 
 def _middlemanager(tmp_path: Path) -> MiddleManager:

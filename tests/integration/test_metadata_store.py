@@ -1,8 +1,8 @@
-"""Behaviour of the metadata store, on a real SQLite file.
-
-``tests/integration/test_metadata_postgres.py`` re-runs every test of this module on PostgreSQL by
-importing them and overriding the ``blank_url`` fixture: keep the tests backend-neutral (they only
-ask for ``blank_url``, ``metadata_url`` or ``store``).
+"""Behaviour of the metadata store, one suite over both backends: every test runs on a real SQLite file
+and on a new, empty database of the real PostgreSQL server (``postgres_url``: it fails, never skips,
+when the server cannot be had), through the ``backend`` parameter of ``blank_url``. Keep the tests
+backend-neutral (they ask for ``blank_url``, ``metadata_url`` or ``store``); what only PostgreSQL has
+(row locks held by another connection) is tested in ``test_publish_lock_wait.py``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, inspect
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from overlord.metadata import (
@@ -39,6 +37,7 @@ from overlord.metadata.druid import segment_id
 from overlord.metadata.tables import metadata as model_metadata
 from supervisor.chronology import MAX_INSTANT_MS, MIN_INSTANT_MS, format_instant
 from supervisor.errors import InvalidInput
+from tests.harness.database import database_down, fresh_database
 
 DS = "wiki"
 TOPIC = "wiki-edits"
@@ -50,10 +49,23 @@ SEP_13 = SEP_12 + DAY_MS
 # --------------------------------------------------------------------------- fixtures
 
 
+BACKENDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def blank_url(tmp_path: Path) -> str:
-    """A database nobody migrated yet (the parent directory does not exist either)."""
-    return f"sqlite:///{tmp_path}/var/metadata.db"
+def blank_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database nobody migrated yet: a SQLite file whose parent directory does not exist either, or a
+    new, empty PostgreSQL database, dropped after the test."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/var/metadata.db"
+        return
+    with fresh_database(request.getfixturevalue("postgres_url"), "metadata_test") as url:
+        yield url
 
 
 @pytest.fixture
@@ -105,18 +117,8 @@ def total_rows(store: MetadataStore) -> int:
     return sum(int(s["numRows"]) for s in store.list_segments(DS))
 
 
-@contextmanager
-def database_down(engine: Engine) -> Iterator[None]:
-    """Every statement on ``engine`` fails as on a database whose server went away."""
-
-    def refuse(*_args: object) -> None:
-        raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly\nmore"))
-
-    event.listen(engine, "before_cursor_execute", refuse)
-    try:
-        yield
-    finally:
-        event.remove(engine, "before_cursor_execute", refuse)
+def test_the_store_runs_on_its_backend(store: MetadataStore, backend: str) -> None:
+    assert store.dialect == {"sqlite": "sqlite", "postgres": "postgresql"}[backend]
 
 
 # --------------------------------------------------------------------------- publishing
@@ -395,7 +397,7 @@ def test_database_error_rolls_back_and_is_retryable(store: MetadataStore) -> Non
 def test_an_outage_is_metadata_store_unavailable_and_publish_stays_retryable(store: MetadataStore) -> None:
     assert publish(store, "seq-0", {0: 0}, {0: 10}, [seg(0)]).ok
     task = TaskRow(id="t1", datasource=DS, type="index_kafka", payload={"id": "t1"})
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: store.get_offsets(DS),
         lambda: store.reset_partitions(DS, TOPIC, {1: 0}),
         lambda: store.insert_supervisor(DS, {"type": "kafka"}),

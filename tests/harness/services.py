@@ -1,9 +1,9 @@
-"""Reusable helpers for tests that need the real test bed (Kafka broker, PostgreSQL).
+"""Services of the test bed: shared leases on the Kafka broker and PostgreSQL server, and services of a
+test's own (restartable), all run by ``scripts/local-kafka`` and ``scripts/local-postgres``.
 
-The services are provisioned by ``scripts/local-kafka`` and ``scripts/local-postgres``; the session
-fixtures in ``tests/conftest.py`` use :class:`ServiceLease` so that several pytest processes (or xdist
-workers) on one machine can share one broker / one database server, and the service is stopped by the
-last session that leaves, and only if a test session started it.
+The session fixtures in ``tests/conftest.py`` use :class:`ServiceLease` so that several pytest processes
+(or xdist workers) on one machine can share one broker / one database server, and the service is stopped
+by the last session that leaves, and only if a test session started it.
 """
 
 from __future__ import annotations
@@ -16,22 +16,11 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sqlalchemy as sa
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
-
-# confluent_kafka.admin re-exports NewTopic without __all__, which mypy --strict rejects; same class.
-from confluent_kafka.cimpl import NewTopic
-from sqlalchemy.engine import make_url
-
-from overlord.client import wait_for
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS_DIR = REPO_ROOT / "scripts"
 LOCAL_KAFKA = SCRIPTS_DIR / "local-kafka"
 LOCAL_POSTGRES = SCRIPTS_DIR / "local-postgres"
@@ -266,182 +255,3 @@ def own_postgres() -> Service:
     state.chmod(0o755)
     env = {"PG_PORT": str(port), "PG_STATE_DIR": str(state)}
     return Service("postgres", LOCAL_POSTGRES, env, state)
-
-
-# ------------------------------------------------------------------------------------------ PostgreSQL
-
-
-@contextlib.contextmanager
-def fresh_database(server_url: str, prefix: str = "t") -> Iterator[str]:
-    """The URL of a new, empty database on the PostgreSQL server of ``server_url``, dropped afterwards
-    (even with connections left open)."""
-    name = f"{prefix}_{uuid.uuid4().hex}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
-# ------------------------------------------------------------------------------------------ Kafka
-
-
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
-
-
-def kafka_answers(bootstrap: str, timeout: float = 10.0) -> bool:
-    """True when the cluster answers a metadata request with at least one broker."""
-    try:
-        md = admin_client(bootstrap).list_topics(timeout=timeout)
-    except KafkaException:
-        return False
-    return bool(md.brokers)
-
-
-def create_topic(
-    bootstrap: str,
-    name: str,
-    partitions: int = 1,
-    *,
-    config: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
-) -> None:
-    """Creates a topic (replication factor 1) and waits until every partition has a leader."""
-    admin = admin_client(bootstrap)
-    futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))],
-        operation_timeout=timeout,
-        request_timeout=timeout,
-    )
-    try:
-        futures[name].result(timeout=timeout)
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise
-    wait_for_topic(bootstrap, name, partitions, timeout=timeout, admin=admin)
-
-
-def recreate_topic(bootstrap: str, name: str, partitions: int = 1, *, timeout: float = 60.0) -> None:
-    """Deletes the topic if it exists, waits until it is gone, and creates it again (retrying while
-    the broker still deletes it), each within ``timeout``."""
-    admin = admin_client(bootstrap)
-    if name in admin.list_topics(timeout=10).topics:
-        for fut in admin.delete_topics([name]).values():
-            fut.result()
-        wait_for(f"topic {name} gone", lambda: name not in admin.list_topics(timeout=10).topics, timeout)
-
-    def created() -> bool:
-        try:
-            create_topic(bootstrap, name, partitions)
-        except Exception:  # the broker may still be deleting it
-            return False
-        return True
-
-    wait_for(f"topic {name} recreated", created, timeout, 1.0)
-
-
-def wait_for_topic(
-    bootstrap: str,
-    name: str,
-    partitions: int,
-    *,
-    timeout: float = 30.0,
-    admin: AdminClient | None = None,
-) -> None:
-    """Waits until the metadata shows ``partitions`` partitions of ``name``, each with a leader."""
-    admin = admin or admin_client(bootstrap)
-    deadline = time.monotonic() + timeout
-    last_problem = "no metadata yet"
-    while time.monotonic() < deadline:
-        try:
-            md = admin.list_topics(topic=name, timeout=5)
-        except KafkaException as exc:
-            last_problem = str(exc)
-        else:
-            topic = md.topics.get(name)
-            if topic is None:
-                last_problem = "topic missing from metadata"
-            elif topic.error is not None:
-                last_problem = str(topic.error)
-            elif len(topic.partitions) != partitions:
-                last_problem = f"{len(topic.partitions)} of {partitions} partitions in metadata"
-            elif any(p.leader < 0 or p.error is not None for p in topic.partitions.values()):
-                last_problem = "a partition has no leader yet"
-            else:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"topic {name} not ready within {timeout:.0f}s: {last_problem}")
-
-
-def wait_for_end_offset(
-    consumer: Consumer, topic: str, partition: int, expected: int, *, timeout: float = 30.0
-) -> None:
-    """Waits until ``get_watermark_offsets(cached=False)`` reports ``expected`` as the end offset.
-
-    Under ``read_committed`` that end offset is the last stable offset (LSO), and it lags: the broker
-    writes the COMMIT/ABORT markers asynchronously, so right after ``commit_transaction()`` returns the
-    LSO often still stops before the committed records. Wait with this before reading them.
-    """
-    deadline = time.monotonic() + timeout
-    last: tuple[int, int] | None = None
-    while time.monotonic() < deadline:
-        result = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5, cached=False)
-        if result is not None:
-            last = (int(result[0]), int(result[1]))
-            if last[1] == expected:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{topic}[{partition}] end offset is {last}, not {expected}, after {timeout:.0f}s")
-
-
-def unique_name(prefix: str = "test") -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
-
-
-@dataclass
-class ConsumedUntilEof:
-    messages: list[Message]
-    eof: dict[int, Message]  # partition -> the partition-EOF event
-
-
-def consume_until_eof(
-    consumer: Consumer,
-    partitions: Sequence[int],
-    *,
-    timeout: float = 30.0,
-) -> ConsumedUntilEof:
-    """Polls (the consumer needs ``enable.partition.eof=true``) until every partition reported EOF after
-    its last message. Raises on any other error event and on the deadline."""
-    wanted = set(partitions)
-    pending = set(wanted)
-    messages: list[Message] = []
-    eof: dict[int, Message] = {}
-    deadline = time.monotonic() + timeout
-    while pending:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"no EOF from partitions {sorted(pending)} within {timeout:.0f}s")
-        msg = consumer.poll(min(remaining, 1.0))
-        if msg is None:
-            continue
-        err = msg.error()
-        partition = msg.partition()
-        assert partition is not None
-        if err is None:
-            messages.append(msg)
-            if partition in wanted:
-                pending.add(partition)
-                eof.pop(partition, None)
-        elif err.code() == KafkaError._PARTITION_EOF:
-            eof[partition] = msg
-            pending.discard(partition)
-        else:
-            raise KafkaException(err)
-    return ConsumedUntilEof(messages, eof)
