@@ -23,8 +23,9 @@ import pytest
 
 from overlord.client import OverlordClient, http, wait_for
 from supervisor.spec import SupervisorSpec, parse_supervisor_spec
-from tests.cluster import Cluster, produce, read_segments, running_cluster
-from tests.support import create_topic
+from tests.harness.kafka import create_topic, produce
+from tests.harness.processes import Cluster, running_cluster
+from tests.harness.segments import read_segments
 
 SPECS = Path(__file__).resolve().parents[1] / "data" / "specs"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((SPECS / "expected.json").read_text())
