@@ -23,8 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from middlemanager import __version__
 from middlemanager.config import MiddleManagerSettings
 from middlemanager.runner import CLUSTER_TOKEN_ENV
 from supervisor import protocol as wire
+from supervisor.clock import SYSTEM_CLOCK, Clock, wait_event
 from supervisor.errors import HttpStatusError, IndexerError, Unavailable
 from supervisor.ports import TaskState
 from supervisor.task_spec import KafkaIndexTaskSpec
@@ -66,14 +66,15 @@ class RunningTask:
     task_id: str
     process: subprocess.Popen[bytes]
     task_dir: Path
-    started: float = field(default_factory=time.monotonic)
+    started: float
     port: int | None = None
     killed: bool = False
 
 
 class MiddleManager:
-    def __init__(self, settings: MiddleManagerSettings) -> None:
+    def __init__(self, settings: MiddleManagerSettings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self._clock = clock
         self.task_root = settings.task_dir.absolute()
         self._tasks: dict[str, RunningTask] = {}
         self._completed: dict[str, wire.CompletedTaskReport] = {}
@@ -126,7 +127,7 @@ class MiddleManager:
             while not stop.is_set():
                 self._reap()
                 self._keep_warm()
-                began = time.monotonic()
+                began = self._clock.monotonic()
                 news = False
                 try:
                     news = await self._long_poll(stop)
@@ -135,10 +136,9 @@ class MiddleManager:
                 if news:
                     continue  # report what just started or was killed at once
                 # an answer held as long as asked needs no wait; an early or failed one does
-                rest = self.settings.heartbeat_s - (time.monotonic() - began)
+                rest = self.settings.heartbeat_s - (self._clock.monotonic() - began)
                 if rest > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), rest)
+                    await wait_event(self._clock, stop, rest)
             await self._drain()
         finally:
             self._retire_warm()
@@ -206,7 +206,7 @@ class MiddleManager:
         (task_dir / "task.json").write_text(task.model_dump_json(by_alias=True))
         process = self._take_warm(task_dir)
         if process is not None:
-            self._tasks[task_id] = RunningTask(task_id, process, task_dir)
+            self._tasks[task_id] = RunningTask(task_id, process, task_dir, self._clock.monotonic())
             logger.info("task [%s] handed to warm peon pid %d", task_id, process.pid)
             return True
         task_args = ["--task-file", str(task_dir / "task.json"), "--task-dir", str(task_dir)]
@@ -219,7 +219,7 @@ class MiddleManager:
                 preexec_fn=_die_with_parent,
                 env=self._peon_env(),
             )
-        self._tasks[task_id] = RunningTask(task_id, process, task_dir)
+        self._tasks[task_id] = RunningTask(task_id, process, task_dir, self._clock.monotonic())
         logger.info("task [%s] started as pid %d", task_id, process.pid)
         return True
 
@@ -255,7 +255,7 @@ class MiddleManager:
             code = process.poll()
             if code is not None:
                 self._warm.remove(process)
-                self._warm_due = time.monotonic() + WARM_RETRY_S
+                self._warm_due = self._clock.monotonic() + WARM_RETRY_S
                 logger.warning(
                     "warm peon pid %d exited with code %s before it had a task (see %s); tasks start "
                     "cold for %.0fs",
@@ -264,7 +264,11 @@ class MiddleManager:
                     self.task_root / WARM_LOG,
                     WARM_RETRY_S,
                 )
-        if self._draining or len(self._warm) >= self.settings.warm_peons or time.monotonic() < self._warm_due:
+        if (
+            self._draining
+            or len(self._warm) >= self.settings.warm_peons
+            or self._clock.monotonic() < self._warm_due
+        ):
             return
         try:
             # one at a time: its imports take a core for most of a second
@@ -278,7 +282,7 @@ class MiddleManager:
                     env=self._peon_env(),
                 )
         except OSError as e:
-            self._warm_due = time.monotonic() + WARM_RETRY_S
+            self._warm_due = self._clock.monotonic() + WARM_RETRY_S
             logger.warning("could not start a warm peon: %s", e)
             return
         self._warm.append(process)
@@ -289,7 +293,7 @@ class MiddleManager:
         order = {"taskFile": str(task_dir / "task.json"), "taskDir": str(task_dir)}
         while self._warm:
             process = self._warm.pop(0)
-            self._warm_due = max(self._warm_due, time.monotonic() + WARM_RESPAWN_DELAY_S)
+            self._warm_due = max(self._warm_due, self._clock.monotonic() + WARM_RESPAWN_DELAY_S)
             if process.poll() is not None:
                 continue  # died meanwhile; _keep_warm would have said so
             try:
@@ -381,16 +385,18 @@ class MiddleManager:
         for task in self._tasks.values():
             with contextlib.suppress(ProcessLookupError):
                 task.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.shutdown_timeout_s
-        last_beat = time.monotonic()
-        while self._tasks and time.monotonic() < deadline and not self._hurry.is_set():
+        deadline = self._clock.monotonic() + self.settings.shutdown_timeout_s
+        last_beat = self._clock.monotonic()
+        while self._tasks and self._clock.monotonic() < deadline and not self._hurry.is_set():
             before = len(self._completed)
             self._reap()
-            if len(self._completed) != before or time.monotonic() - last_beat >= self.settings.heartbeat_s:
+            if (
+                len(self._completed) != before
+                or self._clock.monotonic() - last_beat >= self.settings.heartbeat_s
+            ):
                 await self._heartbeat_quietly()  # report each hand-back as soon as it happens
-                last_beat = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hurry.wait(), 0.1)
+                last_beat = self._clock.monotonic()
+            await wait_event(self._clock, self._hurry, 0.1)
         for task_id in list(self._tasks):
             self.kill(task_id, "shutdown deadline")
         for task in list(self._tasks.values()):
@@ -400,7 +406,7 @@ class MiddleManager:
         for _ in range(3):  # the Overlord must hear how the tasks ended
             if not self._completed or await self._heartbeat_quietly():
                 break
-            await asyncio.sleep(0.5)
+            await self._clock.sleep(0.5)
         logger.info("middlemanager %s stopped; %d task(s) handed back", self.name, n)
 
     async def _heartbeat_quietly(self) -> bool:

@@ -1,44 +1,27 @@
-"""A small blocking client for the Overlord's API, for scripts and tests."""
+"""A small blocking client for the Overlord's API, for scripts and tests (on ``transport.client``)."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from supervisor.errors import IndexerError, Unavailable
 from supervisor.ports import TaskState
+from transport.client import SyncClient
 
 T = TypeVar("T")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"HTTP {status}: {body}")
-        self.status = status
-        self.body = body
-
-
 def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-    """One request; returns (status, decoded JSON body or text)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    """One request to a full URL, whatever the status: (status, decoded JSON body or text).
+
+    No answer at all raises ``ConnectionError`` (an ``OSError``), as a socket call would."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            if not raw:
-                return resp.status, None
-            if resp.headers.get_content_type() != "application/json":
-                return resp.status, raw.decode(errors="replace")
-            return resp.status, json.loads(raw)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, raw.decode(errors="replace")
+        got = SyncClient(timeout_s=timeout).send(method, url, body)
+    except Unavailable as e:
+        raise ConnectionError(e.message) from e
+    return got.status, got.body
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, interval_s: float = 0.5) -> T:
@@ -48,7 +31,7 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, interva
     while time.monotonic() < deadline:
         try:
             last = check()
-        except (OSError, ValueError, ApiError) as e:
+        except (OSError, ValueError, IndexerError) as e:
             last = e
         else:
             if last:
@@ -59,17 +42,20 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, interva
 
 
 class OverlordClient:
-    def __init__(self, url: str) -> None:
+    """The Overlord's API for scripts and tests; an error answer raises ``HttpStatusError``."""
+
+    def __init__(self, url: str, token: str = "") -> None:
         self.url = url.rstrip("/")
+        self._http = SyncClient(self.url, token=token)
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = http(method, f"{self.url}{path}", body)
-        if status >= 400:
-            raise ApiError(status, answer)
-        return answer
+        return self._http.call(method, path, body)
 
     def healthy(self) -> bool:
-        return http("GET", f"{self.url}/status/health", timeout=2)[0] == 200
+        try:
+            return self._http.send("GET", "/status/health", timeout_s=2).status == 200
+        except Unavailable:
+            return False
 
     def submit(self, spec: dict[str, Any]) -> str:
         return str(self._call("POST", "/druid/indexer/v1/supervisor", spec)["id"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -18,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from supervisor.clock import SYSTEM_CLOCK, Clock
 from tests.harness.http import serve_handler
 
 
@@ -25,9 +25,16 @@ class FakeOverlord:
     """Stands in for the MiddleManager's Overlord client (``transport.client.AsyncClient``): answers
     heartbeats from a script, holding the empty answers as asked; keeps every report as JSON."""
 
-    def __init__(self, answers: list[dict[str, Any]], hold: bool = True, stop_after: int = 0) -> None:
+    def __init__(
+        self,
+        answers: list[dict[str, Any]],
+        hold: bool = True,
+        stop_after: int = 0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.answers = answers
         self.hold = hold
+        self.clock = clock
         self.stop_after = stop_after
         self.stop: asyncio.Event | None = None
         self.reports: list[tuple[float, dict[str, Any]]] = []
@@ -36,12 +43,12 @@ class FakeOverlord:
         if path.endswith("/register"):
             return {"ok": True}
         report = body.to_json()
-        self.reports.append((time.monotonic(), report))
+        self.reports.append((self.clock.monotonic(), report))
         if self.stop is not None and len(self.reports) == self.stop_after:
             self.stop.set()
         answer = self.answers.pop(0) if self.answers else {}
         if self.hold and not answer:
-            await asyncio.sleep(float(report.get("waitS", 0)))
+            await self.clock.sleep(float(report.get("waitS", 0)))
         return answer
 
     async def fetch(

@@ -10,6 +10,7 @@ the task existed; it still has its own log file and status, dies with its worker
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 from middlemanager import peon, worker
 from middlemanager.config import MiddleManagerSettings
 from middlemanager.worker import WARM_LOG, MiddleManager
+from supervisor.clock import FakeClock
 from supervisor.protocol import CompletedTaskReport
 from supervisor.task_spec import KafkaIndexTaskSpec
 from tests.harness.stub_overlord import FakeOverlord, task_spec
@@ -35,17 +37,27 @@ def _settings(tmp_path: Path, **kw: Any) -> MiddleManagerSettings:
     return MiddleManagerSettings(task_dir=tmp_path / "tasks", **kw)
 
 
-def _run(
-    mm: MiddleManager, overlord: FakeOverlord, monkeypatch: pytest.MonkeyPatch, stop_at_s: float = 0
-) -> None:
+def _run(mm: MiddleManager, overlord: FakeOverlord, clock: FakeClock, stop_at_s: float = 0) -> None:
+    """Run the worker's loop on ``clock``, moving it on in small steps whenever everything waits on it,
+    until the loop ends (``stop_at_s`` of that clock, or the Overlord's ``stop_after``)."""
     mm._overlord = overlord  # type: ignore[assignment]
 
     async def go() -> None:
         stop = asyncio.Event()
         overlord.stop = stop
-        if stop_at_s:
-            asyncio.get_running_loop().call_later(stop_at_s, stop.set)
-        await asyncio.wait_for(mm.run(stop), 10)
+        run = asyncio.ensure_future(mm.run(stop))
+        for _ in range(10_000):  # bounded: 10,000 steps of 10 ms of the fake clock
+            await asyncio.sleep(0.001)  # let the loop act on what the last step woke
+            if run.done():
+                break
+            if stop_at_s and clock.monotonic() >= stop_at_s:
+                stop.set()
+            try:
+                await clock.until_sleeping(timeout_s=0.2)
+            except TimeoutError:
+                continue  # the loop is busy (or ending): let it run
+            clock.advance(0.01)
+        await asyncio.wait_for(run, 10)
 
     asyncio.run(go())
 
@@ -53,37 +65,39 @@ def _run(
 # ---------------------------------------------------------------- long poll
 
 
-def test_the_worker_asks_to_be_held_and_reports_a_start_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    mm = MiddleManager(_settings(tmp_path, heartbeat_s=0.5, warm_peons=0))
+def test_the_worker_asks_to_be_held_and_reports_a_start_at_once(tmp_path: Path) -> None:
+    clock = FakeClock()
+    mm = MiddleManager(_settings(tmp_path, heartbeat_s=0.5, warm_peons=0), clock)
     # the assigned task cannot start (its id is no file name): news to report, without a process
     bad = {"assign": [{"task": task_spec("a/b")}]}
-    overlord = FakeOverlord([bad], stop_after=3)
-    _run(mm, overlord, monkeypatch)
-    (t1, first), (t2, second) = overlord.reports[:2]
+    overlord = FakeOverlord([bad], stop_after=3, clock=clock)
+    _run(mm, overlord, clock)
+    (t1, first), (t2, second), (t3, _third) = overlord.reports[:3]
     assert first["waitS"] == 0.5 and second["waitS"] == 0.5
     assert t2 - t1 < 0.25, "the failed start is reported at once, not a heartbeat period later"
+    assert t3 - t2 >= 0.5, "an answer held as long as asked is followed by the next heartbeat"
     assert [c["taskId"] for c in second["completed"]] == ["a/b"]
     drain = overlord.reports[-1][1]
     assert drain["capacity"] == 0 and drain["waitS"] == 0
 
 
-def test_an_overlord_that_answers_at_once_does_not_make_the_worker_spin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    mm = MiddleManager(_settings(tmp_path, heartbeat_s=0.3, warm_peons=0))
-    overlord = FakeOverlord([], hold=False)
-    _run(mm, overlord, monkeypatch, stop_at_s=1.0)
-    assert 3 <= len(overlord.reports) <= 6  # about one every 0.3 s, and the one of the drain
+def test_an_overlord_that_answers_at_once_does_not_make_the_worker_spin(tmp_path: Path) -> None:
+    clock = FakeClock()
+    mm = MiddleManager(_settings(tmp_path, heartbeat_s=0.3, warm_peons=0), clock)
+    overlord = FakeOverlord([], hold=False, clock=clock)
+    _run(mm, overlord, clock, stop_at_s=1.0)
+    times = [t for t, _ in overlord.reports]
+    assert 4 <= len(times) <= 6  # at 0, 0.3, 0.6, 0.9 s of the clock, and the one of the drain
+    gaps = [b - a for a, b in itertools.pairwise(times[:-1])]
+    assert all(g >= 0.29 for g in gaps), gaps
 
 
-def test_a_stop_does_not_wait_for_a_held_heartbeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    mm = MiddleManager(_settings(tmp_path, heartbeat_s=8.0, warm_peons=0))
-    overlord = FakeOverlord([])
-    began = time.monotonic()
-    _run(mm, overlord, monkeypatch, stop_at_s=0.3)
-    assert time.monotonic() - began < 3.0
+def test_a_stop_does_not_wait_for_a_held_heartbeat(tmp_path: Path) -> None:
+    clock = FakeClock()
+    mm = MiddleManager(_settings(tmp_path, heartbeat_s=8.0, warm_peons=0), clock)
+    overlord = FakeOverlord([], clock=clock)
+    _run(mm, overlord, clock, stop_at_s=0.3)
+    assert clock.monotonic() < 1.0, "the held heartbeat (8 s) was given up at the stop"
     assert [r["capacity"] for _, r in overlord.reports] == [2, 0]
 
 
