@@ -73,6 +73,11 @@ def _spec(datasource: Any, topic: str = "events", bootstrap: str = "127.0.0.1:1"
     )
 
 
+def _with_io(spec: dict[str, Any], **io: Any) -> dict[str, Any]:
+    spec["spec"]["ioConfig"].update(io)
+    return spec
+
+
 BAD_BODIES: list[tuple[str, bytes]] = [
     ("empty", b""),
     ("not json", b"{this is not json"),
@@ -88,7 +93,8 @@ BAD_BODIES: list[tuple[str, bytes]] = [
     ("unknown type", json.dumps({"type": "kinesis", "spec": {}}).encode()),
     ("spec not an object", json.dumps({"type": "kafka", "spec": "x"}).encode()),
     ("dataSchema a number", json.dumps({"type": "kafka", "spec": {"dataSchema": 5}}).encode()),
-    ("taskCount a string", json.dumps(_spec("ds_ok") | {"x": 1}).encode()),
+    ("taskCount a word", json.dumps(_with_io(_spec("ds_ok"), taskCount="two")).encode()),
+    ("near-typo of a known field", json.dumps(_with_io(_spec("ds_ok"), taskCont=2)).encode()),
 ]
 
 
