@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from overlord import metrics
 from overlord.chat import HttpTaskClient
@@ -24,6 +25,7 @@ from overlord.task_queue import TaskQueue
 from supervisor import protocol as wire
 from supervisor import reports
 from supervisor.errors import IndexerError, InvalidInput, NotFound
+from supervisor.expressions.values import parse_iso
 from supervisor.offsets import PartitionOffsets
 from supervisor.ports import RunnerState, TaskLocation, TaskState
 from supervisor.secrets import mask
@@ -69,13 +71,61 @@ class HistoryQuery(Query):
     count: Count | None = Field(default=None, description="Keep at most this many entries per supervisor.")
 
 
+class PostSupervisorQuery(Query):
+    skip_restart_if_unmodified: bool | None = Field(
+        default=None,
+        alias="skipRestartIfUnmodified",
+        description="`true` (the default here): an unchanged spec restarts nothing; `false`: it restarts "
+        "the supervisor as Druid does by default (its tasks publish and new ones start).",
+    )
+
+
+# Druid's OverlordResource.API_TASK_STATES, in its order (getTasks names them in its 400).
+API_TASK_STATES = ("pending", "waiting", "running", "complete")
+TaskStateName = Literal["pending", "waiting", "running", "complete"]
+
+
+def _task_state(value: Any) -> Any:
+    """Any case, as Druid's OverlordResource.getTasks (``StringUtils.toLowerCase(state)``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in API_TASK_STATES:
+        raise PydanticCustomError(
+            "task_state",
+            "Invalid task state[{state}]. Must be one of [{states}].",
+            {"state": str(value), "states": ", ".join(API_TASK_STATES)},
+        )
+    return value.lower()
+
+
+def _created_interval(value: Any) -> Any:
+    """Druid's interval parameter: ``start_end`` (or ``start/end``), ISO-8601 dates or times; kept as
+    its bounds in epoch ms, end exclusive."""
+    if value is None:
+        return None
+    start, sep, end = str(value).replace("_", "/").partition("/")
+    lo, hi = parse_iso(start), parse_iso(end)
+    if not sep or lo is None or hi is None or hi < lo:
+        raise PydanticCustomError(
+            "interval",
+            "'{value}' is not an ISO-8601 interval (start_end, as 2023-06-27_2023-06-28)",
+            {"value": str(value)},
+        )
+    return (lo, hi)
+
+
 class ListTasksQuery(Query):
-    state: Literal["running", "pending", "waiting", "complete"] | None = Field(
-        default=None, description="Only tasks in this state."
+    state: Annotated[TaskStateName | None, BeforeValidator(_task_state)] = Field(
+        default=None, description="Only tasks in this state (any case)."
     )
     datasource: str | None = Field(default=None, description="Only tasks of this datasource.")
+    created_time_interval: Annotated[tuple[int, int] | None, BeforeValidator(_created_interval)] = Field(
+        default=None,
+        alias="createdTimeInterval",
+        description="Only completed tasks created in this interval (`2023-06-27_2023-06-28`).",
+    )
     type: str | None = Field(default=None, description="Only tasks of this type (`index_kafka`).")
-    max: Count | None = Field(default=None, description="At most this many tasks.")
+    max: Count | None = Field(default=None, description="At most this many completed tasks.")
 
 
 class LogQuery(Query):
@@ -107,17 +157,21 @@ def _spec_answer(spec: dict[str, Any]) -> web.Response:
 @documented(
     "Create or update a supervisor",
     request=wire.SupervisorSpecBody,
+    query=PostSupervisorQuery,
     response=wire.SupervisorCreated,
     errors=(413,),
     tags=("supervisor",),
 )
 async def post_supervisor(request: web.Request) -> web.Response:
     """Druid's Kafka supervisor spec, wrapped (`spec`) or in the legacy unwrapped form. A spec that
-    changes nothing but the suspended flag restarts no task. The spec is validated as a whole: a
+    changes nothing restarts no task unless `skipRestartIfUnmodified=false` (Druid restarts by
+    default: SupervisorResource.specPost). The spec is validated as a whole: a
     400 names the first field that is wrong as a Druid path (`spec.ioConfig.taskCount: ...`).
     Unknown fields are accepted and listed in `ignoredFields`, Druid's fields with no effect here
     in `unhonouredFields`, a translated legacy `parser` in `translated`."""
-    parsed = await request.app[MANAGER].create_or_update(await read_json(request))
+    query = read_query(request, PostSupervisorQuery)
+    restart = query.skip_restart_if_unmodified is False
+    parsed = await request.app[MANAGER].create_or_update(await read_json(request), restart_unmodified=restart)
     notes = parsed.notes
     created = wire.SupervisorCreated(
         id=parsed.spec.id,
@@ -163,20 +217,25 @@ async def supervisor_status(request: web.Request) -> web.Response:
 
 @documented("A supervisor's health", response=wire.SupervisorHealth, errors=(404, 503), tags=("supervisor",))
 async def supervisor_health(request: web.Request) -> web.Response:
-    """200 when healthy, 503 when not."""
-    sup = request.app[MANAGER].get(request.match_info["id"])
+    """200 when healthy, 503 when not (Druid's SupervisorResource.specGetHealth)."""
+    spec_id = request.match_info["id"]
+    sup = request.app[MANAGER].find(spec_id)
+    if sup is None:
+        raise NotFound(f"[{spec_id}] does not exist or health check not implemented")
     return answer(wire.SupervisorHealth(healthy=sup.state.healthy), status=200 if sup.state.healthy else 503)
 
 
-@documented("Suspend a supervisor", response=wire.SupervisorSpecBody, errors=(404,), tags=("supervisor",))
+@documented("Suspend a supervisor", response=wire.SupervisorSpecBody, errors=(400, 404), tags=("supervisor",))
 async def suspend(request: web.Request) -> web.Response:
-    """Its reading tasks publish what they read; no new task starts until it is resumed."""
+    """Its reading tasks publish what they read; no new task starts until it is resumed. A suspended
+    one is a 400 `[id] is already suspended` (Druid's SupervisorResource.specSuspendOrResume)."""
     spec = await request.app[MANAGER].set_suspended(request.match_info["id"], True)
     return _spec_answer(spec.to_json())
 
 
-@documented("Resume a supervisor", response=wire.SupervisorSpecBody, errors=(404,), tags=("supervisor",))
+@documented("Resume a supervisor", response=wire.SupervisorSpecBody, errors=(400, 404), tags=("supervisor",))
 async def resume(request: web.Request) -> web.Response:
+    """A running one is a 400 `[id] is already running` (Druid's SupervisorResource.specSuspendOrResume)."""
     spec = await request.app[MANAGER].set_suspended(request.match_info["id"], False)
     return _spec_answer(spec.to_json())
 
@@ -193,12 +252,12 @@ async def resume_all(request: web.Request) -> web.Response:
     return answer(wire.SuccessStatus())
 
 
-@documented("Terminate a supervisor", response=wire.SupervisorCreated, errors=(404,), tags=("supervisor",))
+@documented("Terminate a supervisor", response=wire.SupervisorIdAnswer, errors=(404,), tags=("supervisor",))
 async def terminate(request: web.Request) -> web.Response:
     """Its tasks stop (reading ones publish first), and it leaves the list; its history stays."""
     spec_id = request.match_info["id"]
     await request.app[MANAGER].terminate(spec_id)
-    return answer(wire.SupervisorCreated(id=spec_id))
+    return answer(wire.SupervisorIdAnswer(id=spec_id))
 
 
 @documented("Terminate every supervisor", response=wire.SuccessStatus, tags=("supervisor",))
@@ -207,46 +266,56 @@ async def terminate_all(request: web.Request) -> web.Response:
     return answer(wire.SuccessStatus())
 
 
-@documented("Reset a supervisor", response=wire.SupervisorCreated, errors=(404,), tags=("supervisor",))
+@documented("Reset a supervisor", response=wire.SupervisorIdAnswer, errors=(404,), tags=("supervisor",))
 async def reset(request: web.Request) -> web.Response:
     """Forget the stored offsets; tasks start over from `useEarliestOffset`'s end of the stream."""
     spec_id = request.match_info["id"]
     request.app[MANAGER].reset(spec_id)
-    return answer(wire.SupervisorCreated(id=spec_id))
+    return answer(wire.SupervisorIdAnswer(id=spec_id))
 
 
 @documented(
     "Hand off task groups early",
     request=wire.HandoffRequest,
     response=wire.Empty,
-    status=202,
-    errors=(404,),
+    errors=(400, 404),
     tags=("supervisor",),
 )
 async def handoff(request: web.Request) -> web.Response:
-    """The reading tasks of the named groups end now (as if their `taskDuration` were over)."""
-    sup = request.app[MANAGER].get(request.match_info["id"])
+    """The reading tasks of the named groups end now (as if their `taskDuration` were over); ids of
+    groups not reading are ignored. As Druid's SupervisorResource.handoffTaskGroups: 200 with an
+    empty body, 400 for an empty list (checked before the id), 404 `Supervisor was not found [id]`."""
+    spec_id = request.match_info["id"]
     body = await read_body(request, wire.HandoffRequest, "handoff")
+    if not body.task_group_ids:
+        raise InvalidInput("List of task groups to handoff can't be empty")
+    sup = request.app[MANAGER].find(spec_id)
+    if sup is None:
+        raise NotFound(f"Supervisor was not found [{spec_id}]")
     sup.request_handoff(list(body.task_group_ids))
-    return answer(wire.Empty(), status=202)
+    return web.Response(status=200)
 
 
 @documented(
     "Reset some partitions' offsets",
     request=wire.ResetOffsetsRequest,
-    response=wire.SupervisorCreated,
-    errors=(404,),
+    response=wire.SupervisorIdAnswer,
+    errors=(400, 404),
     tags=("supervisor",),
 )
 async def reset_offsets(request: web.Request) -> web.Response:
     """Druid's resetOffsets: merge the given offsets into the stored ones; only the task groups
-    reading those partitions restart."""
+    reading those partitions restart. A stream other than the supervisor's is a 400 worded as
+    Druid's SeekableStreamSupervisor.resetOffsets."""
     sup = request.app[MANAGER].get(request.match_info["id"])
     body = await read_body(request, wire.ResetOffsetsRequest, "resetOffsets")
     if body.partitions.stream != sup.topic:
-        raise InvalidInput(f"partitions.stream: must be the supervisor's topic [{sup.topic}]")
+        raise InvalidInput(
+            f"Stream[{body.partitions.stream}] doesn't exist in the supervisor[{sup.id}]. "
+            f"Supervisor is consuming stream[{sup.topic}]."
+        )
     sup.request_reset_offsets(PartitionOffsets(dict(body.partitions.partition_offset_map)))
-    return answer(wire.SupervisorCreated(id=sup.id))
+    return answer(wire.SupervisorIdAnswer(id=sup.id))
 
 
 @documented("A supervisor's row statistics", response=dict[str, Any], errors=(404,), tags=("supervisor",))
@@ -344,9 +413,18 @@ _STATE_FILTER = {
 }
 
 
-@documented("List tasks", query=ListTasksQuery, response=list[wire.TaskStatusObject], tags=("tasks",))
+def _created_in(row: TaskRow, bounds: tuple[int, int]) -> bool:
+    created = parse_iso(row.created_date)
+    return created is not None and bounds[0] <= created < bounds[1]
+
+
+@documented(
+    "List tasks", query=ListTasksQuery, response=list[wire.TaskStatusObject], errors=(400,), tags=("tasks",)
+)
 async def list_tasks(request: web.Request) -> web.Response:
-    """Active tasks first as the task queue knows them, then completed ones from the metadata store."""
+    """Active tasks first as the task queue knows them, then completed ones from the metadata store,
+    newest first. As Druid's OverlordResource.getTasks: `state` in any case (another is a 400 naming
+    the four), `max` and `createdTimeInterval` bound the completed tasks only."""
     query = read_query(request, ListTasksQuery)
     store = request.app[STORE]
     status = None if query.state in (None, "complete") else TaskState.RUNNING.value
@@ -357,14 +435,22 @@ async def list_tasks(request: web.Request) -> web.Response:
         merged = [r for r in merged if _STATE_FILTER[query.state](r)]
     if query.type:
         merged = [r for r in merged if r.type == query.type]
+    running = [r for r in merged if r.status == TaskState.RUNNING]
+    done = [r for r in merged if r.status != TaskState.RUNNING]
+    if query.created_time_interval is not None:
+        done = [r for r in done if _created_in(r, query.created_time_interval)]
     if query.max is not None:
-        merged = merged[: query.max]
-    return answer([_task_status(r) for r in merged])
+        done = done[: query.max]
+    return answer([_task_status(r) for r in running + done])
 
 
 @documented("A task's payload", response=wire.TaskPayloadAnswer, errors=(404,), tags=("tasks",))
 async def get_task(request: web.Request) -> web.Response:
-    row = await request.app[QUEUE].require_row(request.match_info["id"])
+    """As Druid's OverlordResource.getTaskPayload: an unknown task is a 404 `{"task", "payload": null}`."""
+    task_id = request.match_info["id"]
+    row = await request.app[QUEUE].get_row(task_id)
+    if row is None:
+        return answer(wire.TaskPayloadAnswer(task=task_id, payload=None), status=404)
     return answer(wire.TaskPayloadAnswer(task=row.id, payload=mask(row.payload)))
 
 
@@ -378,10 +464,18 @@ async def task_status(request: web.Request) -> web.Response:
     return answer(wire.TaskStatusAnswer(task=task_id, status=_task_status(row)))
 
 
+# Druid's OverlordResource.doGetReports, for an unknown task and one without a report alike.
+_NO_REPORTS = (
+    "No task reports were found for this task. The task may not exist, or it may not have completed yet."
+)
+
+
 @documented("A task's report", response=wire.TaskReport, errors=(404,), tags=("tasks",))
 async def task_reports(request: web.Request) -> web.Response:
     """Live from the task while it runs, else the report it ended with."""
-    row = await request.app[QUEUE].require_row(request.match_info["id"])
+    row = await request.app[QUEUE].get_row(request.match_info["id"])
+    if row is None:
+        raise NotFound(_NO_REPORTS)
     report: Any = row.report
     if row.status == TaskState.RUNNING.value and row.host and row.port:
         try:
@@ -390,16 +484,22 @@ async def task_reports(request: web.Request) -> web.Response:
         except IndexerError:
             report = row.report
     if report is None:
-        raise NotFound(f"No reports for task [{row.id}]")
+        raise NotFound(_NO_REPORTS)
     return web.json_response(report)
+
+
+_NO_LOG = "No log was found for this task. The task may not exist, or it may not have begun running yet."
 
 
 @documented(
     "A task's log", query=LogQuery, response=str, response_type="text/plain", errors=(404,), tags=("tasks",)
 )
 async def task_log(request: web.Request) -> web.Response:
-    """The task's log: from the task itself while it runs, else from its MiddleManager."""
-    row = await request.app[QUEUE].require_row(request.match_info["id"])
+    """The task's log: from the task itself while it runs, else from its MiddleManager. No log (an
+    unknown task too) is a 404 worded as Druid's OverlordResource.doGetLog."""
+    row = await request.app[QUEUE].get_row(request.match_info["id"])
+    if row is None:
+        raise NotFound(_NO_LOG)
     offset = read_query(request, LogQuery).offset
     chat = request.app[CHAT]
     text: str | None = None
@@ -414,9 +514,7 @@ async def task_log(request: web.Request) -> web.Response:
         except IndexerError:
             text = None
     if text is None:
-        raise NotFound(
-            "No log was found for this task. The task may not exist, or it may not have begun running yet."
-        )
+        raise NotFound(_NO_LOG)
     if offset:
         text = text[offset:]
     return web.Response(text=text, content_type="text/plain")
@@ -425,33 +523,44 @@ async def task_log(request: web.Request) -> web.Response:
 @documented(
     "Statuses of several tasks",
     request=wire.TaskIdList,
-    response=dict[str, wire.TaskStatusObject],
-    errors=(413,),
+    response=dict[str, wire.TaskStatusBrief],
+    errors=(400, 413),
     tags=("tasks",),
 )
 async def task_statuses(request: web.Request) -> web.Response:
-    """Druid's ``POST /taskStatus``: statuses of the listed task ids (unknown ids left out)."""
+    """Druid's ``POST /taskStatus`` (OverlordResource.getMultipleTaskStatuses): each listed task's
+    `TaskStatus` by id, unknown ids left out; an empty list is a 400."""
     ids = (await read_body(request, wire.TaskIdList, "body")).root
+    if not ids:
+        raise InvalidInput("No Task IDs provided.")
     out: dict[str, Any] = {}
     for task_id in ids[:1000]:
         row = await request.app[QUEUE].get_row(task_id)
         if row is not None:
-            out[task_id] = _task_status(row).to_json()
+            location = wire.TaskLocationBody(host=row.host, port=row.port or -1)
+            brief = wire.TaskStatusBrief(id=row.id, status=row.status, error_msg=row.error, location=location)
+            out[task_id] = brief.to_json()
     return web.json_response(out)
 
 
-@documented("Shut a task down", response=wire.TaskIdAnswer, errors=(404,), tags=("tasks",))
+@documented("Shut a task down", response=wire.TaskIdAnswer, tags=("tasks",))
 async def task_shutdown(request: web.Request) -> web.Response:
-    queue = request.app[QUEUE]
-    row = await queue.require_row(request.match_info["id"])
-    await queue.kill(row.id, "shutdown requested through the API")
-    return answer(wire.TaskIdAnswer(task=row.id))
+    """200 `{"task": id}` whether the task runs, has ended or never was, as Druid's
+    OverlordResource.doShutdown (its TaskQueue.shutdown ignores a task that is not active)."""
+    task_id = request.match_info["id"]
+    await request.app[QUEUE].kill(task_id, "shutdown requested through the API")
+    return answer(wire.TaskIdAnswer(task=task_id))
 
 
-@documented("Shut down every task of a datasource", response=wire.DataSourceAnswer, tags=("tasks",))
+@documented(
+    "Shut down every task of a datasource", response=wire.DataSourceAnswer, errors=(404,), tags=("tasks",)
+)
 async def shutdown_datasource_tasks(request: web.Request) -> web.Response:
+    """A datasource with no active task is a 404, as Druid's OverlordResource.shutdownTasksForDataSource
+    (whose 404 has no body; ours says why)."""
     ds = request.match_info["ds"]
-    await request.app[QUEUE].shutdown_datasource(ds)
+    if not await request.app[QUEUE].shutdown_datasource(ds):
+        raise NotFound(f"No active tasks of datasource [{ds}]")
     return answer(wire.DataSourceAnswer(data_source=ds))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from overlord.metadata.store import MetadataStore
 from supervisor.clock import SYSTEM_CLOCK, Clock
-from supervisor.errors import InvalidSpec, NotFound
+from supervisor.errors import InvalidInput, InvalidSpec, NotFound
 from supervisor.kafka.admin import KafkaStreamAdmin
 from supervisor.kafka.config import KafkaAccess, property_path, validate_consumer_properties
 from supervisor.offsets import PartitionOffsets
@@ -107,10 +107,14 @@ class SupervisorManager:
             if sup.datasource == datasource:
                 sup.notify()
 
+    def find(self, spec_id: str) -> Supervisor | None:
+        return self._running.get(spec_id)
+
     def get(self, spec_id: str) -> Supervisor:
+        """The running supervisor, else a 404 worded as Druid's (SupervisorResource.specGet & co.)."""
         sup = self._running.get(spec_id)
         if sup is None:
-            raise NotFound(f"Cannot find any supervisor with id: [{spec_id}]")
+            raise NotFound(f"[{spec_id}] does not exist")
         return sup
 
     def ids(self) -> list[str]:
@@ -119,13 +123,16 @@ class SupervisorManager:
     def all(self) -> list[Supervisor]:
         return [self._running[i] for i in sorted(self._running)]
 
-    async def create_or_update(self, payload: Any) -> ParsedSpec:
+    async def create_or_update(self, payload: Any, restart_unmodified: bool = False) -> ParsedSpec:
         """Store and (re)start the supervisor of a posted spec; the notes go back to the author.
 
         A spec equal to the running one (our GET output posted back, a Druid export of it)
-        changes nothing: no history entry, no restart, the tasks read on. Druid restarts unless
-        ``skipRestartIfUnmodified=true`` (Druid 32, SupervisorResource.specPost); here that is
-        always the case, since a restart without a change would only hand off early.
+        changes nothing: no history entry, no restart, the tasks read on. Druid (33+,
+        SupervisorResource.specPost) restarts an unmodified spec unless the POST says
+        ``skipRestartIfUnmodified=true``; here skipping is the default (a restart without a change
+        only hands off early), and ``restart_unmodified`` (``skipRestartIfUnmodified=false``)
+        asks for Druid's restart: the tasks publish and new ones start, still without a history
+        entry (Druid's SupervisorManager.createOrUpdateAndStartSupervisor stores only a changed spec).
         """
         parsed = read_supervisor_spec(payload)
         spec, notes = parsed.spec, parsed.notes
@@ -142,7 +149,11 @@ class SupervisorManager:
             spec = self._restore_secrets(spec, old)
             await self._check_consumer_properties(spec)
             if old is not None and old.spec == spec:
-                logger.info("supervisor [%s]: the posted spec is the running one; nothing to do", spec.id)
+                if restart_unmodified:
+                    logger.info("supervisor [%s]: the posted spec is the running one; restarting", spec.id)
+                    await self._replace(old, spec)
+                else:
+                    logger.info("supervisor [%s]: the posted spec is the running one; nothing to do", spec.id)
                 return ParsedSpec(spec, notes)
             if old is not None and old.spec.io_config.topic != spec.io_config.topic:
                 raise InvalidSpec(
@@ -194,18 +205,23 @@ class SupervisorManager:
         self._launch(spec)
 
     async def set_suspended(self, spec_id: str, suspended: bool) -> SupervisorSpec:
+        """Suspend or resume; one already so is a 400 (Druid's SupervisorResource.specSuspendOrResume)."""
         async with self._lock:
             old = self.get(spec_id)
             if old.spec.suspended == suspended:
-                return old.spec
+                raise InvalidInput(f"[{spec_id}] is already {'suspended' if suspended else 'running'}")
             spec = old.spec.with_suspended(suspended)
             await asyncio.to_thread(self._store.insert_supervisor, spec.id, spec.to_json())
             await self._replace(old, spec)
             return spec
 
     async def set_all_suspended(self, suspended: bool) -> None:
-        for spec_id in self.ids():
-            await self.set_suspended(spec_id, suspended)
+        """Every supervisor not already so (Druid's suspendAll/resumeAll skip those, and answer 200)."""
+        for sup in self.all():
+            try:
+                await self.set_suspended(sup.id, suspended)
+            except (InvalidInput, NotFound):
+                continue  # already so, or terminated meanwhile
 
     async def terminate(self, spec_id: str) -> None:
         async with self._lock:

@@ -335,6 +335,12 @@ class SupervisorSpecBody(BaseModel):
     context: dict[str, Any] | None = None
 
 
+class SupervisorIdAnswer(WireModel):
+    """``{"id": ...}``: the answer of terminate, reset and resetOffsets (Druid's SupervisorResource)."""
+
+    id: str
+
+
 class SupervisorCreated(WireModel):
     """The answer to ``POST /druid/indexer/v1/supervisor``: the id, and what of the spec was not
     taken as written (``supervisor.spec_fields.SpecNotes``; each list only when not empty)."""
@@ -469,10 +475,22 @@ class TaskStatusAnswer(WireModel):
 
 
 class TaskPayloadAnswer(WireModel):
-    """``GET /druid/indexer/v1/task/{id}``."""
+    """``GET /druid/indexer/v1/task/{id}``; an unknown task is a 404 with ``payload: null`` (Druid's
+    OverlordResource.getTaskPayload)."""
 
     task: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None
+
+
+class TaskStatusBrief(WireModel):
+    """A task's status as Druid's ``TaskStatus`` (not ``TaskStatusPlus``): the values of
+    ``POST /druid/indexer/v1/taskStatus`` (OverlordResource.getMultipleTaskStatuses)."""
+
+    id: str
+    status: str
+    duration: int = -1
+    error_msg: str | None = None
+    location: TaskLocationBody
 
 
 class TaskIdAnswer(WireModel):

@@ -169,7 +169,7 @@ def test_query_parameters_come_from_the_query_models(doc: dict[str, Any]) -> Non
         return {p["name"]: p for p in doc["paths"][path]["get"].get("parameters", []) if p["in"] == "query"}
 
     tasks = params(f"{api.INDEXER}/tasks")
-    assert tasks["state"]["schema"]["enum"] == ["running", "pending", "waiting", "complete"]
+    assert tasks["state"]["schema"]["enum"] == ["pending", "waiting", "running", "complete"]
     assert tasks["max"]["schema"]["type"] == "integer" and tasks["max"]["schema"]["minimum"] == 0
     assert {"datasource", "type"} <= tasks.keys()
     assert params(f"{api.SUPERVISOR}/history")["count"]["schema"]["minimum"] == 0
@@ -186,8 +186,8 @@ def test_statuses_and_bodies(doc: dict[str, Any]) -> None:
     }
     assert {"200", "400", "401", "403", "413", "500"} <= post["responses"].keys()
     handoff = paths[api.SUPERVISOR + "/{id}/taskGroups/handoff"]["post"]
-    assert {"202", "400", "404"} <= handoff["responses"].keys()
-    assert "200" not in handoff["responses"]
+    assert {"200", "400", "404"} <= handoff["responses"].keys()
+    assert "202" not in handoff["responses"]
     health = paths[api.SUPERVISOR + "/{id}/health"]["get"]["responses"]
     assert {"200", "503", "404"} <= health.keys()
     assert "404" in paths[api.SUPERVISOR + "/{id}"]["get"]["responses"]
