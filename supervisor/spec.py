@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -52,6 +52,7 @@ from supervisor._spec_common import (
     unsupported_input_format,
     without_nulls,
 )
+from supervisor.aggregators import AggregatorSpec
 from supervisor.durations import format_duration, parse_duration
 from supervisor.errors import InvalidSpec
 from supervisor.filters import (
@@ -335,48 +336,6 @@ class DimensionsSpec(DruidModel):
     @property
     def dimension_names(self) -> tuple[str, ...]:
         return tuple(dimension.name for dimension in self.dimensions)
-
-
-AggregatorType = Literal[
-    "count",
-    "longSum",
-    "doubleSum",
-    "floatSum",
-    "longMin",
-    "longMax",
-    "doubleMin",
-    "doubleMax",
-    "floatMin",
-    "floatMax",
-]
-_AGGREGATOR_TYPES: frozenset[str] = frozenset(get_args(AggregatorType))
-
-
-class AggregatorSpec(DruidModel):
-    """A metric: ``count`` (no ``fieldName``) or a sum/min/max over an input field."""
-
-    _not_supported_yet = ("expression",)
-
-    type: AggregatorType
-    name: NonEmptyStr
-    field_name: NonEmptyStr | None = Field(default=None, alias="fieldName")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_type(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            kind = data.get("type")
-            if isinstance(kind, str) and kind not in _AGGREGATOR_TYPES:
-                raise spec_problem(f"aggregator type '{kind}' is not supported yet", "type")
-        return data
-
-    @model_validator(mode="after")
-    def _field_name(self) -> AggregatorSpec:
-        if self.type == "count" and self.field_name is not None:
-            raise spec_problem("is not allowed for a count aggregator", "fieldName")
-        if self.type != "count" and self.field_name is None:
-            raise spec_problem("is required", "fieldName")
-        return self
 
 
 class GranularitySpec(DruidModel):

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from middlemanager.ingest.schema import TIME, ColumnPlan, convert_values
+from middlemanager.ingest.schema import TIME, ColumnPlan, convert_values, metric_columns
 
 __all__ = ["FastJsonPath", "ParsedBatch"]
 
@@ -56,6 +56,7 @@ _JSON_TYPES: dict[str, pa.DataType] = {
     "long": pa.int64(),
     "float": pa.float64(),
     "double": pa.float64(),
+    "sketch": pa.string(),  # a number fails the read: the reference path keeps its type
 }
 _TIMESTAMP_TYPES: dict[str, pa.DataType] = {
     "auto": pa.string(),
@@ -108,7 +109,7 @@ class FastJsonPath:
     @staticmethod
     def supports(plan: ColumnPlan, timestamp_column: str, timestamp_format: str, has_filter: bool) -> bool:
         """Whether batches of this datasource can take the fast path at all."""
-        if has_filter or plan.discovering or timestamp_format not in _TIMESTAMP_TYPES:
+        if has_filter or plan.discovering or plan.needs_rows or timestamp_format not in _TIMESTAMP_TYPES:
             return False
         types: dict[str, pa.DataType] = {}
         for d in plan.dimensions:
@@ -193,8 +194,13 @@ class FastJsonPath:
         # blocks of a quarter of the batch keep Arrow's threads busy
         return pj.ReadOptions(use_threads=True, block_size=max(2 * self.max_record_bytes, len(data) // 4 + 1))
 
-    def build(self, parsed: pa.Table, times: pa.Array, may_have_nul: bool) -> pa.Table:
-        """The internal table (see ``schema.RowConverter``) of the parsed rows that were kept."""
+    def build(
+        self, parsed: pa.Table, times: pa.Array, may_have_nul: bool, raw_times: pa.Array | None = None
+    ) -> pa.Table:
+        """The internal table (see ``schema.RowConverter``) of the parsed rows that were kept.
+
+        ``raw_times``: the row times before truncation (first/last order by them).
+        """
         n = parsed.num_rows
         columns: list[Any] = [times]
         names = [TIME]
@@ -208,12 +214,21 @@ class FastJsonPath:
                 column = pc.cast(column, pa.float32())
             columns.append(column)
             names.append(d.col)
+        arrays: dict[str, pa.Array] = {}
         for m in self.plan.metrics:
             if m.field is None:
-                columns.append(pa.repeat(pa.scalar(1, pa.int64()), n))
-            else:
-                columns.append(_contiguous(parsed.column(m.field)))
-            names.append(m.col)
+                continue
+            column = _contiguous(parsed.column(m.field))
+            escape = m.value_kind in ("sketch", "string") and may_have_nul and column.null_count < n
+            if escape and pc.any(pc.starts_with(column, "\x00")).as_py():
+                converted, _ = convert_values(column.to_pylist(), m.value_kind, "", "")
+                column = pa.array(converted, type=pa.string())
+            arrays[m.col] = column
+        for name, column in metric_columns(
+            self.plan, arrays, n, times if raw_times is None else raw_times, None
+        ):
+            columns.append(column)
+            names.append(name)
         return pa.Table.from_arrays(columns, names=names)
 
 

@@ -46,6 +46,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from middlemanager.ingest import sketches
 from middlemanager.ingest.buckets import bucket_starts, split_by_segment
 from middlemanager.ingest.fastjson import FastJsonPath, ParsedBatch
 from middlemanager.ingest.models import (
@@ -59,13 +60,19 @@ from middlemanager.ingest.models import (
 )
 from middlemanager.ingest.rollup import finalize_run, rollup
 from middlemanager.ingest.runs import RunPart, write_run_part
-from middlemanager.ingest.schema import ColumnPlan, RowConverter
+from middlemanager.ingest.schema import ColumnPlan, FilterMask, RowConverter
 from middlemanager.ingest.segments import write_segment
 from middlemanager.ingest.timestamps import TimestampError, arrow_times, make_timestamp_parser
-from middlemanager.ingest.transforms import TransformStage, column_of, result_values
+from middlemanager.ingest.transforms import (
+    TransformStage,
+    column_of,
+    filter_columns,
+    filter_mask,
+    result_values,
+)
 from supervisor.errors import IllegalStateTransition, TooManyParseExceptions
 from supervisor.records import Record, RecordBatch
-from supervisor.spec import MAX_PARSE_EXCEPTIONS_UNLIMITED, TIME_COLUMN, SupervisorSpec
+from supervisor.spec import MAX_PARSE_EXCEPTIONS_UNLIMITED, TIME_COLUMN, DimFilter, SupervisorSpec
 
 __all__ = ["BUFFER_ROWS", "MAX_RECORD_BYTES", "IngestPipeline"]
 
@@ -132,6 +139,12 @@ def _locked(
     locked.__qualname__ = method.__qualname__
     locked.__doc__ = method.__doc__
     return locked
+
+
+def _flat(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks()
+    return column
 
 
 def _value_sizes(values: list[bytes | None]) -> list[int]:
@@ -439,7 +452,7 @@ class IngestPipeline:
             times = times.filter(keep)
         if parsed.num_rows == 0:
             return
-        table = self._fast.build(parsed, self._row_times(times), result.may_have_nul)
+        table = self._fast.build(parsed, self._row_times(times), result.may_have_nul, _flat(times))
         self._stats.processed += table.num_rows
         self._keep_table(table)
 
@@ -684,7 +697,10 @@ class IngestPipeline:
                 self._buffer_bytes = 0
                 return
         n = len(rows)
-        table, errors = self._converter.convert(rows, self._row_times(self._times), self._nul_seen)
+        raw_times = pa.array(self._times, type=pa.int64())
+        table, errors = self._converter.convert(
+            rows, self._row_times(raw_times), self._nul_seen, raw_times, self._metric_filter(rows)
+        )
         self._nul_seen = False
         records = self._records
         self._stats.processed += n - len(errors)
@@ -707,15 +723,39 @@ class IngestPipeline:
         self._buffer_bytes = 0
         self._keep_table(table)
 
+    def _metric_filter(self, rows: list[dict[str, Any]]) -> FilterMask | None:
+        """The filters of filtered aggregators on the buffered rows (on columns where they can)."""
+        if not any(m.filter is not None for m in self.plan.metrics):
+            return None
+        cache: dict[str, pa.Array | None] = {}
+
+        def mask_of(node: DimFilter) -> pa.Array:
+            for name in filter_columns(node):
+                if name not in cache:
+                    cache[name] = (
+                        pa.array(self._times, type=pa.int64())
+                        if name == TIME_COLUMN
+                        else (column_of([row.get(name) for row in rows]))
+                    )
+            return filter_mask(node, cache, len(rows), lambda: rows)
+
+        return mask_of
+
     def _keep_table(self, table: pa.Table) -> None:
-        """Hold a converted batch in memory (rolled up when that pays off)."""
+        """Hold a converted batch in memory (rolled up when that pays off).
+
+        Sketch columns become sketches here: one per group when rolling up (always, with
+        rollup: grouping input values is cheaper than a sketch per row), else one per row.
+        """
         self._flushes += 1
         grouped = False
-        if self._rollup and (self._rollup_useful or self._flushes % 8 == 0):
+        if self._rollup and (self._rollup_useful or self._flushes % 8 == 0 or self.plan.has_sketches):
             before = table.num_rows
             table = rollup(table, self.plan)
             grouped = True
             self._rollup_useful = table.num_rows <= before * _USEFUL_ROLLUP
+        elif self.plan.has_sketches:
+            table = sketches.seal(table, self.plan.metrics)
         self._add_chunk(table, grouped)
         if len(self._chunks) >= _MAX_CHUNKS:
             self._merge_chunks()

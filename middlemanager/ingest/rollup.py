@@ -9,11 +9,14 @@ sort is stable), which fixes the order in which rollup aggregates partials.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from middlemanager.ingest.schema import TIME, ColumnPlan
+from middlemanager.ingest import sketches
+from middlemanager.ingest.schema import TIME, ColumnPlan, MetricColumn
 
 __all__ = [
     "arange",
@@ -21,6 +24,7 @@ __all__ = [
     "finalize_run",
     "gather",
     "merge_sorted_duplicates",
+    "metric_column_names",
     "rollup",
     "sort_keys_of",
     "sort_table",
@@ -31,15 +35,84 @@ _GATHER_MAX_SLICES = 64
 
 
 def rollup(table: pa.Table, plan: ColumnPlan) -> pa.Table:
-    """Group rows by ``__time`` and every dimension, aggregating each metric's partials."""
+    """Group rows by ``__time`` and every dimension, aggregating each metric's partials.
+
+    ``table`` comes straight from conversion: its sketch columns hold input values, which
+    become one sketch per group here.
+    """
     if table.num_rows == 0:
-        return table
+        return sketches.seal(table, plan.metrics)
     dims = [name for name in table.column_names if name.startswith("d")]
-    aggregations = [(m.col, m.agg) for m in plan.metrics]
-    grouped = table.group_by([TIME, *dims], use_threads=False).aggregate(aggregations)
+    native = [m for m in plan.metrics if m.arrow_native]
+    aggregations = [(m.col, m.agg) for m in native]
+    special = len(native) < len(plan.metrics)
+    source = table
+    if special:
+        source = table.append_column(_ROW, arange(0, table.num_rows))
+        aggregations.append((_ROW, "list"))
+    grouped = source.group_by([TIME, *dims], use_threads=False).aggregate(aggregations)
     columns = [grouped.column(TIME)] + [grouped.column(d) for d in dims]
-    columns += [grouped.column(f"{m.col}_{m.agg}") for m in plan.metrics]
-    return pa.Table.from_arrays(columns, names=[TIME, *dims, *(m.col for m in plan.metrics)])
+    names = [TIME, *dims]
+    group_ids: pa.Array | None = None
+    groups = None
+    if special:
+        lists = grouped.column(f"{_ROW}_list").combine_chunks()
+        order = np.asarray(lists.flatten().to_numpy(zero_copy_only=False), dtype=np.int64)
+        offsets = np.asarray(lists.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+        offsets = offsets - offsets[0]
+        ids = np.empty(table.num_rows, dtype=np.int64)
+        ids[order] = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+        group_ids = pa.array(ids)
+        groups = (order, offsets)
+    for m in plan.metrics:
+        if m.arrow_native:
+            columns.append(grouped.column(f"{m.col}_{m.agg}"))
+            names.append(m.col)
+            continue
+        assert group_ids is not None and groups is not None
+        _special_columns(m, table, group_ids, groups, columns, names, fresh=True)
+    return pa.Table.from_arrays(columns, names=names)
+
+
+# A row-number column added while grouping (never a dimension or metric name: those are d<i>/m<i>).
+_ROW = "__row"
+
+
+def _special_columns(
+    m: MetricColumn,
+    table: pa.Table,
+    group_ids: pa.Array,
+    groups: sketches.Groups,
+    columns: list[Any],
+    names: list[str],
+    fresh: bool,
+) -> None:
+    """Append a first/last or sketch metric's columns aggregated per group.
+
+    ``fresh``: the sketch columns hold input values (straight from conversion), else sketches.
+    """
+    if m.kind == "sketch":
+        column = table.column(m.col)
+        merged = sketches.build(m, column, groups) if fresh else sketches.merge(m, column, groups)
+        columns.append(merged)
+        names.append(m.col)
+        return
+    assert m.time_col is not None
+    value, time = sketches.first_last(
+        table.column(m.col), table.column(m.time_col), group_ids, m.kind == "last"
+    )
+    columns += [value, time]
+    names += [m.col, m.time_col]
+
+
+def metric_column_names(plan: ColumnPlan) -> list[str]:
+    """Every internal metric column: each metric's, and the time of each first/last value."""
+    out = []
+    for m in plan.metrics:
+        out.append(m.col)
+        if m.time_col is not None:
+            out.append(m.time_col)
+    return out
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -155,17 +228,33 @@ def _aggregate_groups(
 ) -> pa.Table:
     """``first`` (the first row of every group) with each metric aggregated over its group.
 
-    ``metrics``: the metric columns of all rows, in order; ``starts``: where groups start.
+    ``metrics``: the metric columns (:func:`metric_column_names`) of all rows, in order;
+    ``starts``: where groups start.
     """
     if not plan.metrics:
         return first
     n = len(starts)
     group_ids = pc.subtract(pc.cumulative_sum(pc.cast(starts, pa.int64())), 1)
-    table = pa.table({"g": group_ids, **{m.col: metrics[m.col] for m in plan.metrics}})
-    grouped = table.group_by(["g"], use_threads=False).aggregate([(m.col, m.agg) for m in plan.metrics])
+    native = [m for m in plan.metrics if m.arrow_native]
+    grouped = None
+    if native:
+        table = pa.table({"g": group_ids, **{m.col: metrics[m.col] for m in native}})
+        grouped = table.group_by(["g"], use_threads=False).aggregate([(m.col, m.agg) for m in native])
     alone: pa.Array | None = None
+    special = len(native) < len(plan.metrics)
+    rows = pa.table(metrics) if special else None
+    groups = sketches.groups_of(group_ids, first.num_rows) if special else None
     for m in plan.metrics:
         index = first.schema.get_field_index(m.col)
+        if not m.arrow_native:
+            assert rows is not None and groups is not None
+            columns: list[Any] = []
+            names: list[str] = []
+            _special_columns(m, rows, group_ids, groups, columns, names, fresh=False)
+            for name, column in zip(names, columns, strict=True):
+                first = first.set_column(first.schema.get_field_index(name), name, column)
+            continue
+        assert grouped is not None
         merged = grouped.column(f"{m.col}_{m.agg}")
         if m.agg == "sum" and pa.types.is_floating(merged.type):
             # A row without an equal neighbour keeps its value: summing it alone would turn
@@ -190,7 +279,7 @@ def merge_sorted_duplicates(table: pa.Table, plan: ColumnPlan, keys: Sequence[st
     starts = _group_starts(table, keys)
     if starts is None:
         return table
-    metrics = {m.col: table.column(m.col) for m in plan.metrics}
+    metrics = {name: table.column(name) for name in metric_column_names(plan)}
     return _aggregate_groups(table.take(pc.indices_nonzero(starts)), metrics, starts, plan)
 
 
@@ -214,7 +303,7 @@ def finalize_run(table: pa.Table, plan: ColumnPlan, rollup_enabled: bool) -> pa.
     starts = _group_starts(ordered, keys)
     if starts is None:
         return ordered
-    metrics = {m.col: ordered.column(m.col) for m in plan.metrics}
+    metrics = {name: ordered.column(name) for name in metric_column_names(plan)}
     del ordered
     first = table.take(indices.take(pc.indices_nonzero(starts)))
     return _aggregate_groups(first, metrics, starts, plan)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,6 +25,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from supervisor.aggregators import SKETCH_TYPES, AggregatorSpec
+from supervisor.filters import DimFilter
 from supervisor.spec import DataSchema
 
 __all__ = [
@@ -41,7 +43,7 @@ MULTI_PREFIX = "\x00m"
 ESCAPE_PREFIX = "\x00s"
 
 DimKind = Literal["string", "long", "float", "double", "json"]
-ValueKind = Literal["string", "long", "float", "double", "json"]
+ValueKind = Literal["string", "long", "float", "double", "json", "sketch"]
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -49,7 +51,13 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "long": pa.int64(),
     "float": pa.float32(),
     "double": pa.float64(),
+    "sketch": pa.string(),
 }
+# A sketch's input value keeps its JSON type, since DataSketches hash a long, a double and a
+# string differently: a number is stored as NUL, a tag and its text; a list (each element
+# hashed as its Java string, as Druid's sketch aggregators do) as a multi-value string.
+SKETCH_LONG_PREFIX = "\x00l"
+SKETCH_DOUBLE_PREFIX = "\x00d"
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -68,33 +76,104 @@ class DimensionColumn:
         return _ARROW_TYPES[self.kind]
 
 
+MetricKind = Literal["sum", "min", "max", "first", "last", "any", "sketch"]
+
+
 @dataclass(frozen=True, slots=True)
 class MetricColumn:
+    """A metric's internal column ``col`` (and for first/last ``time_col``, the time of its value).
+
+    ``type`` is the aggregator computing the value (the wrapped one of a ``filtered``
+    aggregator, whose filter is ``filter``); ``spec`` is the aggregator as given.
+    """
+
     name: str
     type: str
     field: str | None
     col: str
+    spec: AggregatorSpec | None = None
+
+    @property
+    def effective(self) -> AggregatorSpec | None:
+        return None if self.spec is None else self.spec.effective
+
+    @property
+    def filter(self) -> DimFilter | None:
+        return None if self.spec is None else self.spec.filter
+
+    @property
+    def kind(self) -> MetricKind:
+        if self.type in SKETCH_TYPES:
+            return "sketch"
+        for suffix, kind in _KIND_SUFFIXES:
+            if self.type.endswith(suffix):
+                return kind
+        return "sum"  # count
 
     @property
     def agg(self) -> str:
-        if self.type == "count" or self.type.endswith("Sum"):
-            return "sum"
-        return "min" if self.type.endswith("Min") else "max"
+        """Arrow's hash aggregate for sum/min/max/any (first/last and sketches have their own)."""
+        kind = self.kind
+        return "first" if kind == "any" else kind
 
     @property
-    def value_kind(self) -> Literal["long", "double"]:
+    def arrow_native(self) -> bool:
+        """Whether Arrow's hash aggregate ``agg`` rolls this metric up."""
+        return self.kind in ("sum", "min", "max", "any")
+
+    @property
+    def time_col(self) -> str | None:
+        """The internal column holding the time of a first/last value."""
+        return f"{self.col}t" if self.kind in ("first", "last") else None
+
+    @property
+    def time_field(self) -> str | None:
+        """The input field ordering a first/last (``None``: the row time)."""
+        spec = self.effective
+        column = None if spec is None else spec.time_column
+        return None if column in (None, TIME) else column
+
+    @property
+    def value_kind(self) -> Literal["long", "double", "string", "sketch"]:
+        """How the input value is read: a sketch's input keeps its JSON type (see ``sketch_value``)."""
+        if self.type == "quantilesDoublesSketch":
+            return "double"
+        if self.kind == "sketch":
+            return "sketch"
+        if self.type.startswith("string"):
+            return "string"
         return "long" if self.type == "count" or self.type.startswith("long") else "double"
 
     @property
     def arrow_type(self) -> pa.DataType:
-        """Type of the partial aggregate while ingesting (float metrics are summed as doubles)."""
+        """Type of the partial aggregate while ingesting (float metrics are summed as doubles).
+
+        A sketch column holds serialized sketches once a table is kept in memory
+        (``sketches.seal``); straight from conversion it holds the input values.
+        """
+        if self.kind == "sketch":
+            return pa.binary()
+        if self.value_kind == "string":
+            return pa.string()
         return pa.int64() if self.value_kind == "long" else pa.float64()
 
     @property
     def output_type(self) -> pa.DataType:
-        if self.value_kind == "long":
-            return pa.int64()
+        if self.kind == "sketch":
+            return pa.binary()
+        if self.value_kind in ("long", "string"):
+            return self.arrow_type
         return pa.float32() if self.type.startswith("float") else pa.float64()
+
+
+_KIND_SUFFIXES: tuple[tuple[str, MetricKind], ...] = (
+    ("Sum", "sum"),
+    ("Min", "min"),
+    ("Max", "max"),
+    ("First", "first"),
+    ("Last", "last"),
+    ("Any", "any"),
+)
 
 
 class ColumnPlan:
@@ -103,7 +182,7 @@ class ColumnPlan:
     def __init__(self, data_schema: DataSchema) -> None:
         dims_spec = data_schema.dimensions_spec
         self.metrics: list[MetricColumn] = [
-            MetricColumn(m.name, m.type, m.field_name, f"m{i}")
+            MetricColumn(m.name, m.effective.type, m.effective.field_name, f"m{i}", m)
             for i, m in enumerate(data_schema.metrics_spec)
         ]
         self.explicit: list[DimensionColumn] = [
@@ -116,6 +195,8 @@ class ColumnPlan:
             excluded.add(metric.name)
             if metric.field is not None:
                 excluded.add(metric.field)
+            if metric.time_field is not None:
+                excluded.add(metric.time_field)
         excluded.update(d.name for d in self.explicit)
         self.not_discoverable = excluded
         self.discovered: list[DimensionColumn] = []
@@ -139,8 +220,20 @@ class ColumnPlan:
     def internal_schema(self) -> pa.Schema:
         fields = [pa.field(TIME, pa.int64())]
         fields += [pa.field(d.col, d.arrow_type) for d in self.dimensions]
-        fields += [pa.field(m.col, m.arrow_type) for m in self.metrics]
+        for m in self.metrics:
+            fields.append(pa.field(m.col, m.arrow_type))
+            if m.time_col is not None:
+                fields.append(pa.field(m.time_col, pa.int64()))
         return pa.schema(fields)
+
+    @property
+    def needs_rows(self) -> bool:
+        """Whether metrics read more of a row than their field (a filter, a first/last timeColumn)."""
+        return any(m.filter is not None or m.time_field is not None for m in self.metrics)
+
+    @property
+    def has_sketches(self) -> bool:
+        return any(m.kind == "sketch" for m in self.metrics)
 
 
 # ----------------------------------------------------------------------------------- values
@@ -193,6 +286,23 @@ def string_value(value: Any, handling: str) -> str | None:
         return MULTI_PREFIX + orjson.dumps(items).decode()
     text = _scalar_text(value)
     return None if text is None else _escape(text)
+
+
+def sketch_value(value: Any) -> str | None:
+    """The stored form of a sketch aggregator's input value (see ``SKETCH_LONG_PREFIX``)."""
+    kind = type(value)
+    if kind is str:
+        return _escape(value)
+    if kind is int and _INT64_MIN <= value <= _INT64_MAX:
+        return SKETCH_LONG_PREFIX + str(value)
+    if kind is float:
+        return SKETCH_DOUBLE_PREFIX + repr(value)
+    if kind is list:
+        items = [text for text in map(_scalar_text, value) if text]
+        if not items:
+            return None
+        return MULTI_PREFIX + orjson.dumps(items).decode()
+    return None if value is None else _escape(_scalar_text(value) or "")
 
 
 def _number(value: Any, integer: bool) -> int | float | None:
@@ -250,6 +360,9 @@ def convert_values(
         for value in values:
             append(None if value is None else orjson.dumps(value).decode())
         return out, errors
+    if kind == "sketch":
+        out = [sketch_value(value) for value in values]
+        return out, errors
     integer = kind == "long"
     target = "long" if integer else kind
     for index, value in enumerate(values):
@@ -271,7 +384,7 @@ def _fast_array(values: list[Any], kind: str, may_have_nul: bool) -> pa.Array | 
         array = pa.array(values, type=_ARROW_TYPES[kind])
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         return None
-    if kind == "string" and may_have_nul and _starts_with_nul(array):
+    if kind in ("string", "sketch") and may_have_nul and _starts_with_nul(array):
         return None
     return array
 
@@ -333,6 +446,16 @@ class RowConverter:
             )
             for m in plan.metrics
             if m.field is not None
+        ] + [
+            _Extraction(
+                m.time_field,
+                "long",
+                "",
+                m.time_col,
+                "Unable to parse value[{value}] for field[" + m.time_field + "]",
+            )
+            for m in plan.metrics
+            if m.time_field is not None and m.time_col is not None
         ]
 
     def _extractions(self) -> list[_Extraction]:
@@ -343,9 +466,18 @@ class RowConverter:
         return dims + self._metric_extractions
 
     def convert(
-        self, rows: Sequence[Mapping[str, Any]], times: pa.Array, may_have_nul: bool = True
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        times: pa.Array,
+        may_have_nul: bool = True,
+        raw_times: pa.Array | None = None,
+        mask_of: FilterMask | None = None,
     ) -> tuple[pa.Table, dict[int, list[str]]]:
         """Build the internal table of ``rows`` (``times``: their ``__time``).
+
+        ``raw_times``: the row times before truncation to the query granularity (what a
+        first/last aggregator orders by; ``times`` when not given); ``mask_of``: a filtered
+        aggregator's filter on these rows.
 
         ``may_have_nul=False`` promises that no string in the rows contains a NUL character
         (their JSON had no ``\\u0000``), which skips the check for values needing escaping.
@@ -376,7 +508,7 @@ class RowConverter:
             if struct is not None:
                 for index, ex in enumerate(struct_fields):
                     child = struct.field(index)
-                    if ex.kind == "string" and may_have_nul and _starts_with_nul(child):
+                    if ex.kind in ("string", "sketch") and may_have_nul and _starts_with_nul(child):
                         continue  # needs escaping: the slow path below handles it
                     arrays[ex.col] = child
 
@@ -397,7 +529,61 @@ class RowConverter:
         for d in plan.dimensions:
             columns.append(arrays[d.col])
             names.append(d.col)
-        for m in plan.metrics:
-            columns.append(pa.repeat(pa.scalar(1, pa.int64()), n) if m.field is None else arrays[m.col])
-            names.append(m.col)
+        for name, column in metric_columns(
+            plan, arrays, n, times if raw_times is None else raw_times, mask_of
+        ):
+            columns.append(column)
+            names.append(name)
         return pa.Table.from_arrays(columns, names=names), errors
+
+
+# A filtered aggregator's filter on the rows being converted: True where the row matches.
+FilterMask = Callable[[DimFilter], pa.Array]
+
+
+def _chop(column: pa.Array, max_bytes: int) -> pa.Array:
+    """Strings cut to at most ``max_bytes`` UTF-8 bytes, never inside a character (Druid's
+    ``maxStringBytes`` of stringFirst/stringLast/stringAny)."""
+    if column.null_count == len(column) or pc.max(pc.binary_length(column)).as_py() <= max_bytes:
+        return column
+    return pa.array(
+        [
+            None if v is None else v.encode()[:max_bytes].decode("utf-8", errors="ignore")
+            for v in column.to_pylist()
+        ],
+        type=pa.string(),
+    )
+
+
+def metric_columns(
+    plan: ColumnPlan,
+    arrays: Mapping[str, pa.Array],
+    n: int,
+    raw_times: pa.Array,
+    mask_of: FilterMask | None,
+) -> list[tuple[str, pa.Array]]:
+    """The internal metric columns (with the times of first/last values) of ``n`` converted rows.
+
+    ``arrays``: the converted input of every metric with a field, and of every ``timeColumn``.
+    A row a filtered aggregator's filter does not match adds nothing: count 0, value null.
+    """
+    out: list[tuple[str, pa.Array]] = []
+    for m in plan.metrics:
+        column = pa.repeat(pa.scalar(1, pa.int64()), n) if m.field is None else arrays[m.col]
+        if m.value_kind == "string":
+            column = _chop(column, m.effective.string_bytes if m.effective is not None else 1024)
+        time = None
+        if m.time_col is not None:
+            time = raw_times if m.time_field is None else arrays[m.time_col]
+        if m.filter is not None and mask_of is not None:
+            matched = pc.fill_null(mask_of(m.filter), False)
+            if m.field is None:
+                column = pc.if_else(matched, column, pa.scalar(0, pa.int64()))
+            else:
+                column = pc.if_else(matched, column, pa.scalar(None, column.type))
+            if time is not None:
+                time = pc.if_else(matched, time, pa.scalar(None, pa.int64()))
+        out.append((m.col, column))
+        if m.time_col is not None and time is not None:
+            out.append((m.time_col, time))
+    return out

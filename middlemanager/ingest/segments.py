@@ -249,5 +249,7 @@ def _to_output(table: pa.Table, plan: ColumnPlan, multi: set[str], schema: pa.Sc
             columns.append(column)  # nothing encoded: decoding would return the same values
     for m in plan.metrics:
         column = table.column(m.col)
+        if m.value_kind == "string" and has_nul(column):
+            column = decode_string_column(column, False)
         columns.append(column if column.type == m.output_type else pc.cast(column, m.output_type))
     return pa.Table.from_arrays(columns, schema=schema)

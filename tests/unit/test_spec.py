@@ -585,9 +585,9 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ),
     (
         "unsupported aggregator",
-        _set(*DS, "metricsSpec", 1, value={"type": "hyperUnique", "name": "u", "fieldName": "user"}),
+        _set(*DS, "metricsSpec", 1, value={"type": "javascript", "name": "u", "fieldNames": ["user"]}),
         "spec.dataSchema.metricsSpec[1].type",
-        "aggregator type 'hyperUnique' is not supported yet",
+        "aggregator type 'javascript' is not supported yet",
     ),
     (
         "aggregator without fieldName",
