@@ -534,7 +534,8 @@ class InputFormat(DruidModel):
 
 
 class IdleConfig(DruidModel):
-    """Druid's idle-supervisor settings; stored, not acted on."""
+    """Druid's idle-supervisor settings: no new data for ``inactiveAfterMillis`` -> the tasks publish
+    and the supervisor goes IDLE until data arrives (``Supervisor.check_idle``)."""
 
     enabled: JsonBool = False
     inactive_after_millis: PositiveInt | None = Field(default=None, alias="inactiveAfterMillis")
@@ -544,7 +545,6 @@ class KafkaIOConfig(DruidModel):
     _not_supported_yet = ("topicPattern", "lateMessageRejectionStartDateTime")
     _unhonoured = {
         "pollTimeout": 100,
-        "emitTimeLagMetrics": False,
         "lagAggregator": ALWAYS,
         "configOverrides": ALWAYS,
     }

@@ -14,6 +14,8 @@ from middlemanager.ingest import IngestPipeline
 from middlemanager.ingest import pipeline as pipeline_module
 from middlemanager.ingest.fastjson import FastJsonPath
 from middlemanager.runner import Outcome, TaskRunner
+from overlord.metrics import SupervisorCollector
+from supervisor import reports
 from supervisor.errors import InvalidSpec
 from supervisor.kafka.supplier import PollResult
 from supervisor.ports import TaskState
@@ -279,3 +281,23 @@ def test_without_stop_task_count_every_due_group_ends(world: Any) -> None:
     clock.advance(61)
     run(sup.run_once())
     assert len(tasks.publishing()) == 2
+
+
+# ----------------------------------------------------------------------------- emitTimeLagMetrics
+
+
+@pytest.mark.parametrize("emit", [True, False])
+def test_time_lag_metrics_only_when_asked(world: Any, emit: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    sup = make_supervisor(world, loop_spec(emitTimeLagMetrics=emit))
+    run(sup.run_once())  # tasks start at offset 0 of partitions holding 100..400 records: all behind
+    # (the fake tasks report no record times; the time lag itself is reports.lag_millis's)
+    monkeypatch.setattr(reports, "lag_millis", lambda view: dict.fromkeys(view.partitions, 1500))
+    collector = SupervisorCollector(lambda: [sup], dict)
+    families = {family.name: family for family in collector.collect()}
+    records = {s.labels["partition"] for s in families["kafka_indexer_lag_records"].samples}
+    assert records == {"0", "1", "2", "3"}
+    samples = families["kafka_indexer_lag_millis"].samples
+    assert [(s.labels["partition"], s.value) for s in samples] == (
+        [("0", 1500), ("1", 1500), ("2", 1500), ("3", 1500)] if emit else []
+    )
+    assert read_supervisor_spec(loop_spec(emitTimeLagMetrics=emit).to_json()).notes.unhonoured_fields == ()

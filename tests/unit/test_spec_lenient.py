@@ -157,7 +157,6 @@ def test_druid_only_tuning_fields_are_unhonoured_unless_default() -> None:
         ("tuningConfig", "indexSpec", {"bitmap": {"type": "concise"}}),
         ("tuningConfig", "skipBytesInMemoryOverheadCheck", True),
         ("ioConfig", "pollTimeout", 250),
-        ("ioConfig", "emitTimeLagMetrics", True),
     ],
 )
 def test_modelled_fields_we_do_not_act_on_are_reported(where: str, key: str, value: Any) -> None:
