@@ -14,12 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from middlemanager.ingest import IngestPipeline, SegmentFile
 from supervisor import protocol as wire
 from supervisor.deep_storage import local_path, to_uri
+from supervisor.durations import format_duration
 from supervisor.errors import IndexerError, InvalidInput, TaskFailed
 from supervisor.kafka.config import KafkaAccess
 from supervisor.kafka.producer import DeadLetterProducer
@@ -91,6 +93,8 @@ class TaskRunner:
         self.end: dict[int, int] | None = dict(task.end_offsets) if task.end_offsets is not None else None
         self._pause_requested = False
         self._stop_requested = False
+        # Why this task asks its supervisor to end its group now (see _check_handoff)
+        self.handoff_requested: str | None = None
         self.pipeline = IngestPipeline(
             self.spec,
             task_dir / "work",
@@ -191,6 +195,7 @@ class TaskRunner:
         self._set_status(TaskRunStatus.READING)
         logger.info("%s reading %s from %s", log_prefix, self.task.topic, self.task.start_offsets)
         paused_partitions: set[int] = set()
+        read_since = time.monotonic()
         while True:
             with self._cond:
                 if self._stop_requested:
@@ -249,6 +254,34 @@ class TaskRunner:
             if persist_every > 0 and time.monotonic() - last_persist >= persist_every:
                 self.pipeline.persist()
                 last_persist = time.monotonic()
+            if self.handoff_requested is None and end is None:
+                self._check_handoff(read_since, log_prefix)
+
+    def _check_handoff(self, read_since: float, log_prefix: str) -> None:
+        """``maxTotalRows`` and ``intermediateHandoffPeriod``: ask for the group's handoff.
+
+        In Druid (SeekableStreamIndexTaskRunner) a task that holds ``maxTotalRows`` rows, or has
+        read for ``intermediateHandoffPeriod``, persists, asks its supervisor for a checkpoint
+        and publishes the sequence it has while it reads on in a new one. A task here publishes
+        once, its whole range in one transaction, so the equivalent is its group's handoff: the
+        task persists what it holds and says so in its progress report; the supervisor's next
+        run ends the group at the offsets its tasks reached (as at the end of taskDuration) and
+        the next task group reads on from there. The task reads on until then (at most one
+        supervisor ``period``).
+        """
+        tuning = self.spec.tuning_config
+        reason = None
+        if tuning.max_total_rows is not None and self.pipeline.rows_held >= tuning.max_total_rows:
+            reason = f"maxTotalRows [{tuning.max_total_rows}] reached"
+        period = tuning.handoff_period_s()
+        if reason is None and period is not None and time.monotonic() - read_since >= period:
+            reason = f"intermediateHandoffPeriod [{format_duration(timedelta(seconds=period))}] elapsed"
+        if reason is None:
+            return
+        self.pipeline.persist()
+        with self._cond:
+            self.handoff_requested = reason
+        logger.info("%s %s: persisted, asking the supervisor to hand off", log_prefix, reason)
 
     def _publish(self, log_prefix: str) -> Outcome:
         assert self.end is not None
@@ -347,6 +380,7 @@ class TaskRunner:
                 end_offsets=dict(self.end) if self.end is not None else None,
                 last_record_timestamps=dict(self.last_record_ms),
                 row_stats=self.row_stats(),
+                handoff_requested=self.handoff_requested if self.end is None else None,
             )
 
     def report(self, state: str, error: str | None) -> wire.TaskReport:

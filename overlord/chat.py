@@ -79,6 +79,7 @@ class HttpTaskClient:
             current_offsets=PartitionOffsets(dict(v.current_offsets)),
             last_record_ms=dict(v.last_record_timestamps),
             row_stats=v.row_stats.to_json(),
+            handoff_requested=v.handoff_requested,
         )
 
     async def pause(self, loc: TaskLocation, task_id: str) -> PartitionOffsets:

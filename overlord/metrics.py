@@ -2,7 +2,8 @@
 
 Supervisor figures (lag, row counts of running tasks, states) are read at
 scrape time from the supervisors themselves; publish outcomes and times are
-counted as they happen. Time lag is reported by default.
+counted as they happen. Time lag (``kafka_indexer_lag_millis``) is reported for the supervisors
+whose ioConfig sets ``emitTimeLagMetrics`` (Druid 30+: off by default, as in Druid).
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ class SupervisorCollector(Collector):
             view = sup.view()
             for p, v in reports.lag(view).items():
                 lag.add_metric([sup.datasource, str(p)], v)
-            for p, v in reports.lag_millis(view).items():
-                lag_ms.add_metric([sup.datasource, str(p)], v)
+            if sup.spec.io_config.emit_time_lag_metrics:
+                for p, v in reports.lag_millis(view).items():
+                    lag_ms.add_metric([sup.datasource, str(p)], v)
             for kind, v in reports.row_totals(view).items():
                 rows.add_metric([sup.datasource, kind], v)
             healthy.add_metric([sup.id, sup.state.basic.label], 1 if sup.state.healthy else 0)

@@ -65,6 +65,8 @@ __all__ = [
     "SelectorFilter",
     "TrueFilter",
     "cell_string",
+    "check_intervals",
+    "interval_bounds",
 ]
 
 
@@ -754,7 +756,8 @@ class SearchFilter(_DimensionFilter):
         return None if value is None else self.query.matches(value)
 
 
-def _interval_bounds(text: str) -> tuple[int, int]:
+def interval_bounds(text: str) -> tuple[int, int]:
+    """An ISO-8601 interval (``start/end``, ``start/period``, ``period/end``) as epoch ms, end exclusive."""
     start_text, sep, end_text = text.partition("/")
     if not sep:
         raise ValueError(f"'{text}' is not an ISO-8601 interval (start/end)")
@@ -778,6 +781,16 @@ def _interval_bounds(text: str) -> tuple[int, int]:
     return start, end
 
 
+def check_intervals(value: tuple[str, ...]) -> tuple[str, ...]:
+    """A validator of a list of ISO-8601 intervals: a bad one is named by its place."""
+    for index, text in enumerate(value):
+        try:
+            interval_bounds(text)
+        except ValueError as exc:
+            raise spec_problem(str(exc), index) from None
+    return value
+
+
 class IntervalFilter(_DimensionFilter):
     """The value read as a number of ms is in one of ``intervals`` (start inclusive, end exclusive)."""
 
@@ -785,18 +798,10 @@ class IntervalFilter(_DimensionFilter):
     intervals: Annotated[tuple[str, ...], Field(min_length=1)]
     _ranges: tuple[tuple[int, int], ...] = PrivateAttr(default=())
 
-    @field_validator("intervals")
-    @classmethod
-    def _parsed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for index, text in enumerate(value):
-            try:
-                _interval_bounds(text)
-            except ValueError as exc:
-                raise spec_problem(str(exc), index) from None
-        return value
+    _parsed = field_validator("intervals")(lambda cls, value: check_intervals(value))
 
     def model_post_init(self, context: Any) -> None:
-        self._ranges = tuple(_interval_bounds(text) for text in self.intervals)
+        self._ranges = tuple(interval_bounds(text) for text in self.intervals)
 
     def match(self, value: str | None) -> bool | None:
         number = _as_number(value)

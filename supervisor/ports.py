@@ -72,6 +72,8 @@ class TaskProgress:
     current_offsets: PartitionOffsets
     last_record_ms: dict[int, int]
     row_stats: dict[str, Any]
+    # why the task asks for its group to be handed off now (None: it does not)
+    handoff_requested: str | None = None
 
 
 @dataclass(frozen=True)

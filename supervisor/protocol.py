@@ -242,6 +242,9 @@ class ProgressReport(WireModel):
     # Kafka timestamp (ms) of the last record read per partition
     last_record_timestamps: dict[int, int] = Field(default_factory=dict)
     row_stats: RowStats = Field(default_factory=RowStats)
+    # Why the task asks its supervisor to end its group now (maxTotalRows reached,
+    # intermediateHandoffPeriod elapsed); None: it does not. An older supervisor ignores it.
+    handoff_requested: str | None = None
 
 
 class TaskStartTime(WireModel):

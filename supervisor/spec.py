@@ -67,6 +67,8 @@ from supervisor.filters import (
     OrFilter,
     SelectorFilter,
     TrueFilter,
+    check_intervals,
+    interval_bounds,
 )
 from supervisor.granularity import Granularity, GranularityError, parse_granularity
 from supervisor.kafka import properties as kafka_properties
@@ -345,9 +347,36 @@ class GranularitySpec(DruidModel):
     segment_granularity: GranularityField = Field(default=Granularity.DAY, alias="segmentGranularity")
     query_granularity: GranularityField = Field(default=Granularity.NONE, alias="queryGranularity")
     rollup: JsonBool = True
+    # Rows whose segment bucket lies outside these are thrown away (bucket_windows).
     intervals: tuple[NonEmptyStr, ...] = ()
 
-    _unhonoured = {"intervals": ALWAYS}
+    _check_intervals = field_validator("intervals")(lambda cls, value: check_intervals(value))
+
+    def bucket_windows(self) -> tuple[tuple[int, int], ...] | None:
+        """The time ``intervals`` allow, widened to whole ``segmentGranularity`` buckets and
+        merged, sorted (start inclusive, end exclusive, epoch ms); ``None``: every time.
+
+        As Druid's UniformGranularitySpec (its IntervalsByGranularity): a row is kept when
+        the segment bucket of its timestamp is one of the buckets the intervals touch
+        (granularitySpec.intervals in docs/ingestion/ingestion-spec.md).
+        """
+        if not self.intervals:
+            return None
+        granularity = self.segment_granularity
+        spans: list[tuple[int, int]] = []
+        for text in self.intervals:
+            start, end = interval_bounds(text)
+            if end <= start:
+                continue  # an empty interval touches no bucket
+            spans.append((granularity.bucket_start(start), granularity.bucket_end(end - 1)))
+        spans.sort()
+        merged: list[tuple[int, int]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return tuple(merged)
 
     @field_validator("type", mode="before")
     @classmethod
@@ -464,7 +493,8 @@ class InputFormat(DruidModel):
 
 
 class IdleConfig(DruidModel):
-    """Druid's idle-supervisor settings; stored, not acted on."""
+    """Druid's idle-supervisor settings: no new data for ``inactiveAfterMillis`` -> the tasks publish
+    and the supervisor goes IDLE until data arrives (``Supervisor.check_idle``)."""
 
     enabled: JsonBool = False
     inactive_after_millis: PositiveInt | None = Field(default=None, alias="inactiveAfterMillis")
@@ -474,8 +504,6 @@ class KafkaIOConfig(DruidModel):
     _not_supported_yet = ("topicPattern", "lateMessageRejectionStartDateTime")
     _unhonoured = {
         "pollTimeout": 100,
-        "stopTaskCount": ALWAYS,
-        "emitTimeLagMetrics": False,
         "lagAggregator": ALWAYS,
         "configOverrides": ALWAYS,
     }
@@ -599,7 +627,6 @@ class DynamicPartitionsSpec(DruidModel):
 
 class KafkaTuningConfig(DruidModel):
     _unhonoured = {
-        "maxTotalRows": ALWAYS,
         "skipBytesInMemoryOverheadCheck": False,
         # 0 (wait forever) before Druid 0.21.1, 15 minutes since.
         "handoffConditionTimeout": lambda value: value in (0, 900_000),
@@ -608,7 +635,6 @@ class KafkaTuningConfig(DruidModel):
         "httpTimeout": timedelta(seconds=10),
         "shutdownTimeout": timedelta(seconds=80),
         "offsetFetchPeriod": timedelta(seconds=30),
-        "intermediateHandoffPeriod": _never,
         "skipSequenceNumberAvailabilityCheck": False,
         "numPersistThreads": 1,
         "maxPendingPersists": 0,
@@ -639,7 +665,12 @@ class KafkaTuningConfig(DruidModel):
         default=False, alias="skipBytesInMemoryOverheadCheck"
     )
     max_rows_per_segment: PositiveInt = Field(default=5_000_000, alias="maxRowsPerSegment")
+    # Rows a task may hold (all its segments, after rollup) before it asks to hand off.
     max_total_rows: PositiveInt | None = Field(default=None, alias="maxTotalRows")
+    # How long a task reads before it asks to hand off (Druid's default: never).
+    intermediate_handoff_period: PositiveDuration | None = Field(
+        default=None, alias="intermediateHandoffPeriod"
+    )
     intermediate_persist_period: PositiveDuration = Field(
         default=timedelta(minutes=10), alias="intermediatePersistPeriod"
     )
@@ -660,7 +691,6 @@ class KafkaTuningConfig(DruidModel):
     http_timeout: Duration | None = Field(default=None, alias="httpTimeout")
     shutdown_timeout: Duration | None = Field(default=None, alias="shutdownTimeout")
     offset_fetch_period: Duration | None = Field(default=None, alias="offsetFetchPeriod")
-    intermediate_handoff_period: Duration | None = Field(default=None, alias="intermediateHandoffPeriod")
     skip_sequence_number_availability_check: JsonBool = Field(
         default=False, alias="skipSequenceNumberAvailabilityCheck"
     )
@@ -706,12 +736,23 @@ class KafkaTuningConfig(DruidModel):
             object.__setattr__(self, "partitions_spec", None)
         return self
 
+    @field_validator("intermediate_handoff_period")
+    @classmethod
+    def _handoff_never(cls, value: timedelta | None) -> timedelta | None:
+        # Druid's default and GET output: P2147483647D, never (the same as not set)
+        return None if value is not None and _never(value) else value
+
     @field_validator("max_bytes_in_memory")
     @classmethod
     def _bytes(cls, value: int) -> int:
         if value < -1:
             raise spec_problem("must be -1 (no byte limit), 0 (default) or a positive number of bytes")
         return value
+
+    def handoff_period_s(self) -> float | None:
+        """``intermediateHandoffPeriod`` in seconds; ``None`` when not set or Druid's "never"."""
+        period = self.intermediate_handoff_period
+        return None if period is None else period.total_seconds()
 
     def effective_max_bytes_in_memory(self) -> int:
         """The in-memory byte budget: 64 MiB for 0 (default), practically unlimited for -1."""

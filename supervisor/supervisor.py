@@ -350,7 +350,7 @@ class Supervisor:
     async def update_task_status(self) -> None:
         running = {i.id: i for i in await self._tasks.tasks_for(self.datasource)}
         self._task_states = {}
-        polls: list[tuple[str, TaskData]] = []
+        polls: list[tuple[str, TaskData, TaskGroup]] = []
         for group in self._all_groups():
             for tid, td in list(group.tasks.items()):
                 info = running.get(tid) or await self._tasks.get(tid)
@@ -363,12 +363,12 @@ class Supervisor:
                     continue
                 td.location = info.location
                 if td.location is not None and group.end_offsets is None:
-                    polls.append((tid, td))
+                    polls.append((tid, td, group))
         results = await asyncio.gather(
-            *(self._chat.progress(td.location, tid) for tid, td in polls if td.location is not None),
+            *(self._chat.progress(td.location, tid) for tid, td, _ in polls if td.location is not None),
             return_exceptions=True,
         )
-        for (tid, td), res in zip(polls, results, strict=True):
+        for (tid, td, group), res in zip(polls, results, strict=True):
             if isinstance(res, BaseException):
                 td.chat_failures += 1
                 logger.warning(
@@ -385,6 +385,20 @@ class Supervisor:
                 td.start_time = res.start_time
             self._current[tid] = res.current_offsets
             self._progress[tid] = res
+            if (
+                res.handoff_requested
+                and not group.handoff_early
+                and self._reading.get(group.group_id) is group
+            ):
+                # maxTotalRows / intermediateHandoffPeriod (middlemanager/runner.py, _check_handoff)
+                logger.info(
+                    "supervisor[%s]: task [%s] asks for handoff of group %d: %s",
+                    self.id,
+                    tid,
+                    group.group_id,
+                    res.handoff_requested,
+                )
+                group.handoff_early = True
 
     def _state_of(self, task_id: str) -> TaskState:
         return self._task_states.get(task_id, TaskState.RUNNING)
@@ -433,11 +447,27 @@ class Supervisor:
     async def check_task_duration(self) -> None:
         now = self._clock.now()
         duration = self.spec.io_config.task_duration.total_seconds()
-        for gid, group in list(self._reading.items()):
+        stopping = self.suspended or self._idle_since is not None
+        # stopTaskCount (Druid 30+, kafka-ingestion.md: "limits the number of ingestion tasks Druid
+        # can cycle at any given time; if not set, Druid can cycle all tasks at the same time"):
+        # at most that many groups publish at once, the oldest groups end first, the others read
+        # on until a slot frees up. A suspend or idle ends every group.
+        stop_count = self.spec.io_config.stop_task_count
+        publishing = sum(
+            1
+            for groups in self._pending.values()
+            for g in groups
+            if not any(self._state_of(tid) is TaskState.SUCCESS for tid in g.tasks)
+        )
+        slots = len(self._reading) if stop_count is None else stop_count - publishing
+        oldest_first = sorted(self._reading.items(), key=lambda item: item[1].reading_since() or now)
+        for gid, group in oldest_first:
             since = group.reading_since()
             due = since is not None and now - since >= duration
-            stopping = self.suspended or self._idle_since is not None
             if not (due or group.handoff_early or stopping):
+                continue
+            if not stopping and slots <= 0:
+                logger.debug("supervisor[%s]: group %d waits for a stopTaskCount slot", self.id, gid)
                 continue
             if not any(td.location for td in group.tasks.values()) and not due:
                 if stopping:
@@ -447,6 +477,7 @@ class Supervisor:
                     del self._reading[gid]
                 continue
             await self._end_group(gid, group)
+            slots -= 1
 
     async def _end_group(self, gid: int, group: TaskGroup) -> None:
         """Pause the group's tasks, fix their end offsets, and move it to pending completion."""

@@ -33,7 +33,7 @@ import logging
 import shutil
 import threading
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -154,6 +154,12 @@ def _value_sizes(values: list[bytes | None]) -> list[int]:
         return [len(value) if value else 0 for value in values]
 
 
+def _inside(windows: tuple[tuple[int, int], ...], ms: int) -> bool:
+    """Whether ``ms`` is in one of the sorted, disjoint ``[start, end)`` windows."""
+    index = bisect_right(windows, ms, key=lambda window: window[0]) - 1
+    return index >= 0 and ms < windows[index][1]
+
+
 def _event_text(value: bytes) -> str:
     text = value[:_EVENT_TEXT].decode("utf-8", errors="replace")
     return text + "..." if len(value) > _EVENT_TEXT else text
@@ -176,6 +182,8 @@ class IngestPipeline:
         self.work_dir = Path(work_dir)
         self.min_message_time = min_message_time
         self.max_message_time = max_message_time
+        # granularitySpec.intervals, widened to segment buckets: rows outside are thrown away
+        self._windows = schema.granularity_spec.bucket_windows()
 
         self._ts_column = schema.timestamp_spec.column
         self._ts_format = schema.timestamp_spec.format
@@ -286,6 +294,18 @@ class IngestPipeline:
     def bytes_in_memory(self) -> int:
         self._settle()
         return self._chunk_bytes
+
+    @property
+    @_locked
+    def rows_held(self) -> int:
+        """Rows the pipeline holds for its segments: persisted, in memory and being parsed.
+
+        Does not wait for the batches being parsed (their records count as rows), so it is cheap
+        enough to read after every poll; ``maxTotalRows`` is checked against it.
+        """
+        persisted = sum(part.num_rows for parts in self._runs.values() for part in parts)
+        in_flight = sum(len(batch) for batch, _, _ in self._in_flight)
+        return persisted + self._chunk_rows + len(self._rows) + self._pending_rows + in_flight
 
     @property
     def persist_count(self) -> int:
@@ -435,6 +455,13 @@ class IngestPipeline:
             keep = pc.and_(keep, pc.greater_equal(times, self.min_message_time))
         if self.max_message_time is not None:
             keep = pc.and_(keep, pc.less(times, self.max_message_time))
+        if self._windows is not None:
+            inside = pc.and_(
+                pc.greater_equal(times, self._windows[0][0]), pc.less(times, self._windows[0][1])
+            )
+            for start, end in self._windows[1:]:
+                inside = pc.or_(inside, pc.and_(pc.greater_equal(times, start), pc.less(times, end)))
+            keep = pc.and_(keep, inside)
         keep = pc.fill_null(keep, False)
         if not pc.all(keep).as_py():
             # Report the rejected rows, in record order.
@@ -476,6 +503,7 @@ class IngestPipeline:
         # new time when a transform replaces __time), keeping rejected records in order.
         min_time = None if self._stage.active else self.min_message_time
         max_time = None if self._stage.active else self.max_message_time
+        windows = None if self._stage.active else self._windows
         # The transformSpec (transforms, then the filter) runs on columns in _flush.
         row_filter = None if self._stage.active else self._filter
         rows = self._rows
@@ -533,7 +561,11 @@ class IngestPipeline:
                         if len(ts_cache) >= _TS_CACHE_SIZE:
                             ts_cache.clear()
                         ts_cache[raw_time] = ms
-                if (min_time is not None and ms < min_time) or (max_time is not None and ms >= max_time):
+                if (
+                    (min_time is not None and ms < min_time)
+                    or (max_time is not None and ms >= max_time)
+                    or (windows is not None and not _inside(windows, ms))
+                ):
                     self._thrown_away(record, self._window_reason(ms))
                     continue
                 if row_filter is not None and not row_filter.matches(row):
@@ -561,6 +593,11 @@ class IngestPipeline:
             self._nul_seen = nul_seen
 
     def _window_reason(self, ms: int) -> str:
+        if self._windows is not None and not _inside(self._windows, ms):
+            return (
+                f"Row timestamp [{format_interval_ms(ms)}] is outside the granularitySpec intervals "
+                f"{list(self.spec.data_schema.granularity_spec.intervals)}"
+            )
         if self.min_message_time is not None and ms < self.min_message_time:
             return (
                 f"Row timestamp [{format_interval_ms(ms)}] is before the minimum message time "
@@ -668,8 +705,10 @@ class IngestPipeline:
                 continue
             ms = times[index] if new_times is None else new_times[index]
             assert ms is not None  # a row whose new time is not a number is in result.errors
-            if (self.min_message_time is not None and ms < self.min_message_time) or (
-                self.max_message_time is not None and ms >= self.max_message_time
+            if (
+                (self.min_message_time is not None and ms < self.min_message_time)
+                or (self.max_message_time is not None and ms >= self.max_message_time)
+                or (self._windows is not None and not _inside(self._windows, ms))
             ):
                 self._thrown_away(record, self._window_reason(ms))
                 continue

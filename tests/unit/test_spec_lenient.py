@@ -149,18 +149,14 @@ def test_druid_only_tuning_fields_are_unhonoured_unless_default() -> None:
 @pytest.mark.parametrize(
     ("where", "key", "value"),
     [
-        ("tuningConfig", "maxTotalRows", 1000),
         ("tuningConfig", "workerThreads", 2),
         ("tuningConfig", "chatRetries", 3),
         ("tuningConfig", "httpTimeout", "PT20S"),
-        ("tuningConfig", "intermediateHandoffPeriod", "PT1H"),
         ("tuningConfig", "handoffConditionTimeout", 60000),
         ("tuningConfig", "skipSequenceNumberAvailabilityCheck", True),
         ("tuningConfig", "indexSpec", {"bitmap": {"type": "concise"}}),
         ("tuningConfig", "skipBytesInMemoryOverheadCheck", True),
         ("ioConfig", "pollTimeout", 250),
-        ("ioConfig", "stopTaskCount", 1),
-        ("ioConfig", "emitTimeLagMetrics", True),
     ],
 )
 def test_modelled_fields_we_do_not_act_on_are_reported(where: str, key: str, value: Any) -> None:
@@ -197,7 +193,6 @@ def test_other_unhonoured_fields() -> None:
         "unhonouredFields": [
             "spec.dataSchema.dimensionsSpec.dimensions[0].createBitmapIndex",
             "spec.dataSchema.dimensionsSpec.useSchemaDiscovery",
-            "spec.dataSchema.granularitySpec.intervals",
             "spec.ioConfig.inputFormat.keepNullColumns",
         ]
     }

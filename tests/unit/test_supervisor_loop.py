@@ -69,6 +69,8 @@ class FakeTask:
     responsive: bool = True
     started: float | None = None
     rows: int = 0
+    # what the task's progress report asks for (maxTotalRows, intermediateHandoffPeriod)
+    handoff_requested: str | None = None
 
 
 class FakeTasks:
@@ -125,7 +127,9 @@ class FakeTasks:
     async def progress(self, loc: TaskLocation, task_id: str) -> TaskProgress:
         t = self._live(task_id)
         status = TaskRunStatus.PUBLISHING if t.end is not None else TaskRunStatus.READING
-        return TaskProgress(status, t.started, PartitionOffsets(t.current), {}, {"processed": t.rows})
+        return TaskProgress(
+            status, t.started, PartitionOffsets(t.current), {}, {"processed": t.rows}, t.handoff_requested
+        )
 
     async def pause(self, loc: TaskLocation, task_id: str) -> PartitionOffsets:
         t = self._live(task_id)
