@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 PARTITION_KEY_PATTERN = r"^([A-Za-z0-9._-]+:)?[0-9]+$"
 
 
-@dataclass(frozen=True, order=True, slots=True)
+@dataclass(frozen=True, order=True, slots=True, repr=False)
 class StreamPartition:
     """A partition of one of several topics (Druid's multi-topic ``KafkaTopicPartition``)."""
 
@@ -33,6 +33,10 @@ class StreamPartition:
 
     def __str__(self) -> str:
         return f"{self.topic}:{self.partition}"
+
+    def __repr__(self) -> str:
+        # as in JSON: messages that show an offsets map read {'m-a:0': 10}
+        return repr(str(self))
 
 
 # int: the partition of the one topic; StreamPartition: a partition of a topicPattern's topic

@@ -50,9 +50,9 @@ def test_topic_pattern_reads_every_matching_topic_once(cluster: Cluster, kafka_b
     not_wanted = _fill(kafka_bootstrap, other, 2, "before", base)
 
     datasource = f"ds_{prefix}"
-    spec = id_spec(
-        datasource, "unused", kafka_bootstrap, topic=None, topicPattern=pattern, taskCount=2, taskDuration="PT8S"
-    )
+    spec = id_spec(datasource, pattern, kafka_bootstrap, taskCount=2, taskDuration="PT8S")
+    io = spec["spec"]["ioConfig"]
+    io["topicPattern"] = io.pop("topic")
     sup = cluster.api.submit(spec)
 
     def caught_up(keys: set[str], produced: int) -> bool:

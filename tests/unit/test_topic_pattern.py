@@ -147,7 +147,9 @@ def test_task_spec_json_single_topic_unchanged_multi_topic_keyed_by_topic() -> N
     as_json = single.to_json()
     assert "topicPattern" not in as_json
     assert as_json["topic"] == "events" and as_json["startOffsets"] == {"0": 5, "1": 6}
-    multi = _task(topicPattern="m-.*", startOffsets={"m-a:0": 5, "m-b:0": 6}, endOffsets={"m-a:0": 9, "m-b:0": 6})
+    multi = _task(
+        topicPattern="m-.*", startOffsets={"m-a:0": 5, "m-b:0": 6}, endOffsets={"m-a:0": 9, "m-b:0": 6}
+    )
     assert multi.start_offsets == {A0: 5, B0: 6} and multi.stream == "m-.*"
     assert multi.to_json()["startOffsets"] == {"m-a:0": 5, "m-b:0": 6}
     assert multi.to_json()["topicPattern"] == "m-.*"
@@ -259,7 +261,12 @@ def test_stored_offsets_of_another_stream_are_refused(multi_world: Any) -> None:
 def test_single_topic_supervisor_refuses_topic_keys(multi_world: Any) -> None:
     clock, _, tasks, offsets = multi_world
     sup = Supervisor(
-        _spec(topic="events"), stream=FakeStream({0: 1}), tasks=tasks, chat=tasks, offsets=offsets, clock=clock
+        _spec(topic="events"),
+        stream=FakeStream({0: 1}),
+        tasks=tasks,
+        chat=tasks,
+        offsets=offsets,
+        clock=clock,
     )
     assert sup.partition_problem([0]) is None
     assert "by number" in (sup.partition_problem([A0]) or "")
