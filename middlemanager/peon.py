@@ -36,7 +36,7 @@ from middlemanager.runner import CLUSTER_TOKEN_ENV, Outcome, TaskRunner
 from supervisor import protocol as wire
 from supervisor.errors import IndexerError
 from supervisor.logs import configure
-from supervisor.offsets import PartitionOffsets
+from supervisor.offsets import PartitionId, PartitionOffsets
 from supervisor.ports import TaskState
 from supervisor.task_spec import KafkaIndexTaskSpec
 from transport.server import answer, error_middleware, parse_as, read_json
@@ -65,7 +65,7 @@ def _runner(request: web.Request) -> TaskRunner:
     return runner
 
 
-def _offsets(offsets: dict[int, int] | None) -> web.Response:
+def _offsets(offsets: dict[PartitionId, int] | None) -> web.Response:
     return web.json_response(PartitionOffsets(offsets).to_json() if offsets is not None else None)
 
 

@@ -26,6 +26,7 @@ from supervisor.errors import IndexerError, InvalidInput, TaskFailed
 from supervisor.kafka.config import KafkaAccess
 from supervisor.kafka.producer import DeadLetterProducer
 from supervisor.kafka.supplier import KafkaRecordSupplier
+from supervisor.offsets import PartitionId
 from supervisor.ports import TaskRunStatus, TaskState
 from supervisor.spec import SupervisorSpec, parse_supervisor_spec
 from supervisor.task_spec import KafkaIndexTaskSpec
@@ -74,11 +75,17 @@ class TaskRunner:
         # secrets from this worker's environment; stores converted to PEM files in the task directory
         access = KafkaAccess(stores_dir=kafka_stores_dir, files_dir=task_dir / "kafka-tls")
         self._supplier_factory = supplier_factory or (
-            lambda t: KafkaRecordSupplier(t.topic, t.consumer_properties, client_id=t.id, access=access)
+            lambda t: KafkaRecordSupplier(
+                t.stream,
+                t.consumer_properties,
+                client_id=t.id,
+                access=access,
+                multi_topic=t.topic_pattern is not None,
+            )
         )
         self._dead_letter_factory = dead_letter_factory or (
             lambda t, topic: DeadLetterProducer(
-                topic, t.consumer_properties, source_topic=t.topic, task_id=t.id, access=access
+                topic, t.consumer_properties, source_topic=t.stream, task_id=t.id, access=access
             )
         )
         self._dead_letters: DeadLetterProducer | None = None
@@ -87,10 +94,12 @@ class TaskRunner:
         self._cond = threading.Condition()
         self.status = TaskRunStatus.NOT_STARTED
         self.start_time: float | None = None
-        self.current = dict(task.start_offsets)
+        self.current: dict[PartitionId, int] = dict(task.start_offsets)
         # Kafka timestamp of the last record read per partition (for time lag)
-        self.last_record_ms: dict[int, int] = {}
-        self.end: dict[int, int] | None = dict(task.end_offsets) if task.end_offsets is not None else None
+        self.last_record_ms: dict[PartitionId, int] = {}
+        self.end: dict[PartitionId, int] | None = (
+            dict(task.end_offsets) if task.end_offsets is not None else None
+        )
         self._pause_requested = False
         self._stop_requested = False
         # Why this task asks its supervisor to end its group now (see _check_handoff)
@@ -105,7 +114,7 @@ class TaskRunner:
 
     # ------------------------------------------------------------ commands (any thread)
 
-    def pause(self, wait_s: float = PAUSE_WAIT_S) -> dict[int, int]:
+    def pause(self, wait_s: float = PAUSE_WAIT_S) -> dict[PartitionId, int]:
         with self._cond:
             if self.status not in (TaskRunStatus.READING, TaskRunStatus.PAUSED, TaskRunStatus.STARTING):
                 raise InvalidInput(
@@ -126,14 +135,13 @@ class TaskRunner:
             self._pause_requested = False
             self._cond.notify_all()
 
-    def set_end_offsets(self, offsets: dict[int, int], finish: bool) -> dict[int, int]:
+    def set_end_offsets(self, offsets: dict[PartitionId, int], finish: bool) -> dict[PartitionId, int]:
         with self._cond:
             if self.status is not TaskRunStatus.PAUSED:
                 raise InvalidInput("Task must be paused before changing the end offsets")
             if set(offsets) != set(self.task.start_offsets):
-                raise InvalidInput(
-                    f"end offsets must name exactly the task's partitions {sorted(self.task.start_offsets)}"
-                )
+                names = [str(p) for p in self.task.start_offsets]
+                raise InvalidInput(f"end offsets must name exactly the task's partitions {names}")
             behind = {p: o for p, o in offsets.items() if o < self.current[p]}
             if behind:
                 raise InvalidInput(f"end offsets {behind} are behind the offsets already read {self.current}")
@@ -193,8 +201,8 @@ class TaskRunner:
         last_persist = time.monotonic()
         supplier.assign(self.task.start_offsets)
         self._set_status(TaskRunStatus.READING)
-        logger.info("%s reading %s from %s", log_prefix, self.task.topic, self.task.start_offsets)
-        paused_partitions: set[int] = set()
+        logger.info("%s reading %s from %s", log_prefix, self.task.stream, self.task.start_offsets)
+        paused_partitions: set[PartitionId] = set()
         read_since = time.monotonic()
         while True:
             with self._cond:
@@ -294,7 +302,7 @@ class TaskRunner:
             task=self.task.id,
             action=wire.SegmentTransactionalInsert(
                 data_source=self.task.data_source,
-                stream=self.task.topic,
+                stream=self.task.stream,
                 sequence_name=self.task.sequence_name,
                 start_offsets=self.task.start_offsets,
                 end_offsets=self.end,

@@ -314,7 +314,11 @@ async def reset_offsets(request: web.Request) -> web.Response:
             f"Stream[{body.partitions.stream}] doesn't exist in the supervisor[{sup.id}]. "
             f"Supervisor is consuming stream[{sup.topic}]."
         )
-    sup.request_reset_offsets(PartitionOffsets(dict(body.partitions.partition_offset_map)))
+    offsets = PartitionOffsets(body.partitions.partition_offset_map)
+    problem = sup.partition_problem(offsets)
+    if problem is not None:
+        raise InvalidInput(f"partitions.partitionOffsetMap: {problem}")
+    sup.request_reset_offsets(offsets)
     return answer(wire.SupervisorIdAnswer(id=sup.id))
 
 
@@ -635,8 +639,8 @@ async def task_action(request: web.Request) -> web.Response:
         action.data_source,
         action.stream,
         action.sequence_name,
-        dict(action.start_offsets),
-        dict(action.end_offsets),
+        action.start_offsets,
+        action.end_offsets,
         segments,
     )
     elapsed = time.monotonic() - started

@@ -36,13 +36,14 @@ class StoreOffsets:
         await asyncio.to_thread(self._store.reset_offsets, datasource)
 
     async def reset_partitions(self, datasource: str, stream: str, offsets: PartitionOffsets) -> None:
-        await asyncio.to_thread(self._store.reset_partitions, datasource, stream, dict(offsets))
+        await asyncio.to_thread(self._store.reset_partitions, datasource, stream, offsets)
 
 
 def kafka_stream(spec: SupervisorSpec, access: KafkaAccess | None = None) -> StreamPort:
     """The supervisor's own consumer: secrets from the Overlord's environment, stores from its
     ``kafka_stores_dir`` (PEM kept in memory, never written to the Overlord's disk)."""
-    return KafkaStreamAdmin(spec.io_config.topic, spec.io_config.consumer_properties, access=access)
+    io = spec.io_config
+    return KafkaStreamAdmin(io.stream, io.consumer_properties, access=access, multi_topic=io.multi_topic)
 
 
 class SupervisorManager:
@@ -155,11 +156,22 @@ class SupervisorManager:
                 else:
                     logger.info("supervisor [%s]: the posted spec is the running one; nothing to do", spec.id)
                 return ParsedSpec(spec, notes)
-            if old is not None and old.spec.io_config.topic != spec.io_config.topic:
+            old_io, new_io = (None, None) if old is None else (old.spec.io_config, spec.io_config)
+            if (
+                old_io is not None
+                and new_io is not None
+                and (old_io.topic, old_io.topic_pattern)
+                != (
+                    new_io.topic,
+                    new_io.topic_pattern,
+                )
+            ):
+                # Druid refuses this evolution too (KafkaSupervisorSpec.validateSpecUpdateTo)
                 raise InvalidSpec(
-                    "spec.ioConfig.topic",
-                    f"cannot change the topic of supervisor [{spec.id}] from [{old.topic}] to "
-                    f"[{spec.io_config.topic}]: stored offsets belong to the old topic. The safe way: "
+                    "spec.ioConfig.topicPattern" if new_io.multi_topic else "spec.ioConfig.topic",
+                    f"cannot change the topic/topicPattern of supervisor [{spec.id}] from "
+                    f"[{old_io.stream}] to [{new_io.stream}]: stored offsets belong to the old one. "
+                    "The safe way: "
                     f"suspend the supervisor (its tasks publish), reset it "
                     f"(POST /druid/indexer/v1/supervisor/{spec.id}/reset), terminate it, then submit "
                     "the spec with the new topic",

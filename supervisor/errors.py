@@ -7,6 +7,9 @@ Druid-style ``{"error": "..."}`` responses; nothing else chooses a status code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class IndexerError(Exception):
     """Root of every error this project raises on purpose."""
@@ -101,7 +104,7 @@ class TooManyParseExceptions(TaskFailed):
 class OffsetOutOfRange(TaskFailed):
     """The offsets a task must read are no longer (or not yet) in the stream."""
 
-    def __init__(self, message: str, partitions: dict[int, int]) -> None:
+    def __init__(self, message: str, partitions: Mapping[Any, int]) -> None:
         super().__init__(message)
         self.partitions = partitions
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from supervisor.offsets import PartitionOffsets
+from supervisor.offsets import PartitionId, PartitionOffsets
 from supervisor.task_spec import KafkaIndexTaskSpec
 
 
@@ -70,7 +70,7 @@ class TaskProgress:
     status: TaskRunStatus
     start_time: float | None
     current_offsets: PartitionOffsets
-    last_record_ms: dict[int, int]
+    last_record_ms: dict[PartitionId, int]
     row_stats: dict[str, Any]
     # why the task asks for its group to be handed off now (None: it does not)
     handoff_requested: str | None = None
@@ -140,13 +140,15 @@ class OffsetStorePort(Protocol):
 class StreamPort(Protocol):
     """Blocking calls; the supervisor runs them in a worker thread."""
 
-    def partitions(self) -> list[int]: ...
+    def partitions(self) -> list[PartitionId]:
+        """Every partition of the topic, or of every topic matching the topicPattern."""
+        ...
 
-    def latest_offsets(self, partitions: list[int]) -> PartitionOffsets: ...
+    def latest_offsets(self, partitions: list[PartitionId]) -> PartitionOffsets: ...
 
-    def earliest_offsets(self, partitions: list[int]) -> PartitionOffsets: ...
+    def earliest_offsets(self, partitions: list[PartitionId]) -> PartitionOffsets: ...
 
-    def scan_for_records(self, offsets: PartitionOffsets) -> tuple[set[int], PartitionOffsets]:
+    def scan_for_records(self, offsets: PartitionOffsets) -> tuple[set[PartitionId], PartitionOffsets]:
         """Read (read_committed) from ``offsets`` until each partition yields a record or
         reaches the end of its log. Returns the partitions that hold a committed record,
         and for the others the offset a reader stands at after the end of the log: past

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictInt
 from pydantic.alias_generators import to_camel
 
+from supervisor.offsets import PARTITION_KEY_PATTERN, PartitionKey
 from supervisor.ports import TaskRunStatus, TaskState
 from supervisor.spec import DataSchema, KafkaIOConfig, KafkaTuningConfig
 from supervisor.task_spec import KafkaIndexTaskSpec
@@ -61,11 +62,12 @@ def _finite(value: float) -> float:
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 Port = Annotated[StrictInt, Field(ge=0, le=65535)]
 Seconds = Annotated[float, Field(ge=0), AfterValidator(_finite)]
-# partition -> offset (a stored offset is always the next one to read)
-Offsets = Annotated[
-    dict[int, Annotated[int, Field(ge=0)]],
-    Field(json_schema_extra={"propertyNames": {"pattern": "^[0-9]+$"}}),
-]
+# partition -> offset (a stored offset is always the next one to read); a partition is its number,
+# or "topic:partition" for a topicPattern supervisor (supervisor/offsets.py, Druid's KafkaTopicPartition)
+_KEYS = Field(json_schema_extra={"propertyNames": {"pattern": PARTITION_KEY_PATTERN}})
+Offsets = Annotated[dict[PartitionKey, Annotated[int, Field(ge=0)]], _KEYS]
+# partition -> a count (records or milliseconds of lag, a timestamp)
+PerPartition = Annotated[dict[PartitionKey, int], _KEYS]
 
 
 # ------------------------------------------------------------------ errors
@@ -240,7 +242,7 @@ class ProgressReport(WireModel):
     current_offsets: Offsets = Field(default_factory=dict)
     end_offsets: Offsets | None = None
     # Kafka timestamp (ms) of the last record read per partition
-    last_record_timestamps: dict[int, int] = Field(default_factory=dict)
+    last_record_timestamps: PerPartition = Field(default_factory=dict)
     row_stats: RowStats = Field(default_factory=RowStats)
     # Why the task asks its supervisor to end its group now (maxTotalRows reached,
     # intermediateHandoffPeriod elapsed); None: it does not. An older supervisor ignores it.
@@ -373,7 +375,7 @@ class SupervisorTaskEntry(WireModel):
     remaining_seconds: int | None = None
     type: Literal["ACTIVE", "PUBLISHING"]
     current_offsets: Offsets
-    lag: dict[int, int] | None = None
+    lag: PerPartition | None = None
 
 
 class SupervisorError(WireModel):
@@ -392,10 +394,10 @@ class SupervisorStatusPayload(WireModel):
     active_tasks: tuple[SupervisorTaskEntry, ...] = ()
     publishing_tasks: tuple[SupervisorTaskEntry, ...] = ()
     latest_offsets: Offsets | None = None
-    minimum_lag: dict[int, int] = Field(default_factory=dict)
+    minimum_lag: PerPartition = Field(default_factory=dict)
     aggregate_lag: int = 0
-    minimum_lag_millis: dict[int, int] = Field(default_factory=dict)
-    lag_millis: dict[int, int] = Field(default_factory=dict)
+    minimum_lag_millis: PerPartition = Field(default_factory=dict)
+    lag_millis: PerPartition = Field(default_factory=dict)
     aggregate_lag_millis: int = 0
     offsets_last_updated: str | None = None
     suspended: bool

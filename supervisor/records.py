@@ -6,12 +6,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
+from supervisor.offsets import PartitionId
+
 __all__ = ["Record", "RecordBatch"]
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    partition: int
+    partition: PartitionId  # a partition number, or a StreamPartition (topicPattern tasks)
     offset: int
     value: bytes | None
     timestamp_ms: int | None = None
@@ -30,12 +32,12 @@ class RecordBatch:
 
     def __init__(
         self,
-        partitions: list[int] | None = None,
+        partitions: list[PartitionId] | None = None,
         offsets: list[int] | None = None,
         values: list[bytes | None] | None = None,
         timestamps: list[int | None] | None = None,
     ) -> None:
-        self.partitions: list[int] = [] if partitions is None else partitions
+        self.partitions: list[PartitionId] = [] if partitions is None else partitions
         self.offsets: list[int] = [] if offsets is None else offsets
         self.values: list[bytes | None] = [] if values is None else values
         self.timestamps: list[int | None] = [] if timestamps is None else timestamps

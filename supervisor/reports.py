@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor.chronology import format_seconds
-from supervisor.offsets import PartitionOffsets
+from supervisor.offsets import PartitionId, PartitionOffsets
 from supervisor.ports import TaskProgress
 from supervisor.spec import SupervisorSpec
 from supervisor.state import StateManager
@@ -39,7 +39,7 @@ class LoopView:
     state: StateManager
     generation_time: float
     now: float
-    partitions: list[int]
+    partitions: list[PartitionId]
     reading: dict[int, TaskGroup]
     pending: dict[int, list[TaskGroup]]
     latest: Snapshot | None
@@ -52,14 +52,14 @@ class LoopView:
 
     @property
     def topic(self) -> str:
-        return self.spec.io_config.topic
+        return self.spec.io_config.stream
 
 
-def lag(view: LoopView) -> dict[int, int]:
+def lag(view: LoopView) -> dict[PartitionId, int]:
     """Records behind per partition, from one snapshot of latest offsets; never negative."""
     if view.latest is None:
         return {}
-    current: dict[int, int] = {}
+    current: dict[PartitionId, int] = {}
     for group in view.reading.values():
         for tid in group.tasks:
             for p, o in view.current.get(tid, {}).items():
@@ -70,16 +70,16 @@ def lag(view: LoopView) -> dict[int, int]:
     return {p: max(0, latest[p] - o) for p, o in current.items() if p in latest}
 
 
-def lag_millis(view: LoopView) -> dict[int, int]:
+def lag_millis(view: LoopView) -> dict[PartitionId, int]:
     """Time lag per partition: how old the newest record read is, where records wait;
     0 where nothing waits."""
     records_behind = lag(view)
     now_ms = int(view.now * 1000)
-    newest: dict[int, int] = {}
+    newest: dict[PartitionId, int] = {}
     for prog in view.progress.values():
         for p, t in prog.last_record_ms.items():
             newest[p] = max(newest.get(p, t), t)
-    out: dict[int, int] = {}
+    out: dict[PartitionId, int] = {}
     for p, records in records_behind.items():
         if records <= 0:
             out[p] = 0

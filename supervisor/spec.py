@@ -210,6 +210,21 @@ DataSourceName = Annotated[str, Field(strict=True, min_length=1), AfterValidator
 TopicName = Annotated[str, Field(strict=True, min_length=1), AfterValidator(_check_topic)]
 
 
+def _check_topic_pattern(pattern: str) -> str:
+    """``ioConfig.topicPattern`` is a Java regex that Druid matches against whole topic names
+    (KafkaRecordSupplier.getPartitionIds: ``pattern.matcher(topic).matches()``); here Python's
+    ``re.fullmatch``, which reads the patterns people write (``clicks|impressions``,
+    ``metrics-.*``) the same way. One ``re`` cannot compile is refused here."""
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise spec_problem(f"is not a valid regular expression: {e}") from None
+    return pattern
+
+
+TopicPattern = Annotated[str, Field(strict=True, min_length=1), AfterValidator(_check_topic_pattern)]
+
+
 # --------------------------------------------------------------------------- dataSchema
 
 
@@ -501,7 +516,7 @@ class IdleConfig(DruidModel):
 
 
 class KafkaIOConfig(DruidModel):
-    _not_supported_yet = ("topicPattern", "lateMessageRejectionStartDateTime")
+    _not_supported_yet = ("lateMessageRejectionStartDateTime",)
     _unhonoured = {
         "pollTimeout": 100,
         "lagAggregator": ALWAYS,
@@ -512,7 +527,10 @@ class KafkaIOConfig(DruidModel):
     _druid_only = {"skipOffsetGaps": False}
 
     type: Literal["kafka"] = "kafka"
-    topic: TopicName
+    # exactly one of the two (Druid 28+: KafkaSupervisorIOConfig); topicPattern reads every topic
+    # whose whole name matches, and keys offsets by "topic:partition" (supervisor/offsets.py)
+    topic: TopicName | None = None
+    topic_pattern: TopicPattern | None = Field(default=None, alias="topicPattern")
     input_format: InputFormat = Field(alias="inputFormat")
     consumer_properties: dict[str, Any] = Field(alias="consumerProperties")
     task_count: PositiveInt = Field(default=1, alias="taskCount")
@@ -553,7 +571,8 @@ class KafkaIOConfig(DruidModel):
         if not isinstance(data, dict):
             return data
         data = without_nulls(data)
-        for shown, read in (("stream", "topic"), ("useEarliestSequenceNumber", "useEarliestOffset")):
+        source = "topicPattern" if "topicPattern" in data and "topic" not in data else "topic"
+        for shown, read in (("stream", source), ("useEarliestSequenceNumber", "useEarliestOffset")):
             if shown in data and read in data:
                 if java_string(data[shown]).lower() != java_string(data[read]).lower():
                     raise spec_problem(
@@ -567,6 +586,28 @@ class KafkaIOConfig(DruidModel):
                 raise spec_problem("is not supported yet", "autoScalerConfig", "enableTaskAutoScaler")
             del data["autoScalerConfig"]
         return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KafkaIOConfig:
+        # Druid's words (KafkaSupervisorIOConfig): "Either topic or topicPattern must be specified"
+        if self.topic is None and self.topic_pattern is None:
+            raise spec_problem("Either topic or topicPattern must be specified", "topic")
+        if self.topic is not None and self.topic_pattern is not None:
+            raise spec_problem(
+                f"Only one of topic [{self.topic}] or topicPattern [{self.topic_pattern}] must be specified",
+                "topicPattern",
+            )
+        return self
+
+    @property
+    def stream(self) -> str:
+        """What Druid calls the stream: the topic, or the topicPattern in multi-topic mode (the
+        metadata store keeps offsets under it)."""
+        return self.topic_pattern if self.topic_pattern is not None else str(self.topic)
+
+    @property
+    def multi_topic(self) -> bool:
+        return self.topic_pattern is not None
 
     @field_validator("consumer_properties")
     @classmethod
@@ -813,7 +854,8 @@ class SupervisorSpec(DruidModel):
 
     @property
     def topic(self) -> str:
-        return self.io_config.topic
+        """The stream: the topic, or the topicPattern (``KafkaIOConfig.stream``)."""
+        return self.io_config.stream
 
     def to_json(self) -> dict[str, Any]:
         """Normalised wrapped Druid JSON with defaults filled in; ``parse_supervisor_spec`` accepts it."""

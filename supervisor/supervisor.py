@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -21,7 +22,7 @@ from supervisor.assignment import assign
 from supervisor.chronology import format_seconds
 from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.errors import IndexerError, MetadataStoreUnavailable, StreamError, Unavailable
-from supervisor.offsets import PartitionOffsets
+from supervisor.offsets import PartitionId, PartitionOffsets, StreamPartition
 from supervisor.ports import (
     OffsetStorePort,
     StreamPort,
@@ -58,7 +59,8 @@ class Supervisor:
         self.spec = spec
         self.id = spec.id
         self.datasource = spec.data_schema.data_source
-        self.topic = spec.io_config.topic
+        # the stream: the topic, or the topicPattern (offsets are stored under it, as in Druid)
+        self.topic = spec.io_config.stream
         self.state = StateManager(clock=clock)
         self.notices = n.NoticeQueue()
         self._stream = stream
@@ -67,16 +69,16 @@ class Supervisor:
         self._offsets = offsets
         self._clock = clock
         self._fingerprint = spec_fingerprint(spec.to_json())
-        self._partitions: list[int] = []
+        self._partitions: list[PartitionId] = []
         # next offset the next task of a partition's group starts from; None: ask the metadata store
-        self._next_offsets: dict[int, int | None] = {}
+        self._next_offsets: dict[PartitionId, int | None] = {}
         self._reading: dict[int, TaskGroup] = {}
         self._pending: dict[int, list[TaskGroup]] = {}
         self._discovered = False
         self._latest: reports.Snapshot | None = None
         self._current: dict[str, PartitionOffsets] = {}
         self._task_states: dict[str, TaskState] = {}
-        self._new_partitions: set[int] = set()
+        self._new_partitions: set[PartitionId] = set()
         self._progress: dict[str, TaskProgress] = {}
         self._idle_since: float | None = None
         self._last_activity: float = clock.now()
@@ -142,9 +144,24 @@ class Supervisor:
     def request_reset(self) -> None:
         self.notices.push(n.Notice(n.RESET))
 
+    def partition_problem(self, partitions: Iterable[PartitionId]) -> str | None:
+        """Why these partition keys cannot name this supervisor's partitions (None: they can):
+        a topicPattern supervisor keys them ``"topic:partition"`` with a matching topic, a
+        single-topic one by number (Druid's KafkaTopicPartition, multi-topic or not)."""
+        io = self.spec.io_config
+        for p in partitions:
+            if io.topic_pattern is None and isinstance(p, StreamPartition):
+                return f"'{p}': the supervisor reads one topic; name its partitions by number"
+            if io.topic_pattern is not None:
+                if not isinstance(p, StreamPartition):
+                    return f"'{p}': a topicPattern supervisor names partitions 'topic:partition'"
+                if not re.fullmatch(io.topic_pattern, p.topic):
+                    return f"'{p}': topic [{p.topic}] does not match topicPattern [{io.topic_pattern}]"
+        return None
+
     def request_reset_offsets(self, offsets: PartitionOffsets) -> None:
         """Druid's resetOffsets: go on from these offsets on these partitions only."""
-        self.notices.push(n.Notice(n.RESET_OFFSETS, key=repr(sorted(offsets.items())), payload=offsets))
+        self.notices.push(n.Notice(n.RESET_OFFSETS, key=repr(offsets.to_json()), payload=offsets))
 
     async def _tick(self) -> None:
         await self._clock.sleep(self.spec.io_config.start_delay.total_seconds())
@@ -609,7 +626,7 @@ class Supervisor:
     async def _discard(self, groups: list[TaskGroup], reason: str) -> None:
         """Kill these groups' tasks; their partitions are read again from the earliest of their
         starts (from the stored offsets when no earlier group of theirs is still publishing)."""
-        restart: dict[int, int] = {}
+        restart: dict[PartitionId, int] = {}
         for g in groups:
             for tid in g.tasks:
                 if self._state_of(tid) is TaskState.RUNNING:
@@ -704,7 +721,7 @@ class Supervisor:
     def _has_run_tasks(self) -> bool:
         return any(td.start_time for g in self._all_groups() for td in g.tasks.values())
 
-    async def _start_offsets(self, partitions: list[int]) -> PartitionOffsets:
+    async def _start_offsets(self, partitions: list[PartitionId]) -> PartitionOffsets:
         known = {p: o for p in partitions if (o := self._next_offsets.get(p)) is not None}
         missing = [p for p in partitions if p not in known]
         if missing:
@@ -737,7 +754,7 @@ class Supervisor:
             self._next_offsets[p] = o
         return PartitionOffsets(known)
 
-    async def _check_available(self, stored: dict[int, int]) -> dict[int, int]:
+    async def _check_available(self, stored: dict[PartitionId, int]) -> dict[PartitionId, int]:
         """Stored offsets that fell out of the stream's retention."""
         earliest = await asyncio.to_thread(self._stream.earliest_offsets, list(stored))
         latest = self._latest.offsets if self._latest else PartitionOffsets()
@@ -770,7 +787,8 @@ class Supervisor:
             supervisor_id=self.id,
             group_id=group.group_id,
             sequence_name=group.sequence_name,
-            topic=self.topic,
+            topic=self.spec.io_config.topic,
+            topic_pattern=self.spec.io_config.topic_pattern,
             start_offsets=dict(group.start_offsets),
             end_offsets=None,
             consumer_properties=dict(self.spec.io_config.consumer_properties),

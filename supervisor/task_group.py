@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor.offsets import PartitionOffsets
+from supervisor.offsets import PartitionId, PartitionOffsets
 from supervisor.ports import TaskLocation, TaskRunStatus
 
 
@@ -38,7 +38,7 @@ class TaskGroup:
     handoff_early: bool = False
 
     @property
-    def partitions(self) -> list[int]:
+    def partitions(self) -> list[PartitionId]:
         return list(self.start_offsets)
 
     def reading_since(self) -> float | None:
@@ -50,10 +50,12 @@ class TaskGroup:
 def spec_fingerprint(spec_json: dict[str, Any]) -> str:
     """A short, stable hash of the parts of a spec that shape the data."""
     spec = spec_json.get("spec", spec_json)
+    pattern = (spec.get("ioConfig") or {}).get("topicPattern")
     relevant = {
         "dataSchema": spec.get("dataSchema"),
         "tuningConfig": spec.get("tuningConfig"),
         "topic": (spec.get("ioConfig") or {}).get("topic"),
+        **({"topicPattern": pattern} if pattern else {}),  # single-topic fingerprints stay as they were
         "inputFormat": (spec.get("ioConfig") or {}).get("inputFormat"),
     }
     blob = json.dumps(relevant, sort_keys=True, separators=(",", ":")).encode()

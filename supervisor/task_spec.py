@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from supervisor.offsets import PartitionKey
+
 TASK_TYPE = "index_kafka"
 
 
@@ -26,9 +28,12 @@ class KafkaIndexTaskSpec(BaseModel):
     # Identical for every replica of a task group and for a replacement of one:
     # the Overlord keys segment allocation by it.
     sequence_name: str = Field(alias="sequenceName")
-    topic: str
-    start_offsets: dict[int, int] = Field(alias="startOffsets")
-    end_offsets: dict[int, int] | None = Field(default=None, alias="endOffsets")
+    # one of the two, as Druid's KafkaIndexTaskIOConfig: with topicPattern the offsets' keys are
+    # StreamPartitions ("topic:partition" in JSON), else partition numbers
+    topic: str | None = None
+    topic_pattern: str | None = Field(default=None, alias="topicPattern")
+    start_offsets: dict[PartitionKey, int] = Field(alias="startOffsets")
+    end_offsets: dict[PartitionKey, int] | None = Field(default=None, alias="endOffsets")
     consumer_properties: dict[str, Any] = Field(default_factory=dict, alias="consumerProperties")
     # The whole supervisor spec, as normalised JSON (``SupervisorSpec.to_json()``).
     supervisor_spec: dict[str, Any] = Field(alias="supervisorSpec")
@@ -40,5 +45,13 @@ class KafkaIndexTaskSpec(BaseModel):
     # Overlord when the task is queued (None only in specs stored before it was).
     deep_storage: str | None = Field(default=None, alias="deepStorage")
 
+    @property
+    def stream(self) -> str:
+        """The topic, or the topicPattern (the metadata store keeps the offsets under it)."""
+        return self.topic_pattern if self.topic_pattern is not None else str(self.topic)
+
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        out = self.model_dump(mode="json", by_alias=True)
+        if out.get("topicPattern") is None:
+            out.pop("topicPattern", None)  # a single-topic task's JSON stays as it was
+        return out

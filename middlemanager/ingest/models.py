@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from supervisor.chronology import DATETIME_MAX_MS, DATETIME_MIN_MS, format_instant
+from supervisor.offsets import PartitionId, partition_json
 
 __all__ = ["ParseExceptionReport", "RejectedRecord", "RowStats", "SegmentFile", "format_interval_ms"]
 
@@ -64,7 +65,7 @@ def raw_input_text(value: bytes | None, limit: int = MAX_REPORTED_INPUT_BYTES) -
 class ParseExceptionReport:
     """One saved parse exception, as in Druid's task reports (``unparseableEvents``)."""
 
-    partition: int
+    partition: PartitionId
     offset: int
     error_type: ErrorType
     message: str
@@ -79,7 +80,7 @@ class ParseExceptionReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "timestamp": format_interval_ms(self.detected_at_ms),
-            "partition": self.partition,
+            "partition": partition_json(self.partition),
             "offset": self.offset,
             "errorType": self.error_type,
             "message": self.message,
@@ -95,7 +96,7 @@ RejectionKind = Literal["unparseable", "thrownAway"]
 class RejectedRecord:
     """A record that was not ingested, for the dead-letter topic. ``value`` is the raw record value."""
 
-    partition: int
+    partition: PartitionId
     offset: int
     value: bytes | None
     timestamp_ms: int | None
@@ -104,7 +105,7 @@ class RejectedRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "partition": self.partition,
+            "partition": partition_json(self.partition),
             "offset": self.offset,
             "timestamp": self.timestamp_ms,
             "kind": self.kind,

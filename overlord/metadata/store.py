@@ -31,7 +31,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from supervisor.chronology import format_instant, now_iso
 from supervisor.errors import InvalidInput
-from supervisor.offsets import PartitionOffsets
+from supervisor.offsets import PartitionId, PartitionOffsets, parse_partition, sorted_partitions
 from supervisor.ports import RunnerState, StoredOffsets, TaskState
 from supervisor.protocol import SegmentDescriptor
 
@@ -149,7 +149,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _offsets_text(offsets: Mapping[int, int]) -> str:
+def _offsets_text(offsets: Mapping[PartitionId, int]) -> str:
     return _dumps(PartitionOffsets(offsets).to_json())
 
 
@@ -288,8 +288,8 @@ class MetadataStore:
         datasource: str,
         stream: str,
         sequence_name: str,
-        start_offsets: Mapping[int, int],
-        end_offsets: Mapping[int, int],
+        start_offsets: Mapping[PartitionId, int],
+        end_offsets: Mapping[PartitionId, int],
         segments: Sequence[SegmentToPublish],
     ) -> PublishResult:
         """Commit a task's segments and move the datasource's offsets from its start to its end.
@@ -519,7 +519,7 @@ class MetadataStore:
         log.info("reset offsets of %s: %s", datasource, "deleted" if deleted else "none stored")
         return bool(deleted)
 
-    def reset_partitions(self, datasource: str, stream: str, offsets: Mapping[int, int]) -> None:
+    def reset_partitions(self, datasource: str, stream: str, offsets: Mapping[PartitionId, int]) -> None:
         """Overwrite the given partitions' committed offsets (Druid's resetOffsets)."""
         with self._write() as conn:
             row = conn.execute(
@@ -552,9 +552,9 @@ class MetadataStore:
                 )
         log.info("reset offsets of %s stream %s partitions %s", datasource, stream, dict(offsets))
 
-    def delete_partitions(self, datasource: str, partitions: Iterable[int]) -> bool:
+    def delete_partitions(self, datasource: str, partitions: Iterable[PartitionId]) -> bool:
         """Drop partitions from the committed offsets. False when nothing is stored."""
-        drop = {int(p) for p in partitions}
+        drop = {parse_partition(p) for p in partitions}
         with self._write() as conn:
             row = conn.execute(
                 select(Offsets.offsets, Offsets.version)
@@ -569,7 +569,7 @@ class MetadataStore:
                 .where(Offsets.datasource == datasource)
                 .values(offsets=_offsets_text(kept), version=row.version + 1, updated_date=now_iso())
             )
-        log.info("deleted partitions %s from the offsets of %s", sorted(drop), datasource)
+        log.info("deleted partitions %s from the offsets of %s", sorted_partitions(drop), datasource)
         return True
 
     # ----------------------------------------------------------------------- supervisors

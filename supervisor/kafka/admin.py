@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -13,13 +14,21 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from supervisor.errors import StreamError
 from supervisor.kafka.config import KafkaAccess, make_config
 from supervisor.kafka.errors import wrap
-from supervisor.offsets import PartitionOffsets
+from supervisor.offsets import (
+    PartitionId,
+    PartitionOffsets,
+    StreamPartition,
+    partition_number,
+    sorted_partitions,
+    topic_of,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class KafkaStreamAdmin:
-    """Answers the supervisor's questions about one topic.
+    """Answers the supervisor's questions about one topic, or (``multi_topic``) about every topic
+    whose whole name matches the regex ``topic`` (``ioConfig.topicPattern``).
 
     The consumer behind it is created lazily and never joins a group: it only
     asks for metadata and watermarks (with ``read_committed``, the high
@@ -32,8 +41,11 @@ class KafkaStreamAdmin:
         consumer_properties: Mapping[str, Any],
         timeout_s: float = 10.0,
         access: KafkaAccess | None = None,
+        multi_topic: bool = False,
     ) -> None:
         self.topic = topic
+        self.multi_topic = multi_topic
+        self._pattern = re.compile(topic) if multi_topic else None
         self._props = dict(consumer_properties)
         self._access = access
         self._timeout_s = timeout_s
@@ -45,7 +57,9 @@ class KafkaStreamAdmin:
             self._consumer = Consumer(make_config(self._props, "supervisor-admin", self._access))
         return self._consumer
 
-    def partitions(self) -> list[int]:
+    def partitions(self) -> list[PartitionId]:
+        if self._pattern is not None:
+            return self._matching_partitions(self._pattern)
         with self._lock:
             try:
                 md = self._client().list_topics(self.topic, timeout=self._timeout_s)
@@ -58,42 +72,74 @@ class KafkaStreamAdmin:
                 raise wrap(topic_md.error, f"listing partitions of topic [{self.topic}]")
             return sorted(topic_md.partitions)
 
-    def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
-        out: dict[int, tuple[int, int]] = {}
+    def _matching_partitions(self, pattern: re.Pattern[str]) -> list[PartitionId]:
+        """Every partition of every topic whose whole name matches (Druid's
+        KafkaRecordSupplier.getPartitionIds in multi-topic mode: ``listTopics()`` filtered with
+        ``pattern.matcher(topic).matches()``). Asked again each run, so topics created later
+        that match are picked up with their partitions, on the supervisor's period."""
+        with self._lock:
+            try:
+                md = self._client().list_topics(timeout=self._timeout_s)
+            except KafkaException as e:
+                raise wrap(e, f"listing topics matching [{self.topic}]") from e
+        found: list[PartitionId] = []
+        for name, topic_md in md.topics.items():
+            if not pattern.fullmatch(name):
+                continue
+            if topic_md.error is not None:
+                # a topic still being created answers LEADER_NOT_AVAILABLE: it is seen next run
+                logger.info("topic [%s] matching [%s] not ready: %s", name, self.topic, topic_md.error)
+                continue
+            found.extend(StreamPartition(name, p) for p in topic_md.partitions)
+        if not found:
+            raise StreamError(
+                f"No partitions found for topics that match given pattern [{self.topic}]. "
+                "Check that the pattern regex is correct and matching topics exists",
+                code="UNKNOWN_TOPIC_OR_PART",
+            )
+        return sorted_partitions(found)
+
+    def _topic_partition(self, partition: PartitionId, offset: int | None = None) -> TopicPartition:
+        topic = topic_of(partition, self.topic)
+        number = partition_number(partition)
+        return TopicPartition(topic, number) if offset is None else TopicPartition(topic, number, offset)
+
+    def _watermarks(self, partitions: list[PartitionId]) -> dict[PartitionId, tuple[int, int]]:
+        out: dict[PartitionId, tuple[int, int]] = {}
         with self._lock:
             client = self._client()
             for p in partitions:
+                tp = self._topic_partition(p)
                 try:
-                    low, high = client.get_watermark_offsets(
-                        TopicPartition(self.topic, p), timeout=self._timeout_s, cached=False
-                    )
+                    low, high = client.get_watermark_offsets(tp, timeout=self._timeout_s, cached=False)
                 except KafkaException as e:
-                    raise wrap(e, f"fetching offsets of [{self.topic}/{p}]") from e
+                    raise wrap(e, f"fetching offsets of [{tp.topic}/{tp.partition}]") from e
                 out[p] = (int(low), int(high))
         return out
 
-    def latest_offsets(self, partitions: list[int]) -> PartitionOffsets:
+    def latest_offsets(self, partitions: list[PartitionId]) -> PartitionOffsets:
         return PartitionOffsets({p: hw for p, (_, hw) in self._watermarks(partitions).items()})
 
-    def earliest_offsets(self, partitions: list[int]) -> PartitionOffsets:
+    def earliest_offsets(self, partitions: list[PartitionId]) -> PartitionOffsets:
         return PartitionOffsets({p: lw for p, (lw, _) in self._watermarks(partitions).items()})
 
     def scan_for_records(
         self, offsets: PartitionOffsets, timeout_s: float = 5.0
-    ) -> tuple[set[int], PartitionOffsets]:
-        with_records: set[int] = set()
-        ends: dict[int, int] = {}
+    ) -> tuple[set[PartitionId], PartitionOffsets]:
+        with_records: set[PartitionId] = set()
+        ends: dict[PartitionId, int] = {}
         if not offsets:
             return with_records, PartitionOffsets()
         conf = make_config(self._props, "supervisor-idle-scan", self._access)
         scanner = Consumer(conf)
         try:
-            scanner.assign([TopicPartition(self.topic, p, o) for p, o in offsets.items()])
+            scanner.assign([self._topic_partition(p, o) for p, o in offsets.items()])
             deadline = time.monotonic() + timeout_s
             waiting = set(offsets)
             while waiting and time.monotonic() < deadline:
                 for msg in scanner.consume(num_messages=100, timeout=0.2):
-                    p = int(msg.partition() or 0)
+                    number = int(msg.partition() or 0)
+                    p: PartitionId = StreamPartition(str(msg.topic()), number) if self.multi_topic else number
                     err = msg.error()
                     if err is None:
                         with_records.add(p)

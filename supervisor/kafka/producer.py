@@ -22,6 +22,7 @@ from supervisor.errors import StreamError
 from supervisor.kafka.config import KafkaAccess, client_config, property_error
 from supervisor.kafka.errors import wrap
 from supervisor.kafka.properties import PropertyProblem
+from supervisor.offsets import PartitionId, partition_number, topic_of
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class Rejected(Protocol):
     """What the dead-letter topic needs of a rejected record (the ingest engine's RejectedRecord)."""
 
     @property
-    def partition(self) -> int: ...
+    def partition(self) -> PartitionId: ...
 
     @property
     def offset(self) -> int: ...
@@ -111,8 +112,8 @@ def headers_of(record: Rejected, source_topic: str, task_id: str) -> list[tuple[
     return [
         (HEADER_REASON, reason),
         (HEADER_KIND, record.kind.encode()),
-        (HEADER_TOPIC, source_topic.encode()),
-        (HEADER_PARTITION, str(record.partition).encode()),
+        (HEADER_TOPIC, topic_of(record.partition, source_topic).encode()),
+        (HEADER_PARTITION, str(partition_number(record.partition)).encode()),
         (HEADER_OFFSET, str(record.offset).encode()),
         (HEADER_TASK, task_id.encode()),
     ]

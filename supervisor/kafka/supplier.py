@@ -13,6 +13,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafka
 from supervisor.errors import OffsetOutOfRange
 from supervisor.kafka.config import KafkaAccess, make_config
 from supervisor.kafka.errors import OUT_OF_RANGE, is_transient, wrap
+from supervisor.offsets import PartitionId, StreamPartition, partition_number, sorted_partitions, topic_of
 from supervisor.records import RecordBatch
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 # partition -> (lowest offset, highest offset, Kafka timestamp of the last record that has one)
-Spans = dict[int, tuple[int, int, int | None]]
+Spans = dict[PartitionId, tuple[int, int, int | None]]
 
 
 @dataclass
@@ -38,7 +39,7 @@ class PollResult:
     records: RecordBatch = field(default_factory=RecordBatch)
     # partition -> the offset the consumer stands at after reaching the end of
     # the log (past any transaction markers)
-    eof: dict[int, int] = field(default_factory=dict)
+    eof: dict[PartitionId, int] = field(default_factory=dict)
     # what the records span per partition; the supplier fills it while it builds the
     # batch, :meth:`partition_spans` computes it otherwise
     spans: Spans | None = None
@@ -60,7 +61,7 @@ def _spans(records: RecordBatch) -> Spans:
     return spans
 
 
-def _add_span(spans: Spans, partition: int, first: int, last: int, ts: int | None) -> None:
+def _add_span(spans: Spans, partition: PartitionId, first: int, last: int, ts: int | None) -> None:
     span = spans.get(partition)
     if span is None:
         spans[partition] = (first, last, ts)
@@ -70,7 +71,11 @@ def _add_span(spans: Spans, partition: int, first: int, last: int, ts: int | Non
 
 class KafkaRecordSupplier:
     """A consumer assigned to explicit partitions and offsets; never joins a group,
-    never commits, reads committed transactional data only."""
+    never commits, reads committed transactional data only.
+
+    With ``multi_topic`` (a topicPattern task) ``topic`` is the pattern, partitions are
+    :class:`StreamPartition` values that name their topics, and records carry them.
+    """
 
     def __init__(
         self,
@@ -78,22 +83,39 @@ class KafkaRecordSupplier:
         consumer_properties: Mapping[str, Any],
         client_id: str,
         access: KafkaAccess | None = None,
+        multi_topic: bool = False,
     ) -> None:
         self.topic = topic
+        self.multi_topic = multi_topic
+        # (topic, partition) -> the StreamPartition records of it carry (one object per partition)
+        self._keys: dict[tuple[str, int], StreamPartition] = {}
         conf = make_config(consumer_properties, client_id, access)
         for key, value in CONSUMER_DEFAULTS.items():
             conf.setdefault(key, value)
         self._consumer = Consumer(conf)
 
-    def assign(self, offsets: Mapping[int, int]) -> None:
-        self._consumer.assign([TopicPartition(self.topic, p, o) for p, o in sorted(offsets.items())])
+    def _topic_partition(self, partition: PartitionId, offset: int | None = None) -> TopicPartition:
+        topic = topic_of(partition, self.topic)
+        number = partition_number(partition)
+        return TopicPartition(topic, number) if offset is None else TopicPartition(topic, number, offset)
 
-    def seek(self, partition: int, offset: int) -> None:
-        self._consumer.seek(TopicPartition(self.topic, partition, offset))
+    def _key(self, topic: str, number: int) -> PartitionId:
+        if not self.multi_topic:
+            return number
+        key = self._keys.get((topic, number))
+        if key is None:
+            key = self._keys[(topic, number)] = StreamPartition(topic, number)
+        return key
 
-    def pause(self, partitions: list[int]) -> None:
+    def assign(self, offsets: Mapping[PartitionId, int]) -> None:
+        self._consumer.assign([self._topic_partition(p, offsets[p]) for p in sorted_partitions(offsets)])
+
+    def seek(self, partition: PartitionId, offset: int) -> None:
+        self._consumer.seek(self._topic_partition(partition, offset))
+
+    def pause(self, partitions: list[PartitionId]) -> None:
         if partitions:
-            self._consumer.pause([TopicPartition(self.topic, p) for p in partitions])
+            self._consumer.pause([self._topic_partition(p) for p in partitions])
 
     def poll(self, max_records: int, timeout_s: float) -> PollResult:
         try:
@@ -114,7 +136,7 @@ class KafkaRecordSupplier:
                 gc.enable()
 
     def _records(self, messages: list[Any]) -> PollResult:
-        partitions: list[int] = []
+        partitions: list[PartitionId] = []
         offsets: list[int] = []
         values: list[bytes | None] = []
         timestamps: list[int | None] = []
@@ -128,13 +150,17 @@ class KafkaRecordSupplier:
         not_available = TIMESTAMP_NOT_AVAILABLE
         # a poll returns runs of records of one partition, in offset order: the spans are
         # updated once per run, not once per record
-        run_partition = -1
+        run_partition: PartitionId = -1
+        run_topic = None
+        run_number = -1
+        multi = self.multi_topic
         run_first = run_last = 0
         run_ts: int | None = None
         for msg in messages:
             err = msg.error()
             if err is not None:
-                err_partition = int(msg.partition() or 0)
+                err_number = int(msg.partition() or 0)
+                err_partition = self._key(str(msg.topic()), err_number)
                 err_offset = msg.offset()
                 code = err.code()
                 if code == KafkaError._PARTITION_EOF:
@@ -143,7 +169,7 @@ class KafkaRecordSupplier:
                     continue
                 if code in OUT_OF_RANGE:
                     raise OffsetOutOfRange(
-                        f"offset out of range on [{self.topic}/{err_partition}]: {err.str()}",
+                        f"offset out of range on [{msg.topic()}/{err_number}]: {err.str()}",
                         {err_partition: err_offset if err_offset is not None else -1},
                     )
                 if is_transient(err):
@@ -151,7 +177,17 @@ class KafkaRecordSupplier:
                     continue
                 raise wrap(err, f"reading [{self.topic}]")
             # set on every message that is not an error
-            partition: int = msg.partition()
+            number: int = msg.partition()
+            if multi:
+                topic = msg.topic()
+                if number != run_number or topic != run_topic:
+                    partition = self._key(topic, number)
+                    run_topic = topic
+                else:
+                    partition = run_partition
+            else:
+                partition = number
+            run_number = number
             offset: int = msg.offset()
             ts_type, kafka_ts = msg.timestamp()
             ts = None if ts_type == not_available else kafka_ts
@@ -160,7 +196,7 @@ class KafkaRecordSupplier:
             add_value(msg.value())
             add_timestamp(ts)
             if partition != run_partition:
-                if run_partition >= 0:
+                if run_partition != -1:
                     _add_span(spans, run_partition, run_first, run_last, run_ts)
                 run_partition = partition
                 run_first = offset
@@ -168,7 +204,7 @@ class KafkaRecordSupplier:
             run_last = offset
             if ts is not None:
                 run_ts = ts
-        if run_partition >= 0:
+        if run_partition != -1:
             _add_span(spans, run_partition, run_first, run_last, run_ts)
         return result
 

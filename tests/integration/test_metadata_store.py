@@ -37,6 +37,7 @@ from overlord.metadata.druid import segment_id
 from overlord.metadata.tables import metadata as model_metadata
 from supervisor.chronology import MAX_INSTANT_MS, MIN_INSTANT_MS, format_instant
 from supervisor.errors import InvalidInput
+from supervisor.offsets import StreamPartition
 from tests.harness.database import database_down, fresh_database
 
 DS = "wiki"
@@ -191,6 +192,22 @@ def test_start_ahead_is_retryable_and_writes_nothing(store: MetadataStore) -> No
     assert publish(store, "seq-1", {0: 10}, {0: 20}, [seg(0)]).ok
     assert publish(store, "seq-2", {0: 20}, {0: 30}, [seg(0, day=1)]).ok
     assert offsets(store) == {0: 30}
+
+
+def test_multi_topic_offsets_are_keyed_topic_partition(store: MetadataStore) -> None:
+    """A topicPattern supervisor's offsets, stored under the pattern with Druid's KafkaTopicPartition
+    keys ("topic:partition"); the compare-and-swap works per topic-partition."""
+    a0, b0 = StreamPartition("m-a", 0), StreamPartition("m-b", 0)
+    pattern = "m-.*"
+    store.reset_partitions(DS, pattern, {a0: 0, b0: 0})
+    assert publish(store, "seq-0", {a0: 0}, {a0: 10}, [seg(0)], stream=pattern).ok
+    ahead = publish(store, "seq-2", {b0: 5}, {b0: 9}, [seg(0)], stream=pattern)
+    assert ahead.kind == "retryable" and "m-b:0" in ahead.reason
+    assert publish(store, "seq-1", {b0: 0}, {b0: 5}, [seg(0)], stream=pattern).ok
+    stored = store.get_offsets(DS)
+    assert stored is not None and stored.stream == pattern
+    assert stored.offsets.to_json() == {"m-a:0": 10, "m-b:0": 5}
+    assert publish(store, "seq-3", {0: 0}, {0: 1}, [seg(0)]).kind == "failed"  # another stream
 
 
 def test_replayed_publish_returns_the_same_ids_without_new_rows(store: MetadataStore) -> None:

@@ -499,13 +499,18 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ),
     ("taskCount float", _set(*IO, "taskCount", value=1.5), "spec.ioConfig.taskCount", "must be an integer"),
     ("taskCount typo", _set(*IO, "taskCont", value=2), "spec.ioConfig.taskCont", "did you mean 'taskCount'?"),
-    ("missing topic", _drop(*IO, "topic"), "spec.ioConfig.topic", "is required"),
+    (
+        "missing topic",
+        _drop(*IO, "topic"),
+        "spec.ioConfig.topic",
+        "Either topic or topicPattern must be specified",
+    ),
     ("bad topic", _set(*IO, "topic", value="a topic"), "spec.ioConfig.topic", "invalid Kafka topic name"),
     (
-        "topicPattern",
+        "topic and topicPattern",
         _set(*IO, "topicPattern", value="ev.*"),
         "spec.ioConfig.topicPattern",
-        "is not supported yet",
+        "Only one of topic [events] or topicPattern [ev.*] must be specified",
     ),
     (
         "missing bootstrap.servers",
