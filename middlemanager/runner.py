@@ -74,7 +74,14 @@ class TaskRunner:
         # secrets from this worker's environment; stores converted to PEM files in the task directory
         access = KafkaAccess(stores_dir=kafka_stores_dir, files_dir=task_dir / "kafka-tls")
         self._supplier_factory = supplier_factory or (
-            lambda t: KafkaRecordSupplier(t.topic, t.consumer_properties, client_id=t.id, access=access)
+            lambda t: KafkaRecordSupplier(
+                t.topic,
+                t.consumer_properties,
+                client_id=t.id,
+                access=access,
+                # the kafka input format reads each record's key, headers and topic
+                metadata=self.spec.io_config.input_format.type == "kafka",
+            )
         )
         self._dead_letter_factory = dead_letter_factory or (
             lambda t, topic: DeadLetterProducer(

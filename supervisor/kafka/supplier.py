@@ -13,7 +13,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafka
 from supervisor.errors import OffsetOutOfRange
 from supervisor.kafka.config import KafkaAccess, make_config
 from supervisor.kafka.errors import OUT_OF_RANGE, is_transient, wrap
-from supervisor.records import RecordBatch
+from supervisor.records import Headers, RecordBatch, RecordMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,11 @@ class KafkaRecordSupplier:
         consumer_properties: Mapping[str, Any],
         client_id: str,
         access: KafkaAccess | None = None,
+        metadata: bool = False,
     ) -> None:
         self.topic = topic
+        # read each record's key, headers and topic too (the kafka input format needs them)
+        self.metadata = metadata
         conf = make_config(consumer_properties, client_id, access)
         for key, value in CONSUMER_DEFAULTS.items():
             conf.setdefault(key, value)
@@ -118,7 +121,12 @@ class KafkaRecordSupplier:
         offsets: list[int] = []
         values: list[bytes | None] = []
         timestamps: list[int | None] = []
-        result = PollResult(RecordBatch(partitions, offsets, values, timestamps), spans={})
+        keys: list[bytes | None] = []
+        headers: list[Headers | None] = []
+        topics: list[str] = []
+        with_metadata = self.metadata
+        meta = RecordMetadata(keys, headers, topics) if with_metadata else None
+        result = PollResult(RecordBatch(partitions, offsets, values, timestamps, meta), spans={})
         spans = result.spans
         assert spans is not None
         add_partition = partitions.append
@@ -159,6 +167,10 @@ class KafkaRecordSupplier:
             add_offset(offset)
             add_value(msg.value())
             add_timestamp(ts)
+            if with_metadata:
+                keys.append(msg.key())
+                headers.append(msg.headers())
+                topics.append(msg.topic())
             if partition != run_partition:
                 if run_partition >= 0:
                     _add_span(spans, run_partition, run_first, run_last, run_ts)
