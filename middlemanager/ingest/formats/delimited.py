@@ -156,7 +156,8 @@ class DelimitedReader:
 
     def _header_columns(self, header: bytes) -> list[str]:
         try:
-            table = self._parse(header, None)
+            # (a line break after it: Arrow cannot count the columns of a lone unterminated line)
+            table = self._parse(header + b"\n", None)
         except (pa.ArrowInvalid, ValueError) as e:
             raise ValueError(_first_error_line(str(e))) from None
         if table.num_rows != 1:
