@@ -86,8 +86,9 @@ def supervisor_spec(
     task_count: int = 1,
     task_duration: str = "PT1H",
     max_bytes_in_memory: int = 0,
+    fmt: str = "json",
 ) -> dict[str, Any]:
-    """The wikiticker-like events of ``wikigen``, rolled up by minute or not."""
+    """The wikiticker-like events of ``wikigen`` in ``fmt``, rolled up by minute or not."""
     return kafka_spec(
         datasource,
         topic,
@@ -105,6 +106,7 @@ def supervisor_spec(
         taskDuration=task_duration,
         startDelay="PT0.1S",
         completionTimeout="PT30M",
+        inputFormat=wikigen.INPUT_FORMATS[fmt],
     )
 
 
@@ -177,9 +179,13 @@ class InProcess:
     count_sum: int
 
 
-def in_process(bootstrap: str, topic: str, events: int, rollup: bool, workdir: Path) -> InProcess:
+def in_process(
+    bootstrap: str, topic: str, events: int, rollup: bool, workdir: Path, fmt: str = "json"
+) -> InProcess:
     ends = end_offsets(bootstrap, topic)
-    spec = parse_supervisor_spec(supervisor_spec("bench_inproc", topic, bootstrap, rollup=rollup)).to_json()
+    spec = parse_supervisor_spec(
+        supervisor_spec("bench_inproc", topic, bootstrap, rollup=rollup, fmt=fmt)
+    ).to_json()
     task = KafkaIndexTaskSpec.model_validate(
         {
             "id": f"bench_inproc_{uuid.uuid4().hex[:8]}",
@@ -219,7 +225,7 @@ def in_process(bootstrap: str, topic: str, events: int, rollup: bool, workdir: P
     rows, count_sum = verify_files(files)
     shutil.rmtree(task_dir, ignore_errors=True)
     shutil.rmtree(deep, ignore_errors=True)
-    label = "in-process TaskRunner, rollup " + ("on" if rollup else "off")
+    label = f"in-process TaskRunner, {fmt}, rollup " + ("on" if rollup else "off")
     return InProcess(label, events, read_end[0] - t0, t1 - t0, c1 - c0, rows, count_sum)
 
 
@@ -615,8 +621,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--profile", type=Path, help="py-spy the rollup-off and rollup-on tasks into this directory"
     )
+    p.add_argument(
+        "--format",
+        default="json",
+        help="comma-separated record formats of the in-process one-task case: "
+        + ",".join(wikigen.ENCODERS)
+        + " (json first is the reference; the others run with rollup off beside it)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args(argv)
+    formats = args.format.split(",")
+    unknown = [f for f in formats if f not in wikigen.ENCODERS]
+    if unknown:
+        p.error(f"--format: unknown {', '.join(unknown)} (known: {', '.join(wikigen.ENCODERS)})")
     only = set(args.only.split(","))
     t_begin = time.monotonic()
 
@@ -641,8 +658,15 @@ def main(argv: list[str] | None = None) -> int:
             raw = raw_read(args.bootstrap, topic, args.events)
             say(f"raw consumer: {raw.eps:,.0f} events/s ({raw.seconds:.1f}s, {raw.cpu_s:.1f} CPU s)")
         if "inproc" in only:
-            for rollup in (False, True):
-                r = in_process(args.bootstrap, topic, args.events, rollup, workdir)
+            runs = [("json", False), ("json", True)] if "json" in formats else []
+            runs += [(fmt, False) for fmt in formats if fmt != "json"]
+            for fmt, rollup in runs:
+                fmt_topic = (
+                    topic
+                    if fmt == "json"
+                    else wikigen.ensure_topic(args.bootstrap, args.events, PARTITIONS, log=say, fmt=fmt)
+                )
+                r = in_process(args.bootstrap, fmt_topic, args.events, rollup, workdir, fmt)
                 inproc.append(r)
                 say(f"{r.label}: read {r.events / r.read_s:,.0f} events/s, total {r.events / r.total_s:,.0f}")
         if only & {"off", "on", "tc2", "small", "handoff"}:
@@ -721,6 +745,11 @@ def main(argv: list[str] | None = None) -> int:
     ingest_eps = off.events / off.total_s if off else 0.0
     rollup_eps = on.events / on.total_s if on else 0.0
     peaks = [c.peak_rss_mib for k, c in cases.items() if k in ("off", "small")]
+    json_off = next((r for r in inproc if r.label.endswith(", json, rollup off")), None)
+    for r in inproc:
+        if json_off is not None and r is not json_off and not r.label.endswith("rollup on"):
+            eps, ref = r.events / r.total_s, json_off.events / json_off.total_s
+            print(f"one task, {r.label}: {eps:,.0f} events/s beside json {ref:,.0f} ({eps / ref:.2f}x)")
     print(
         f"RESULT raw_eps={raw_eps:.0f} ingest_eps={ingest_eps:.0f} "
         f"ratio={ingest_eps / raw_eps if raw_eps else 0:.2f} rollup_eps={rollup_eps:.0f} "

@@ -52,12 +52,28 @@ LONG_FIELDS: tuple[str, ...] = ("added", "deleted", "delta")
 TIME_COLUMN = "time"
 
 
-def topic_name(count: int) -> str:
-    return f"bench-wiki-v{VERSION}-{count}"
+# Columns of an event in order (the csv format lists them; values hold no comma or quote).
+COLUMNS: tuple[str, ...] = (TIME_COLUMN, *DIMENSION_NAMES, *LONG_FIELDS)
+
+
+def _csv(event: dict[str, object]) -> bytes:
+    return ",".join(str(event[name]) for name in COLUMNS).encode()
+
+
+# The record encoding of each benchmark format (avro, protobuf: add an encoder and an inputFormat).
+ENCODERS: dict[str, Callable[[dict[str, object]], bytes]] = {"json": orjson.dumps, "csv": _csv}
+INPUT_FORMATS: dict[str, dict[str, object]] = {
+    "json": {"type": "json"},
+    "csv": {"type": "csv", "columns": list(COLUMNS)},
+}
+
+
+def topic_name(count: int, fmt: str = "json") -> str:
+    return f"bench-wiki-v{VERSION}-{count}" + ("" if fmt == "json" else f"-{fmt}")
 
 
 def events(
-    count: int, end_ms: int, window_s: float = 600.0, seed: int = 6, chunk: int = 50_000
+    count: int, end_ms: int, window_s: float = 600.0, seed: int = 6, chunk: int = 50_000, fmt: str = "json"
 ) -> Iterator[list[bytes]]:
     """``count`` events in chunks; event ``i`` is ``window_s * (count - i) / count`` s before ``end_ms``."""
     rng = random.Random(seed)
@@ -69,7 +85,7 @@ def events(
         added = [rng.randrange(3000) for _ in range(n)]
         deleted = [rng.randrange(300) for _ in range(n)]
         out: list[bytes] = []
-        dumps = orjson.dumps
+        dumps = ENCODERS[fmt]
         names = DIMENSION_NAMES
         for j in range(n):
             i = base + j
@@ -105,9 +121,11 @@ def topic_holds(bootstrap: str, topic: str, count: int, partitions: int) -> bool
         consumer.close()
 
 
-def ensure_topic(bootstrap: str, count: int, partitions: int, log: Callable[[str], None] = print) -> str:
-    """The benchmark topic for ``count`` events, produced unless it already holds them."""
-    topic = topic_name(count)
+def ensure_topic(
+    bootstrap: str, count: int, partitions: int, log: Callable[[str], None] = print, fmt: str = "json"
+) -> str:
+    """The benchmark topic for ``count`` events in ``fmt``, produced unless it already holds them."""
+    topic = topic_name(count, fmt)
     if topic_holds(bootstrap, topic, count, partitions):
         log(f"topic {topic}: reusing ({count:,} events over {partitions} partitions)")
         return topic
@@ -129,7 +147,7 @@ def ensure_topic(bootstrap: str, count: int, partitions: int, log: Callable[[str
     )
     produced = 0
     size = 0
-    for chunk in events(count, int(time.time() * 1000)):
+    for chunk in events(count, int(time.time() * 1000), fmt=fmt):
         for value in chunk:
             while True:
                 try:

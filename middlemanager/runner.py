@@ -81,6 +81,8 @@ class TaskRunner:
                 client_id=t.id,
                 access=access,
                 multi_topic=t.topic_pattern is not None,
+                # the kafka input format reads each record's key, headers and topic
+                metadata=self.spec.io_config.input_format.type == "kafka",
             )
         )
         self._dead_letter_factory = dead_letter_factory or (

@@ -29,9 +29,8 @@ from supervisor.durations import format_duration, parse_duration
 SPEC_ERROR = "druid_spec"
 
 
-# The ioConfig.inputFormat types the ingest engine reads so far; the others are issue 13
-# (csv, tsv, regex, avro_stream, protobuf, kafka, ...).
-SUPPORTED_INPUT_FORMATS = ("json",)
+# The ioConfig.inputFormat types the ingest engine reads (readers: middlemanager/ingest/formats/).
+SUPPORTED_INPUT_FORMATS = ("json", "csv", "tsv", "delimited", "kafka")
 
 
 def unsupported_input_format(kind: str) -> str:

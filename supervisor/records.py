@@ -8,7 +8,32 @@ from itertools import chain
 
 from supervisor.offsets import PartitionId
 
-__all__ = ["Record", "RecordBatch"]
+__all__ = ["Record", "RecordBatch", "RecordMetadata"]
+
+# A record's headers, as confluent-kafka gives them: (name, value) pairs in order.
+Headers = list[tuple[str, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMetadata:
+    """Keys, headers and topics of a batch's records, parallel to its values.
+
+    Read only when the input format needs them (``kafka``): the supplier fills them
+    then, and leaves them out otherwise (they would cost the read loop for nothing).
+    """
+
+    keys: list[bytes | None]
+    headers: list[Headers | None]
+    topics: list[str]
+
+    def take(self, indices: Sequence[int]) -> RecordMetadata:
+        keys, headers, topics = self.keys, self.headers, self.topics
+        return RecordMetadata(
+            [keys[i] for i in indices], [headers[i] for i in indices], [topics[i] for i in indices]
+        )
+
+    def slice(self, start: int, stop: int | None) -> RecordMetadata:
+        return RecordMetadata(self.keys[start:stop], self.headers[start:stop], self.topics[start:stop])
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +53,7 @@ class RecordBatch:
     when one is asked for (a parse error report, the reference parser, a dead letter).
     """
 
-    __slots__ = ("offsets", "partitions", "timestamps", "values")
+    __slots__ = ("metadata", "offsets", "partitions", "timestamps", "values")
 
     def __init__(
         self,
@@ -36,14 +61,21 @@ class RecordBatch:
         offsets: list[int] | None = None,
         values: list[bytes | None] | None = None,
         timestamps: list[int | None] | None = None,
+        metadata: RecordMetadata | None = None,
     ) -> None:
         self.partitions: list[PartitionId] = [] if partitions is None else partitions
         self.offsets: list[int] = [] if offsets is None else offsets
         self.values: list[bytes | None] = [] if values is None else values
         self.timestamps: list[int | None] = [] if timestamps is None else timestamps
+        self.metadata = metadata
         n = len(self.values)
         if not len(self.partitions) == len(self.offsets) == len(self.timestamps) == n:
             raise ValueError("the columns of a record batch must have the same length")
+        if (
+            metadata is not None
+            and not len(metadata.keys) == len(metadata.headers) == len(metadata.topics) == n
+        ):
+            raise ValueError("the metadata of a record batch must have its length")
 
     @classmethod
     def of(cls, records: Iterable[Record]) -> RecordBatch:
@@ -61,11 +93,20 @@ class RecordBatch:
     def concat(cls, batches: Sequence[RecordBatch]) -> RecordBatch:
         if len(batches) == 1:
             return batches[0]
+        metas = [b.metadata for b in batches]
+        metadata = None
+        if metas and all(m is not None for m in metas):
+            metadata = RecordMetadata(
+                list(chain.from_iterable(m.keys for m in metas if m is not None)),
+                list(chain.from_iterable(m.headers for m in metas if m is not None)),
+                list(chain.from_iterable(m.topics for m in metas if m is not None)),
+            )
         return cls(
             list(chain.from_iterable(b.partitions for b in batches)),
             list(chain.from_iterable(b.offsets for b in batches)),
             list(chain.from_iterable(b.values for b in batches)),
             list(chain.from_iterable(b.timestamps for b in batches)),
+            metadata,
         )
 
     def __len__(self) -> int:
@@ -88,6 +129,7 @@ class RecordBatch:
             self.offsets[start:stop],
             self.values[start:stop],
             self.timestamps[start:stop],
+            None if self.metadata is None else self.metadata.slice(start, stop),
         )
 
     def take(self, indices: Sequence[int]) -> RecordBatch:
@@ -97,4 +139,5 @@ class RecordBatch:
             [offsets[i] for i in indices],
             [values[i] for i in indices],
             [timestamps[i] for i in indices],
+            None if self.metadata is None else self.metadata.take(indices),
         )

@@ -16,6 +16,7 @@ the same as leaving the key out.
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -90,8 +91,11 @@ __all__ = [
     "UNLIMITED_BYTES",
     "AggregatorSpec",
     "AndFilter",
+    "AnyInputFormat",
     "BoundFilter",
+    "CsvInputFormat",
     "DataSchema",
+    "DelimitedInputFormat",
     "DimFilter",
     "DimensionSchema",
     "DimensionsSpec",
@@ -104,6 +108,7 @@ __all__ = [
     "InFilter",
     "InputFormat",
     "KafkaIOConfig",
+    "KafkaInputFormat",
     "KafkaTuningConfig",
     "NotFilter",
     "NullFilter",
@@ -479,7 +484,7 @@ class FlattenSpec(DruidModel):
 
 
 class InputFormat(DruidModel):
-    """How record values are parsed: JSON objects only, for now."""
+    """The ``json`` input format: each record value is one JSON object."""
 
     type: Literal["json"]
     flatten_spec: FlattenSpec | None = Field(default=None, alias="flattenSpec")
@@ -497,14 +502,158 @@ class InputFormat(DruidModel):
         "useJsonNodeReader": False,
     }
 
+
+# Druid's default list delimiter of csv/tsv is ctrl+A (docs/ingestion/data-formats.md, "CSV").
+DEFAULT_LIST_DELIMITER = "\u0001"
+
+
+class _FlatTextFormat(DruidModel):
+    """Fields shared by ``csv`` and ``tsv``/``delimited`` (Druid's FlatTextInputFormat)."""
+
+    columns: tuple[str, ...] | None = None
+    list_delimiter: str | None = Field(default=None, alias="listDelimiter")
+    find_columns_from_header: JsonBool | None = Field(default=None, alias="findColumnsFromHeader")
+    skip_header_rows: NonNegativeInt = Field(default=0, alias="skipHeaderRows")
+
+    @property
+    def separator(self) -> str:
+        return ","
+
+    @property
+    def effective_list_delimiter(self) -> str:
+        return DEFAULT_LIST_DELIMITER if self.list_delimiter is None else self.list_delimiter
+
+    @property
+    def header_row(self) -> bool:
+        """Whether the column names come from a header line (``columns`` is ignored then)."""
+        return bool(self.find_columns_from_header)
+
+    @model_validator(mode="after")
+    def _columns_or_header(self) -> _FlatTextFormat:
+        # FlatTextInputFormat: findColumnsFromHeader defaults to false when columns are
+        # given; with neither, the format is invalid.
+        if not self.header_row:
+            if self.columns is None:
+                field = "columns" if self.find_columns_from_header is False else "findColumnsFromHeader"
+                raise spec_problem("either columns or findColumnsFromHeader: true must be given", field)
+            if not self.columns:
+                raise spec_problem("must not be empty when findColumnsFromHeader is false", "columns")
+            seen: set[str] = set()
+            for index, name in enumerate(self.columns):
+                if name in seen:
+                    raise spec_problem(f"duplicate column name '{name}'", "columns", index)
+                if self.separator in name:
+                    raise spec_problem(
+                        f"column '{name}' cannot have the delimiter {self.separator!r} in its name",
+                        "columns",
+                        index,
+                    )
+                seen.add(name)
+        if self.list_delimiter is not None and self.list_delimiter == self.separator:
+            raise spec_problem(f"cannot be the same as the delimiter ({self.separator!r})", "listDelimiter")
+        if self.list_delimiter == "":
+            raise spec_problem("must not be empty", "listDelimiter")
+        return self
+
+
+class CsvInputFormat(_FlatTextFormat):
+    """``csv``: RFC 4180 lines (quotes, doubled quotes), one row per line of a record."""
+
+    type: Literal["csv"]
+
+
+class DelimitedInputFormat(_FlatTextFormat):
+    """``tsv`` / ``delimited``: lines split on ``delimiter`` (default tab), no quoting."""
+
+    type: Literal["tsv", "delimited"]
+    delimiter: str = "\t"
+
+    @property
+    def separator(self) -> str:
+        return self.delimiter
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, value: str) -> str:
+        if not value:
+            raise spec_problem("must not be empty")
+        if "\n" in value or "\r" in value:
+            raise spec_problem("cannot hold a line break (each line of a record is a row)")
+        return value
+
+
+class KafkaHeaderFormat(DruidModel):
+    """``headerFormat``: header values decoded as strings in ``encoding`` (default UTF-8)."""
+
+    type: Literal["string"]
+    encoding: str = "UTF-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise spec_problem(f"unknown charset '{value}'") from None
+        return value
+
+
+class KafkaInputFormat(DruidModel):
+    """``kafka``: the row of ``valueFormat`` plus the record's key, headers, timestamp and topic.
+
+    Druid's KafkaInputFormat (docs/ingestion/kafka-ingestion.md, "Kafka input format"):
+    the key is parsed with ``keyFormat`` (its first value, as ``keyColumnName``), headers
+    decoded by ``headerFormat`` become ``headerColumnPrefix + name``, the Kafka timestamp
+    (ms) is ``timestampColumnName`` and the topic ``topicColumnName``.
+    """
+
+    type: Literal["kafka"]
+    value_format: ValueInputFormat = Field(alias="valueFormat")
+    key_format: ValueInputFormat | None = Field(default=None, alias="keyFormat")
+    header_format: KafkaHeaderFormat | None = Field(default=None, alias="headerFormat")
+    header_column_prefix: str = Field(default="kafka.header.", alias="headerColumnPrefix")
+    key_column_name: str = Field(default="kafka.key", alias="keyColumnName")
+    timestamp_column_name: str = Field(default="kafka.timestamp", alias="timestampColumnName")
+    topic_column_name: str = Field(default="kafka.topic", alias="topicColumnName")
+
     @model_validator(mode="before")
     @classmethod
-    def _json_only(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            kind = data.get("type")
-            if isinstance(kind, str) and kind not in SUPPORTED_INPUT_FORMATS:
-                raise spec_problem(unsupported_input_format(kind), "type")
+    def _old_prefix_name(cls, data: Any) -> Any:
+        # Druid 0.22's KafkaInputFormat named headerColumnPrefix "headerLabelPrefix".
+        if isinstance(data, dict) and "headerLabelPrefix" in data and "headerColumnPrefix" not in data:
+            data = {("headerColumnPrefix" if k == "headerLabelPrefix" else k): v for k, v in data.items()}
         return data
+
+
+def _supported_input_format(data: Any) -> Any:
+    if isinstance(data, dict):
+        kind = data.get("type")
+        if kind is None:
+            raise spec_problem("is required", "type")
+        if isinstance(kind, str) and kind not in SUPPORTED_INPUT_FORMATS:
+            raise spec_problem(unsupported_input_format(kind), "type")
+    return data
+
+
+def _value_format(data: Any) -> Any:
+    if isinstance(data, dict) and data.get("type") == "kafka":
+        raise spec_problem("the kafka input format cannot wrap another kafka input format", "type")
+    return _supported_input_format(data)
+
+
+# What an ioConfig.inputFormat may be; the engine's readers are middlemanager/ingest/formats/.
+AnyInputFormat = Annotated[
+    InputFormat | CsvInputFormat | DelimitedInputFormat | KafkaInputFormat,
+    Field(discriminator="type"),
+    BeforeValidator(_supported_input_format),
+]
+# The formats a kafka inputFormat's valueFormat / keyFormat may be.
+ValueInputFormat = Annotated[
+    InputFormat | CsvInputFormat | DelimitedInputFormat,
+    Field(discriminator="type"),
+    BeforeValidator(_value_format),
+]
+KafkaInputFormat.model_rebuild()
 
 
 class IdleConfig(DruidModel):
@@ -531,7 +680,7 @@ class KafkaIOConfig(DruidModel):
     # whose whole name matches, and keys offsets by "topic:partition" (supervisor/offsets.py)
     topic: TopicName | None = None
     topic_pattern: TopicPattern | None = Field(default=None, alias="topicPattern")
-    input_format: InputFormat = Field(alias="inputFormat")
+    input_format: AnyInputFormat = Field(alias="inputFormat")
     consumer_properties: dict[str, Any] = Field(alias="consumerProperties")
     task_count: PositiveInt = Field(default=1, alias="taskCount")
     replicas: PositiveInt = 1

@@ -15,11 +15,14 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from supervisor._spec_common import SPEC_ERROR
+from supervisor._spec_common import SPEC_ERROR, SUPPORTED_INPUT_FORMATS
 from supervisor.errors import InvalidSpec
 from supervisor.filters import FILTER_TYPES
 
 __all__ = ["describe", "druid_path", "format_path", "invalid_spec"]
+
+# The ``type`` values of the discriminated unions (filters, input formats).
+_UNION_TAGS = frozenset(FILTER_TYPES) | frozenset(SUPPORTED_INPUT_FORMATS)
 
 
 def invalid_spec(exc: ValidationError, root: Mapping[str, Any], wrapped: Collection[str] = ()) -> InvalidSpec:
@@ -93,7 +96,7 @@ def druid_path(loc: tuple[str | int, ...], root: Any) -> list[str | int]:
             if key in node:
                 path.append(key)
                 node = node[key]
-            elif not (key in FILTER_TYPES and node.get("type") == key):  # not a union tag: missing
+            elif not (key in _UNION_TAGS and node.get("type") == key):  # not a union tag: missing
                 path.append(key)
                 node = None
             continue

@@ -265,3 +265,41 @@ def _has_nan_or_infinity(data: bytes, buf: npt.NDArray[np.uint8]) -> bool:
             if index < 0 or data[index] in b":[,":
                 return True
     return False
+
+
+def cast_exactly(column: pa.Array, target: pa.DataType) -> pa.Array | None:
+    """``column`` in the ``target`` type of a fast-path column (string, int64, double), or
+    ``None`` when some value would not convert as the row path (``schema.convert_values``)
+    converts it: then the caller takes the row path for the batch.
+
+    Used for the tables of other input formats (csv values are strings: ``"12"`` is a long
+    12 on both paths; ``" 12"``, ``"1.5"`` for a long, ``"NaN"`` or ``"-0"`` for a double
+    are left to the row path, which reports or converts them).
+    """
+    kind = column.type
+    if kind == target and target != pa.float64():
+        return column
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return None
+    if target == pa.string():
+        return column.cast(pa.string()) if pa.types.is_integer(kind) or pa.types.is_null(kind) else None
+    if not (
+        pa.types.is_string(kind)
+        or pa.types.is_integer(kind)
+        or kind == pa.float64()
+        or pa.types.is_null(kind)
+    ):
+        return None
+    if target == pa.int64() and kind == pa.float64():
+        return None
+    try:
+        typed = column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if (
+        target == pa.float64()
+        and typed.null_count < len(typed)
+        and (not pc.all(pc.is_finite(typed)).as_py() or _has_negative_zero(typed))
+    ):
+        return None
+    return typed

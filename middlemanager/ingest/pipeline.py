@@ -48,7 +48,8 @@ import pyarrow.compute as pc
 
 from middlemanager.ingest import sketches
 from middlemanager.ingest.buckets import bucket_starts, split_by_segment
-from middlemanager.ingest.fastjson import FastJsonPath, ParsedBatch
+from middlemanager.ingest.fastjson import FastJsonPath, ParsedBatch, cast_exactly
+from middlemanager.ingest.formats import reader_for
 from middlemanager.ingest.models import (
     ErrorType,
     ParseExceptionReport,
@@ -213,13 +214,20 @@ class IngestPipeline:
         self._flush_bytes = max(1, self._max_bytes_in_memory // (4 * _PY_BYTES_PER_JSON_BYTE))
         # Python-level buffer of accepted rows.
         # Raw records waiting for the fast path (see fastjson.py), when the datasource allows it.
+        columnar = FastJsonPath.supports(
+            self.plan, self._ts_column, schema.timestamp_spec.format, self._stage.active
+        )
+        # A format other than json has a reader (middlemanager/ingest/formats/); its tables
+        # take the columnar path of the fast JSON path when the datasource allows it.
+        self._reader = reader_for(spec.io_config.input_format)
         self._fast = (
             FastJsonPath(self.plan, self._ts_column, schema.timestamp_spec.format, MAX_RECORD_BYTES)
-            if FastJsonPath.supports(
-                self.plan, self._ts_column, schema.timestamp_spec.format, self._stage.active
-            )
+            if columnar
             else None
         )
+        self._columnar = self._fast if self._reader is not None else None
+        if self._reader is not None:
+            self._fast = None
         self._fast_rows = min(FAST_BATCH_ROWS, self._max_rows_in_memory)
         # Raw JSON waiting for the fast path costs about its own size (no Python objects).
         self._fast_bytes = max(1, self._max_bytes_in_memory // _FAST_BYTES_SHARE)
@@ -326,7 +334,9 @@ class IngestPipeline:
         if self._finished:
             raise IllegalStateTransition("ingest pipeline already finished")
         with _gc_paused():
-            if self._fast is None:
+            if self._reader is not None:
+                self._ingest_decoded(RecordBatch.of(records))
+            elif self._fast is None:
                 self._parse_records(records)
             else:
                 self._queue_fast(RecordBatch.of(records))
@@ -432,9 +442,12 @@ class IngestPipeline:
         self._parse_records(batch)
         self._flush()
 
-    def _ingest_parsed(self, batch: RecordBatch, result: ParsedBatch) -> None:
+    def _ingest_parsed(
+        self, batch: RecordBatch, result: ParsedBatch, builder: FastJsonPath | None = None
+    ) -> None:
         """Timestamps, message-time window and stats for a batch the fast path parsed."""
-        assert self._fast is not None
+        builder = builder or self._fast
+        assert builder is not None
         self._stats.processed_bytes += result.value_bytes
         parsed = result.table
         raw_times = parsed.column(self._ts_column)
@@ -479,7 +492,7 @@ class IngestPipeline:
             times = times.filter(keep)
         if parsed.num_rows == 0:
             return
-        table = self._fast.build(parsed, self._row_times(times), result.may_have_nul, _flat(times))
+        table = builder.build(parsed, self._row_times(times), result.may_have_nul, _flat(times))
         self._stats.processed += table.num_rows
         self._keep_table(table)
 
@@ -494,8 +507,43 @@ class IngestPipeline:
 
     def _parse_records(self, records: Iterable[Record]) -> None:
         """Reference path: parse each record with orjson into the row buffer (flushed when full)."""
+        self._buffer_rows(self._json_rows(records), b"\\u0000")
+
+    def _json_rows(self, records: Iterable[Record]) -> Iterator[tuple[Record, dict[str, Any], int]]:
+        """Each record's JSON object, with its size; records that are not one are unparseable."""
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
+        max_bytes = MAX_RECORD_BYTES
+        stats = self._stats
+        for record in records:
+            value = record.value
+            if not value:
+                self._unparseable(record, "Unable to parse row []: the record has no value (tombstone)")
+                continue
+            size = len(value)
+            stats.processed_bytes += size
+            if size > max_bytes:
+                self._unparseable(
+                    record, f"Unable to parse row of {size} bytes: larger than the {max_bytes}-byte limit"
+                )
+                continue
+            try:
+                row = loads(value)
+            except decode_error as exc:
+                self._unparseable(record, f"Unable to parse row [{_event_text(value)}]: {exc}")
+                continue
+            if type(row) is not dict:
+                self._unparseable(
+                    record, f"Unable to parse row [{_event_text(value)}]: the JSON value is not an object"
+                )
+                continue
+            yield record, row, size
+
+    def _buffer_rows(self, parsed: Iterable[tuple[Record, dict[str, Any], int]], nul_marker: bytes) -> None:
+        """Rows into the row buffer: timestamp, message-time window and filter checked per row.
+
+        ``nul_marker``: the bytes in a record value that may make a string start with NUL.
+        """
         ts_column = self._ts_column
         ts_parse = self._ts_parse
         ts_missing = self._ts_missing
@@ -512,40 +560,18 @@ class IngestPipeline:
         flush_rows = self._flush_rows
         flush_bytes = self._flush_bytes
         ts_cache = self._ts_cache
-        max_bytes = MAX_RECORD_BYTES
-        seen_bytes = 0
         buffered = self._buffer_bytes
         nul_seen = self._nul_seen
         try:
-            for record in records:
-                value = record.value
-                if not value:
-                    self._unparseable(record, "Unable to parse row []: the record has no value (tombstone)")
-                    continue
-                size = len(value)
-                seen_bytes += size
-                if size > max_bytes:
-                    self._unparseable(
-                        record, f"Unable to parse row of {size} bytes: larger than the {max_bytes}-byte limit"
-                    )
-                    continue
-                try:
-                    row = loads(value)
-                except decode_error as exc:
-                    self._unparseable(record, f"Unable to parse row [{_event_text(value)}]: {exc}")
-                    continue
-                if type(row) is not dict:
-                    self._unparseable(
-                        record, f"Unable to parse row [{_event_text(value)}]: the JSON value is not an object"
-                    )
-                    continue
+            for record, row, size in parsed:
                 raw_time = row.get(ts_column)
                 if type(raw_time) is str and raw_time in ts_cache:
                     ms = ts_cache[raw_time]
                 elif raw_time is None:
                     if ts_missing is None:
                         self._unparseable(
-                            record, f"Timestamp[null] is unparseable! Event: {_event_text(value)}"
+                            record,
+                            f"Timestamp[null] is unparseable! Event: {_event_text(record.value or b'')}",
                         )
                         continue
                     ms = ts_missing
@@ -554,7 +580,9 @@ class IngestPipeline:
                         ms = ts_parse(raw_time)
                     except TimestampError:
                         self._unparseable(
-                            record, f"Timestamp[{raw_time}] is unparseable! Event: {_event_text(value)}"
+                            record,
+                            f"Timestamp[{raw_time}] is unparseable! "
+                            f"Event: {_event_text(record.value or b'')}",
                         )
                         continue
                     if type(raw_time) is str:
@@ -575,11 +603,9 @@ class IngestPipeline:
                 times.append(ms)
                 kept.append(record)
                 buffered += size
-                if not nul_seen and b"\\u0000" in value:
+                if not nul_seen and nul_marker in (record.value or b""):
                     nul_seen = True
                 if len(rows) >= flush_rows or buffered >= flush_bytes:
-                    self._stats.processed_bytes += seen_bytes
-                    seen_bytes = 0
                     self._buffer_bytes = buffered
                     self._nul_seen = nul_seen
                     self._flush()
@@ -588,9 +614,51 @@ class IngestPipeline:
                     self._check_parse_exceptions()
                     self._maybe_persist()
         finally:
-            self._stats.processed_bytes += seen_bytes
             self._buffer_bytes = buffered
             self._nul_seen = nul_seen
+
+    # ------------------------------------------------------------------ other input formats
+
+    def _ingest_decoded(self, batch: RecordBatch) -> None:
+        """A batch of an input format with a reader (csv, tsv, kafka, ...): decoded, then ingested
+        on the columnar path when the datasource and the decoded table allow it, else row by row."""
+        assert self._reader is not None
+        self._stats.processed_bytes += sum(_value_sizes(batch.values))
+        decoded = self._reader.decode(batch)
+        for index, message in decoded.errors:
+            self._unparseable(batch.record(index), message)
+        if not decoded.num_rows:
+            return
+        rows_batch = batch.take(decoded.sources) if len(decoded.sources) != len(batch) else batch
+        if self._columnar is not None and decoded.table is not None:
+            typed = self._typed(decoded.table)
+            if typed is not None:
+                may_have_nul = any(b"\x00" in value for value in batch.values if value)
+                self._ingest_parsed(rows_batch, ParsedBatch(typed, may_have_nul, 0), self._columnar)
+                return
+        rows = decoded.row_dicts()
+        sizes = _value_sizes(rows_batch.values)
+        # a record with several rows counts its size once per row in the buffer (a bound)
+        self._buffer_rows(zip(rows_batch, rows, sizes, strict=True), b"\x00")
+        self._flush()
+
+    def _typed(self, table: pa.Table) -> pa.Table | None:
+        """The decoded columns in the exact types of the columnar path; ``None`` when a value would
+        not convert exactly as the row path converts it (the batch then goes row by row)."""
+        assert self._columnar is not None
+        n = table.num_rows
+        columns: list[pa.Array] = []
+        for target in self._columnar.schema:
+            if target.name not in table.column_names:
+                columns.append(pa.nulls(n, target.type))
+                continue
+            column = table.column(target.name)
+            column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+            typed = cast_exactly(column, target.type)
+            if typed is None:
+                return None
+            columns.append(typed)
+        return pa.Table.from_arrays(columns, schema=self._columnar.schema)
 
     def _window_reason(self, ms: int) -> str:
         if self._windows is not None and not _inside(self._windows, ms):

@@ -14,7 +14,7 @@ from supervisor.errors import OffsetOutOfRange
 from supervisor.kafka.config import KafkaAccess, make_config
 from supervisor.kafka.errors import OUT_OF_RANGE, is_transient, wrap
 from supervisor.offsets import PartitionId, StreamPartition, partition_number, sorted_partitions, topic_of
-from supervisor.records import RecordBatch
+from supervisor.records import Headers, RecordBatch, RecordMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +84,12 @@ class KafkaRecordSupplier:
         client_id: str,
         access: KafkaAccess | None = None,
         multi_topic: bool = False,
+        metadata: bool = False,
     ) -> None:
         self.topic = topic
         self.multi_topic = multi_topic
+        # read each record's key, headers and topic too (the kafka input format needs them)
+        self.metadata = metadata
         # (topic, partition) -> the StreamPartition records of it carry (one object per partition)
         self._keys: dict[tuple[str, int], StreamPartition] = {}
         conf = make_config(consumer_properties, client_id, access)
@@ -140,7 +143,12 @@ class KafkaRecordSupplier:
         offsets: list[int] = []
         values: list[bytes | None] = []
         timestamps: list[int | None] = []
-        result = PollResult(RecordBatch(partitions, offsets, values, timestamps), spans={})
+        keys: list[bytes | None] = []
+        headers: list[Headers | None] = []
+        topics: list[str] = []
+        with_metadata = self.metadata
+        meta = RecordMetadata(keys, headers, topics) if with_metadata else None
+        result = PollResult(RecordBatch(partitions, offsets, values, timestamps, meta), spans={})
         spans = result.spans
         assert spans is not None
         add_partition = partitions.append
@@ -195,6 +203,10 @@ class KafkaRecordSupplier:
             add_offset(offset)
             add_value(msg.value())
             add_timestamp(ts)
+            if with_metadata:
+                keys.append(msg.key())
+                headers.append(msg.headers())
+                topics.append(msg.topic())
             if partition != run_partition:
                 if run_partition != -1:
                     _add_span(spans, run_partition, run_first, run_last, run_ts)

@@ -142,10 +142,13 @@ def produce(
     config: Mapping[str, Any] | None = None,
     *,
     partition: int | None = None,
-    keys: Sequence[bytes] | None = None,
+    keys: Sequence[bytes | None] | None = None,
+    headers: Sequence[list[tuple[str, bytes]] | None] | None = None,
+    timestamps: Sequence[int] | None = None,
 ) -> list[tuple[int, int]]:
     """Idempotent producer; record i goes to partition i % ``partitions``, or to ``partition``, or
-    (with neither) where the producer puts it, with key ``keys[i]`` if given. Every record must be
+    (with neither) where the producer puts it, with key ``keys[i]``, headers ``headers[i]`` and Kafka
+    timestamp ``timestamps[i]`` (ms) if given. Every record must be
     delivered; returns (partition, offset) of each."""
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True, **(config or {})}
@@ -168,6 +171,10 @@ def produce(
             kw["partition"] = partition
         if keys is not None:
             kw["key"] = keys[i]
+        if headers is not None and headers[i] is not None:
+            kw["headers"] = headers[i]
+        if timestamps is not None:
+            kw["timestamp"] = timestamps[i]
         producer.produce(topic, value, **kw)
         if i % 1000 == 0:
             producer.poll(0)

@@ -527,10 +527,76 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("missing ioConfig", _drop(*IO), "spec.ioConfig", "is required"),
     ("missing inputFormat", _drop(*IO, "inputFormat"), "spec.ioConfig.inputFormat", "is required"),
     (
-        "csv inputFormat",
-        _set(*IO, "inputFormat", value={"type": "csv"}),
+        "regex inputFormat",
+        _set(*IO, "inputFormat", value={"type": "regex", "pattern": "(.*)"}),
         "spec.ioConfig.inputFormat.type",
         "is not supported yet",
+    ),
+    (
+        "csv inputFormat without columns",
+        _set(*IO, "inputFormat", value={"type": "csv"}),
+        "spec.ioConfig.inputFormat.findColumnsFromHeader",
+        "either columns or findColumnsFromHeader",
+    ),
+    (
+        "csv duplicate column",
+        _set(*IO, "inputFormat", value={"type": "csv", "columns": ["ts", "a", "a"]}),
+        "spec.ioConfig.inputFormat.columns[2]",
+        "duplicate column name 'a'",
+    ),
+    (
+        "csv listDelimiter equal to the delimiter",
+        _set(*IO, "inputFormat", value={"type": "csv", "columns": ["ts"], "listDelimiter": ","}),
+        "spec.ioConfig.inputFormat.listDelimiter",
+        "cannot be the same as the delimiter",
+    ),
+    (
+        "tsv empty delimiter",
+        _set(*IO, "inputFormat", value={"type": "tsv", "columns": ["ts"], "delimiter": ""}),
+        "spec.ioConfig.inputFormat.delimiter",
+        "must not be empty",
+    ),
+    (
+        "csv negative skipHeaderRows",
+        _set(*IO, "inputFormat", value={"type": "csv", "columns": ["ts"], "skipHeaderRows": -1}),
+        "spec.ioConfig.inputFormat.skipHeaderRows",
+        "non-negative",
+    ),
+    (
+        "kafka without valueFormat",
+        _set(*IO, "inputFormat", value={"type": "kafka"}),
+        "spec.ioConfig.inputFormat.valueFormat",
+        "is required",
+    ),
+    (
+        "kafka in kafka",
+        _set(*IO, "inputFormat", value={"type": "kafka", "valueFormat": {"type": "kafka"}}),
+        "spec.ioConfig.inputFormat.valueFormat.type",
+        "cannot wrap another kafka",
+    ),
+    (
+        "kafka header encoding",
+        _set(
+            *IO,
+            "inputFormat",
+            value={
+                "type": "kafka",
+                "valueFormat": {"type": "json"},
+                "headerFormat": {"type": "string", "encoding": "x"},
+            },
+        ),
+        "spec.ioConfig.inputFormat.headerFormat.encoding",
+        "unknown charset 'x'",
+    ),
+    (
+        "kafka keyFormat without columns",
+        _set(
+            *IO,
+            "inputFormat",
+            value={"type": "kafka", "valueFormat": {"type": "json"}, "keyFormat": {"type": "tsv"}},
+        ),
+        "spec.ioConfig.inputFormat.keyFormat.findColumnsFromHeader",
+        "either columns or findColumnsFromHeader",
     ),
     (
         "flattenSpec fields",

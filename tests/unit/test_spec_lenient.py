@@ -376,8 +376,6 @@ def test_legacy_parser_type_defaults_to_string() -> None:
 @pytest.mark.parametrize(
     ("parse_spec", "parser_type", "parser", "missing"),
     [
-        ({"format": "csv", "columns": ["ts", "page"], "hasHeaderRow": False}, "string", {}, "csv"),
-        ({"format": "tsv", "columns": ["ts", "page"], "delimiter": "|"}, "string", {}, "tsv"),
         ({"format": "regex", "pattern": "(.*)", "columns": ["page"]}, "string", {}, "regex"),
         ({"format": "avro"}, "avro_stream", {"avroBytesDecoder": {"type": "schema_registry"}}, "avro_stream"),
         (
@@ -474,3 +472,24 @@ def test_notes_do_not_change_the_input() -> None:
     before = copy.deepcopy(payload)
     read_supervisor_spec(payload)
     assert payload == before
+
+
+@pytest.mark.parametrize(
+    ("parse_spec", "separator"),
+    [
+        ({"format": "csv", "columns": ["ts", "page", "added", "n"], "hasHeaderRow": False}, ","),
+        ({"format": "tsv", "columns": ["ts", "page", "added", "n"], "delimiter": "|"}, "|"),
+    ],
+)
+def test_legacy_csv_and_tsv_parsers_translate_and_ingest_like_json(
+    tmp_path: Path, parse_spec: dict[str, Any], separator: str
+) -> None:
+    parsed = read_supervisor_spec(legacy(parse_spec))
+    fmt = parsed.spec.io_config.input_format
+    assert fmt.type == parse_spec["format"]
+    assert fmt.model_dump(by_alias=True, exclude_none=True)["columns"] == ("ts", "page", "added", "n")
+    events = [{"ts": f"2024-05-01T10:0{i}:00Z", "page": f"p{i % 2}", "added": i, "n": i} for i in range(6)]
+    lines = [separator.join(str(e[c]) for c in ("ts", "page", "added", "n")).encode() for e in events]
+    _, text_files = ingest(parsed.spec, tmp_path, lines, name="text")
+    _, json_files = ingest(parse_supervisor_spec(base()), tmp_path, events, name="json")
+    assert read_rows(text_files) == read_rows(json_files) and len(read_rows(text_files)) == 6
