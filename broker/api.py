@@ -208,6 +208,13 @@ async def post_native(request: web.Request) -> web.StreamResponse:
     return web.json_response(answer, headers={"X-Druid-Query-Id": query_id})
 
 
+@documented("Druid native query (Druid's docs' path, with the slash)", request=dict[str, Any],
+            response=list[dict[str, Any]], errors=(504,), tags=("query",))
+async def post_native_slash(request: web.Request) -> web.StreamResponse:
+    """As `POST /druid/v2`."""
+    return await post_native(request)
+
+
 @documented("Queryable datasources", response=list[str], tags=("query",))
 async def list_datasources(request: web.Request) -> web.Response:
     snapshot = await _catalog_snapshot(request)
@@ -239,9 +246,8 @@ def add_routes(app: web.Application, broker: Broker) -> None:
     """The Broker's query routes on ``app`` (its own, or the Overlord's when embedded)."""
     app[BROKER] = broker
     app.router.add_post(f"{QUERY_PATH}/sql", post_sql)
-    app.router.add_post(f"{QUERY_PATH}/sql/", post_sql)
     app.router.add_post(QUERY_PATH, post_native)
-    app.router.add_post(f"{QUERY_PATH}/", post_native)
+    app.router.add_post(f"{QUERY_PATH}/", post_native_slash)  # Druid's docs post to /druid/v2/
     app.router.add_get(f"{QUERY_PATH}/datasources", list_datasources)
     app.router.add_get(QUERY_PATH + "/datasources/{ds}", get_datasource)
 

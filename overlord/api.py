@@ -686,7 +686,7 @@ def segments_etag(segments: list[dict[str, Any]]) -> str:
     return '"' + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32] + '"'
 
 
-@documented("Every used segment", response=list[dict[str, Any]], errors=(304,), tags=("segments",))
+@documented("Every used segment", response=list[dict[str, Any]], tags=("segments",))
 async def all_segments(request: web.Request) -> web.Response:
     """Druid's DataSegment objects of every datasource, with an `ETag`; a request whose
     `If-None-Match` names the current one is answered 304 without a body, so the Broker can poll it
