@@ -127,7 +127,7 @@ def _filter_sql(f: Any) -> str:
     if isinstance(f, F.RegexFilter):
         return f"regexp_matches({_str(f.dimension)}, {lit(f.pattern)})"
     if isinstance(f, F.IntervalFilter):
-        ranges = [F._interval_bounds(i) for i in f.intervals]
+        ranges = [F.interval_bounds(i) for i in f.intervals]
         cell = _col(f.dimension)
         return "(" + " OR ".join(f"({cell} >= {a} AND {cell} < {b})" for a, b in ranges) + ")"
     if isinstance(f, F.SearchFilter) and isinstance(
@@ -162,7 +162,7 @@ def intervals_of(query: dict[str, Any]) -> list[tuple[int, int]]:
     if not isinstance(raw, list) or not raw:
         raise QueryError("intervals: a list of ISO-8601 intervals (start/end)")
     try:
-        return [F._interval_bounds(str(i)) for i in raw]
+        return [F.interval_bounds(str(i)) for i in raw]
     except ValueError as e:
         raise QueryError(f"intervals: {e}") from e
 
