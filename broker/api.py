@@ -208,8 +208,13 @@ async def post_native(request: web.Request) -> web.StreamResponse:
     return web.json_response(answer, headers={"X-Druid-Query-Id": query_id})
 
 
-@documented("Druid native query (Druid's docs' path, with the slash)", request=dict[str, Any],
-            response=list[dict[str, Any]], errors=(504,), tags=("query",))
+@documented(
+    "Druid native query (Druid's docs' path, with the slash)",
+    request=dict[str, Any],
+    response=list[dict[str, Any]],
+    errors=(504,),
+    tags=("query",),
+)
 async def post_native_slash(request: web.Request) -> web.StreamResponse:
     """As `POST /druid/v2`."""
     return await post_native(request)

@@ -394,9 +394,9 @@ async def run(
             if len(dims) != 1:
                 raise QueryError("dimension: required for a topN")
         sql, _names = _grouped(ds, query, dims)
-        result = await execute(_plan(sql, ds))
-        cols = list(result.columns)
-        rows = [_apply_posts(query, dict(zip(cols, r, strict=True))) for r in result.rows]
+        grouped = await execute(_plan(sql, ds))
+        cols = list(grouped.columns)
+        rows = [_apply_posts(query, dict(zip(cols, r, strict=True))) for r in grouped.rows]
         all_time = format_instant(_time_min(snapshot, ds, intervals))
         if kind == "groupBy":
             return _group_by_result(query, rows, format_instant(min(a for a, _ in intervals)))
@@ -450,15 +450,21 @@ def _top(query: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, An
     return ordered[:threshold]
 
 
+def _sort_key(name: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
+    def key(row: dict[str, Any]) -> tuple[bool, Any]:
+        value = row.get(name)
+        return (value is None, value if value is not None else 0)
+
+    return key
+
+
 def _group_by_result(query: dict[str, Any], rows: list[dict[str, Any]], all_time: str) -> list[Any]:
     spec = query.get("limitSpec") or {}
     columns = spec.get("columns") or []
     for col in reversed(columns):
         name = col if isinstance(col, str) else col.get("dimension")
         desc = isinstance(col, dict) and col.get("direction") == "descending"
-        rows.sort(
-            key=lambda r, n=name: (r.get(n) is None, r.get(n) if r.get(n) is not None else 0), reverse=desc
-        )
+        rows.sort(key=_sort_key(str(name)), reverse=desc)
     offset = int(spec.get("offset") or 0)
     limit = spec.get("limit")
     rows = rows[offset:] if limit is None else rows[offset : offset + int(limit)]
@@ -528,7 +534,7 @@ async def _segment_metadata(
     }
     if "__time" in columns:
         columns["__time"]["type"] = columns["__time"]["typeSignature"] = "LONG"
-    answers = [
+    answers: list[dict[str, Any]] = [
         {
             "id": s.id,
             "intervals": [f"{format_instant(s.start_ms)}/{format_instant(s.end_ms)}"],

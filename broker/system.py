@@ -23,6 +23,7 @@ def _table(rows: list[dict[str, Any]], fields: list[tuple[str, pa.DataType]]) ->
 
 
 def _info(name: str, snapshot: Snapshot, columns: dict[str, list[tuple[str, str]]]) -> pa.Table:
+    rows: list[dict[str, Any]]
     if name == "SCHEMATA":
         rows = [
             {

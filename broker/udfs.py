@@ -62,4 +62,4 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     ]
     for name, fn, args, result in spec:
         # a bad period or zone is a query error (DuckDB raises it), not a silent null
-        con.create_function(name, fn, args, result, null_handling="special")
+        con.create_function(name, fn, args, result, null_handling="special")  # type: ignore[call-overload]

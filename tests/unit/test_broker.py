@@ -209,8 +209,8 @@ def test_result_formats(snapshot: Snapshot, fmt: str) -> None:
             {"page": "Talk", "n": 1},
         ],
         "array": [["page", "n"], ["STRING", "LONG"], ["VARCHAR", "BIGINT"], ["Talk", 1]],
-        "objectLines": '{"page": {"type": "STRING", "sqlType": "VARCHAR"}, "n": {"type": "LONG", "sqlType": "BIGINT"}}\n'
-        '{"page": "Talk", "n": 1}\n\n',
+        "objectLines": '{"page": {"type": "STRING", "sqlType": "VARCHAR"}, '
+        '"n": {"type": "LONG", "sqlType": "BIGINT"}}\n{"page": "Talk", "n": 1}\n\n',
         "arrayLines": '["page", "n"]\n["STRING", "LONG"]\n["VARCHAR", "BIGINT"]\n["Talk", 1]\n\n',
         "csv": "page,n\nSTRING,LONG\nVARCHAR,BIGINT\nTalk,1\n\n",
     }[fmt]
