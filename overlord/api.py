@@ -8,6 +8,7 @@ generates the API document from them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from typing import Annotated, Any, Literal
@@ -679,6 +680,28 @@ async def datasource_segments(request: web.Request) -> web.Response:
     return web.json_response([s["identifier"] if "identifier" in s else s.get("id") for s in segments])
 
 
+def _all_used_segments(store: MetadataStore) -> list[dict[str, Any]]:
+    return [seg for ds in store.list_datasources() for seg in store.list_segments(ds)]
+
+
+def segments_etag(segments: list[dict[str, Any]]) -> str:
+    """A strong ETag of a segment list: the hash of its segment ids (a segment never changes)."""
+    ids = sorted(str(s.get("identifier") or s.get("id")) for s in segments)
+    return '"' + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32] + '"'
+
+
+@documented("Every used segment", response=list[dict[str, Any]], tags=("segments",))
+async def all_segments(request: web.Request) -> web.Response:
+    """Druid's DataSegment objects of every datasource, with an `ETag`; a request whose
+    `If-None-Match` names the current one is answered 304 without a body, so the Broker can poll it
+    cheaply for changes."""
+    segments = await asyncio.to_thread(_all_used_segments, request.app[STORE])
+    etag = segments_etag(segments)
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.json_response(segments, headers={"ETag": etag})
+
+
 @documented("Datasources with published segments", response=list[str], tags=("segments",))
 async def datasources(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(request.app[STORE].list_datasources))
@@ -731,5 +754,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{INDEXER}/action", task_action)
     r.add_get(f"{COORDINATOR}/metadata/datasources", datasources)
     r.add_get(COORDINATOR + "/metadata/datasources/{ds}/segments", datasource_segments)
+    r.add_get(f"{COORDINATOR}/metadata/segments", all_segments)
     r.add_get("/status/health", health)
     r.add_get("/metrics", prometheus)

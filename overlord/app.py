@@ -43,6 +43,8 @@ def build_app(settings: OverlordSettings, clock: Clock = SYSTEM_CLOCK) -> web.Ap
 
     add_openapi_route(app)
     fault_injection.install(app, settings.fault_drop_publish_response_every)  # test-only; off by default
+    if settings.embedded_broker:
+        _mount_broker(app, settings)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = MetadataStore(make_engine(settings.metadata_url))
@@ -83,6 +85,24 @@ def build_app(settings: OverlordSettings, clock: Clock = SYSTEM_CLOCK) -> web.Ap
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def _mount_broker(app: web.Application, settings: OverlordSettings) -> None:
+    """The embedded Broker: it reads the segment list over this Overlord's own HTTP API, as a
+    Broker of its own would, so the metadata store stays the Overlord's alone."""
+    from broker.api import mount
+    from broker.config import BrokerSettings
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    mount(
+        app,
+        BrokerSettings(
+            overlord_url=f"http://{host}:{settings.port}",
+            cluster_token=settings.cluster_token,
+            auth_users=settings.auth_users,
+            auth_tokens=settings.auth_tokens,
+        ),
+    )
 
 
 async def _watch_workers(queue: TaskQueue, clock: Clock) -> None:

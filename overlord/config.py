@@ -68,6 +68,10 @@ class OverlordSettings(BaseSettings):
         description="the only directory the supervisors read the trust and key stores a spec's "
         "consumerProperties name (ssl.truststore.location, ssl.keystore.location); unset: stores only inline",
     )
+    embedded_broker: bool = Field(
+        default=True,
+        description="serve the Broker's query API (/druid/v2, /druid/v2/sql) in this process too",
+    )
     # TEST ONLY, for the fault-injection suite (tests/e2e/faults.py); see overlord/fault_injection.py
     fault_drop_publish_response_every: int = Field(
         default=0, ge=0, description="TEST ONLY: drop the answer to every N-th committed publish (0: never)"

@@ -52,6 +52,7 @@ ERROR_TEXT = {
     413: "Request body too large.",
     500: "Unexpected error.",
     503: "Unavailable (retry later; `Retry-After` when the metadata store is down).",
+    504: "Query timeout (Druid's error body).",
 }
 
 PATH_PARAMETERS = {
@@ -131,6 +132,8 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 def _operation_id(method: str, path: str) -> str:
     words = re.findall(r"[A-Za-z0-9]+", path)
+    if len(path) > 1 and path.endswith("/"):  # /druid/v2/ beside /druid/v2
+        words.append("slash")
     return "_".join([method.lower(), *words]) or method.lower()
 
 

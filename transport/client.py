@@ -209,11 +209,12 @@ class AsyncClient(_Client):
         *,
         params: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Answer:
         url = _url(self.base_url, path, params)
         data = encode(body)
         timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
-        headers = {"Content-Type": JSON_TYPE} if data is not None else None
+        headers = {**({"Content-Type": JSON_TYPE} if data is not None else {}), **(headers or {})} or None
         try:
             async with self._http().request(method, url, data=data, headers=headers, timeout=timeout) as resp:
                 return Answer(resp.status, decode(await resp.read(), resp.content_type), dict(resp.headers))
