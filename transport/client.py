@@ -213,7 +213,9 @@ class AsyncClient(_Client):
     ) -> Answer:
         url = _url(self.base_url, path, params)
         data = encode(body)
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
+        # every call is bounded: the session's timeout unless the call names its own (aiohttp reads an
+        # explicit ``timeout=None`` as "no timeout at all", so it is never passed)
+        timeout = aiohttp.ClientTimeout(total=timeout_s if timeout_s is not None else self.timeout_s)
         headers = {**({"Content-Type": JSON_TYPE} if data is not None else {}), **(headers or {})} or None
         try:
             async with self._http().request(method, url, data=data, headers=headers, timeout=timeout) as resp:
