@@ -45,6 +45,7 @@ __all__ = [
 
 # Modules that register readers (imported on first use).
 _MODULES = (
+    "middlemanager.ingest.formats.binary",
     "middlemanager.ingest.formats.delimited",
     "middlemanager.ingest.formats.json_rows",
     "middlemanager.ingest.formats.kafka",
