@@ -67,7 +67,7 @@ def avro_serializer(
     def serialize(value: Any) -> bytes:
         out = serializer(value, context)
         assert out is not None
-        return out
+        return bytes(out)
 
     return serialize
 
@@ -82,6 +82,6 @@ def protobuf_serializer(
     def serialize(value: Any) -> bytes:
         out = serializer(value, context)
         assert out is not None
-        return out
+        return bytes(out)
 
     return serialize
