@@ -20,6 +20,7 @@ from middlemanager.ingest.formats import registry as registry_module
 from middlemanager.ingest.formats.binary import BinaryRowsReader, DecodeError
 from middlemanager.ingest.formats.flatten import FlattenError, compile_path
 from supervisor.errors import InvalidSpec
+from supervisor.records import Record, RecordBatch
 from supervisor.spec import AnyInputFormat, SupervisorSpec, parse_supervisor_spec
 from tests.harness.protos import avro_serializer, compile_proto, protobuf_serializer
 from tests.harness.schema_registry import SchemaRegistryServer, running_schema_registry
@@ -286,16 +287,14 @@ def test_protobuf_file_descriptor_and_registry_decode_to_what_was_produced(
     module, descriptor = metrics_pb2
     messages = [metrics(module, i) for i in range(20)]
     by_file = row_decoder(
-
-            {
-                "type": "protobuf",
-                "protoBytesDecoder": {
-                    "type": "file",
-                    "descriptor": f"file://{descriptor}",
-                    "protoMessageType": "Metrics",
-                },
-            }
-
+        {
+            "type": "protobuf",
+            "protoBytesDecoder": {
+                "type": "file",
+                "descriptor": f"file://{descriptor}",
+                "protoMessageType": "Metrics",
+            },
+        }
     )
     assert by_file is not None
     assert [by_file(m.SerializeToString()) for m in messages] == [metrics_row(i) for i in range(20)]
@@ -336,12 +335,10 @@ def test_protobuf_descriptor_problems_fail_the_task_at_start_naming_the_field(
     (tmp_path / "junk.desc").write_bytes(b"\xff\xff\xff")
     with pytest.raises(ValueError, match="not a descriptor set"):
         row_decoder(
-
-                {
-                    "type": "protobuf",
-                    "protoBytesDecoder": {"type": "file", "descriptor": str(tmp_path / "junk.desc")},
-                }
-
+            {
+                "type": "protobuf",
+                "protoBytesDecoder": {"type": "file", "descriptor": str(tmp_path / "junk.desc")},
+            }
         )
 
 
@@ -477,3 +474,23 @@ def test_an_avro_decoder_we_do_not_have_is_a_400_naming_its_type() -> None:
         parse_supervisor_spec(spec)
     assert info.value.field == "spec.ioConfig.inputFormat.avroBytesDecoder.type"
     assert "type 'schema_repo' is not supported" in info.value.problem
+
+
+def test_avro_as_the_value_format_of_the_kafka_format() -> None:
+    schema = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "string"}]}
+    fmt = TypeAdapter(AnyInputFormat).validate_python(
+        {
+            "type": "kafka",
+            "valueFormat": {
+                "type": "avro_stream",
+                "avroBytesDecoder": {"type": "schema_inline", "schema": schema},
+            },
+        }
+    )
+    reader = reader_for(fmt)
+    assert reader is not None
+    decoded = reader.decode(
+        RecordBatch.of([Record(0, 0, schemaless(schema, {"a": "x"}), 5), Record(0, 1, b"\x09", 6)])
+    )
+    assert decoded.row_dicts() == [{"a": "x", "kafka.timestamp": 5}]
+    assert [index for index, _ in decoded.errors] == [1]
