@@ -30,11 +30,16 @@ SPEC_ERROR = "druid_spec"
 
 
 # The ioConfig.inputFormat types the ingest engine reads (readers: middlemanager/ingest/formats/).
-SUPPORTED_INPUT_FORMATS = ("json", "csv", "tsv", "delimited", "kafka")
+SUPPORTED_INPUT_FORMATS = ("json", "csv", "tsv", "delimited", "kafka", "avro_stream", "protobuf")
 
 
 def unsupported_input_format(kind: str) -> str:
     """The problem text for an input format the ingest engine cannot read yet."""
+    if kind == "thrift":
+        # Druid's thrift format decodes with the user's compiled Java classes (thriftJar, thriftClass).
+        return (
+            "input format 'thrift' needs Java classes (thriftJar, thriftClass), which cannot be loaded here"
+        )
     supported = ", ".join(f"'{k}'" for k in SUPPORTED_INPUT_FORMATS)
     return f"input format '{kind}' is not supported yet (only {supported} so far)"
 

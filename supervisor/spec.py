@@ -54,6 +54,7 @@ from supervisor._spec_common import (
     without_nulls,
 )
 from supervisor.aggregators import AggregatorSpec
+from supervisor.binary_formats import AvroStreamInputFormat, ProtobufInputFormat
 from supervisor.durations import format_duration, parse_duration
 from supervisor.errors import InvalidSpec
 from supervisor.filters import (
@@ -643,13 +644,18 @@ def _value_format(data: Any) -> Any:
 
 # What an ioConfig.inputFormat may be; the engine's readers are middlemanager/ingest/formats/.
 AnyInputFormat = Annotated[
-    InputFormat | CsvInputFormat | DelimitedInputFormat | KafkaInputFormat,
+    InputFormat
+    | CsvInputFormat
+    | DelimitedInputFormat
+    | KafkaInputFormat
+    | AvroStreamInputFormat
+    | ProtobufInputFormat,
     Field(discriminator="type"),
     BeforeValidator(_supported_input_format),
 ]
 # The formats a kafka inputFormat's valueFormat / keyFormat may be.
 ValueInputFormat = Annotated[
-    InputFormat | CsvInputFormat | DelimitedInputFormat,
+    InputFormat | CsvInputFormat | DelimitedInputFormat | AvroStreamInputFormat | ProtobufInputFormat,
     Field(discriminator="type"),
     BeforeValidator(_value_format),
 ]

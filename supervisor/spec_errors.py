@@ -22,7 +22,12 @@ from supervisor.filters import FILTER_TYPES
 __all__ = ["describe", "druid_path", "format_path", "invalid_spec"]
 
 # The ``type`` values of the discriminated unions (filters, input formats).
-_UNION_TAGS = frozenset(FILTER_TYPES) | frozenset(SUPPORTED_INPUT_FORMATS)
+_UNION_TAGS = (
+    frozenset(FILTER_TYPES)
+    | frozenset(SUPPORTED_INPUT_FORMATS)
+    # avroBytesDecoder / protoBytesDecoder types (supervisor/binary_formats.py)
+    | {"schema_inline", "multiple_schemas_inline", "schema_registry", "file"}
+)
 
 
 def invalid_spec(exc: ValidationError, root: Mapping[str, Any], wrapped: Collection[str] = ()) -> InvalidSpec:
@@ -52,7 +57,10 @@ def describe(error: ErrorDetails) -> tuple[str, tuple[str | int, ...]]:
     if kind == "extra_forbidden":
         return "unknown field", ()
     if kind == "union_tag_invalid":
-        return f"filter type '{ctx.get('tag')}' is not supported yet", ("type",)
+        tag = ctx.get("tag")
+        if "selector" in str(ctx.get("expected_tags")):
+            return f"filter type '{tag}' is not supported yet", ("type",)
+        return f"type '{tag}' is not supported (expected one of {ctx.get('expected_tags')})", ("type",)
     if kind == "union_tag_not_found":
         return "is required", ("type",)
     if kind == "greater_than_equal":

@@ -129,7 +129,7 @@ def translate_parser(doc: Mapping[str, Any], prefix: str) -> Translation:
         if parse_spec.get(key) is None:
             continue
         # Druid's own integration tests give both, equal; a different one is ambiguous.
-        if schema.get(key) is not None and schema[key] != parse_spec[key]:
+        if schema.get(key) is not None and not _same(schema[key], parse_spec[key]):
             raise InvalidSpec(
                 f"{prefix}dataSchema.{key}", f"is given twice, differently: here and in {spec_path}.{key}"
             )
@@ -146,6 +146,18 @@ def translate_parser(doc: Mapping[str, Any], prefix: str) -> Translation:
         f'{{"type": "{input_format["type"]}"}}' + (f", {moved}" if moved else "")
     )
     return translation
+
+
+def _same(given: Any, legacy: Any) -> bool:
+    """Whether two specs of one object mean the same: keys given empty ([], {}, null) are Druid's
+    defaults (Druid's integration tests give ``dimensionExclusions: []`` on one side only)."""
+
+    def meaning(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if v not in (None, [], {})}
+        return value
+
+    return bool(meaning(given) == meaning(legacy))
 
 
 def _input_format(

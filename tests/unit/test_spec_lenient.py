@@ -377,19 +377,6 @@ def test_legacy_parser_type_defaults_to_string() -> None:
     ("parse_spec", "parser_type", "parser", "missing"),
     [
         ({"format": "regex", "pattern": "(.*)", "columns": ["page"]}, "string", {}, "regex"),
-        ({"format": "avro"}, "avro_stream", {"avroBytesDecoder": {"type": "schema_registry"}}, "avro_stream"),
-        (
-            {"format": "timeAndDims"},
-            "avro_stream",
-            {"avroBytesDecoder": {"type": "schema_repo"}},
-            "avro_stream",
-        ),
-        (
-            {"format": "json"},
-            "protobuf",
-            {"descriptor": "file:///x.desc", "protoMessageType": "M"},
-            "protobuf",
-        ),
     ],
 )
 def test_legacy_parsers_of_formats_not_built_yet_name_the_format(
@@ -399,6 +386,64 @@ def test_legacy_parsers_of_formats_not_built_yet_name_the_format(
     assert error.field == "spec.dataSchema.parser"
     assert f"input format '{missing}' is not supported yet" in error.problem
     assert f'spec.ioConfig.inputFormat {{"type": "{missing}"}}' in error.problem
+
+
+@pytest.mark.parametrize(
+    ("parse_spec", "parser_type", "parser", "input_format"),
+    [
+        (
+            {"format": "avro"},
+            "avro_stream",
+            {"avroBytesDecoder": {"type": "schema_registry", "url": "http://registry:8081"}},
+            {
+                "type": "avro_stream",
+                "avroBytesDecoder": {"type": "schema_registry", "url": "http://registry:8081"},
+            },
+        ),
+        (
+            {"format": "timeAndDims"},
+            "avro_stream",
+            {
+                "avroBytesDecoder": {
+                    "type": "schema_inline",
+                    "schema": {"type": "record", "name": "R", "fields": []},
+                }
+            },
+            {
+                "type": "avro_stream",
+                "avroBytesDecoder": {
+                    "type": "schema_inline",
+                    "schema": {"type": "record", "name": "R", "fields": []},
+                },
+            },
+        ),
+        (
+            {"format": "json"},
+            "protobuf",
+            {"descriptor": "file:///x.desc", "protoMessageType": "M"},
+            {
+                "type": "protobuf",
+                "protoBytesDecoder": {
+                    "type": "file",
+                    "descriptor": "file:///x.desc",
+                    "protoMessageType": "M",
+                },
+            },
+        ),
+    ],
+)
+def test_legacy_avro_and_protobuf_parsers_become_their_input_formats(
+    parse_spec: dict[str, Any], parser_type: str, parser: dict[str, Any], input_format: dict[str, Any]
+) -> None:
+    translated = parse_supervisor_spec(legacy(parse_spec, parser_type, **parser))
+    modern = base()
+    modern["spec"]["ioConfig"]["inputFormat"] = input_format
+    assert translated == parse_supervisor_spec(modern)
+
+
+def test_legacy_avro_parser_without_a_registry_url_is_refused_naming_it() -> None:
+    error = refused(legacy({"format": "avro"}, "avro_stream", avroBytesDecoder={"type": "schema_registry"}))
+    assert "avroBytesDecoder" in error.field and "'url' or 'urls' is required" in error.problem
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ __all__ = [
 
 # Modules that register readers (imported on first use).
 _MODULES = (
+    "middlemanager.ingest.formats.binary",
     "middlemanager.ingest.formats.delimited",
     "middlemanager.ingest.formats.json_rows",
     "middlemanager.ingest.formats.kafka",
@@ -118,7 +119,7 @@ def register(*kinds: str) -> Callable[[_Factory], _Factory]:
 
 
 def _factory(kind: str) -> _Factory:
-    if not _FACTORIES:
+    if kind not in _FACTORIES:  # (a reader module imported directly registers only itself)
         for module in _MODULES:
             importlib.import_module(module)
     try:
