@@ -322,7 +322,6 @@ class DimensionsSpec(DruidModel):
     include_all_dimensions: JsonBool = Field(default=False, alias="includeAllDimensions")
     use_schema_discovery: JsonBool = Field(default=False, alias="useSchemaDiscovery")
 
-    _unhonoured = {"useSchemaDiscovery": False}
     # Druid 31+: false sorts segments by the dimensions first, not by __time.
     _druid_only = {"forceSegmentSortByTime": True}
 

@@ -873,7 +873,7 @@ class IngestPipeline:
         self._chunk_bytes += table.nbytes
 
     def _merge_chunks(self) -> None:
-        tables = [t for t, _ in self._chunks]
+        tables = [self.plan.upgrade(t) for t, _ in self._chunks]  # types that widened since
         merged = pa.concat_tables(tables, promote_options="default")
         grouped = False
         before = merged.num_rows
@@ -916,7 +916,7 @@ class IngestPipeline:
         self._flush()
         if not self._chunks:
             return None
-        tables = [t for t, _ in self._chunks]
+        tables = [self.plan.upgrade(t) for t, _ in self._chunks]  # types that widened since
         table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
         before = table.num_rows
         table = finalize_run(table, self.plan, self._rollup)

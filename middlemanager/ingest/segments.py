@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 
 from middlemanager.ingest.merge import MERGE_SLICE_ROWS, merge_pieces, time_slices
 from middlemanager.ingest.models import SegmentFile, format_interval_ms
-from middlemanager.ingest.rollup import conform, sort_keys_of
+from middlemanager.ingest.rollup import conform, finalize_run, sort_keys_of
 from middlemanager.ingest.runs import RunPart, as_run, has_nul
-from middlemanager.ingest.schema import TIME, ColumnPlan, decode_string_column
+from middlemanager.ingest.schema import TEXT_KINDS, TIME, ColumnPlan, decode_string_column, decode_text_column
 
 __all__ = ["ROW_GROUP_ROWS", "segment_file_name", "write_segment"]
 
@@ -214,7 +214,7 @@ def write_segment(
         multi |= run.multi_value_columns() & string_dims
     fields = [pa.field(TIME, pa.int64(), nullable=False)]
     for d in dims:
-        fields.append(pa.field(d.name, pa.list_(pa.string()) if d.col in multi else d.arrow_type))
+        fields.append(pa.field(d.name, pa.list_(pa.string()) if d.col in multi else d.output_type))
     fields += [pa.field(m.name, m.output_type) for m in plan.metrics]
     schema = pa.schema(fields)
     sort_keys = sort_keys_of(plan, rollup_enabled)
@@ -230,6 +230,7 @@ def write_segment(
     )
     try:
         for pieces in time_slices(runs, slice_rows or MERGE_SLICE_ROWS):
+            pieces = [_upgraded(p, plan, rollup_enabled) for p in pieces]
             table = merge_pieces([conform(p, internal) for p in pieces], plan, sort_keys, rollup_enabled)
             writer.write(_to_output(table, plan, multi, schema))
             del table, pieces
@@ -239,11 +240,20 @@ def write_segment(
         raise
 
 
+def _upgraded(piece: pa.Table, plan: ColumnPlan, rollup_enabled: bool) -> pa.Table:
+    """A piece of a run held before a discovered column's type widened, in the current types
+    (re-sorted and rolled up: converted values order and group differently)."""
+    upgraded = plan.upgrade(piece)
+    return piece if upgraded is piece else finalize_run(upgraded, plan, rollup_enabled)
+
+
 def _to_output(table: pa.Table, plan: ColumnPlan, multi: set[str], schema: pa.Schema) -> pa.Table:
     columns: list[Any] = [table.column(TIME)]
     for d in plan.dimensions:
         column = table.column(d.col)
-        if d.kind == "string" and (d.col in multi or has_nul(column)):
+        if d.kind in TEXT_KINDS:
+            columns.append(decode_text_column(column, d.kind))
+        elif d.kind == "string" and (d.col in multi or has_nul(column)):
             columns.append(decode_string_column(column, d.col in multi))
         else:
             columns.append(column)  # nothing encoded: decoding would return the same values

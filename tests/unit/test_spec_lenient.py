@@ -192,7 +192,6 @@ def test_other_unhonoured_fields() -> None:
     assert notes(payload) == {
         "unhonouredFields": [
             "spec.dataSchema.dimensionsSpec.dimensions[0].createBitmapIndex",
-            "spec.dataSchema.dimensionsSpec.useSchemaDiscovery",
             "spec.ioConfig.inputFormat.keepNullColumns",
         ]
     }
