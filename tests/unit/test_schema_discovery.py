@@ -18,36 +18,39 @@ import pytest
 from middlemanager.ingest import IngestPipeline
 from middlemanager.ingest.schema import JSON_OUTPUT_TYPE, least_restrictive, value_type
 from supervisor.records import Record
-from supervisor.spec import SupervisorSpec, parse_supervisor_spec
+from supervisor.errors import InvalidSpec
+from supervisor.spec import SupervisorSpec, parse_supervisor_spec, read_supervisor_spec
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 
 
 def make_spec(dimensions_spec: dict[str, Any], rollup: bool = False, **tuning: Any) -> SupervisorSpec:
-    return parse_supervisor_spec(
-        {
-            "type": "kafka",
-            "spec": {
-                "dataSchema": {
-                    "dataSource": "events",
-                    "timestampSpec": {"column": "ts", "format": "millis"},
-                    "dimensionsSpec": dimensions_spec,
-                    "metricsSpec": [{"type": "count", "name": "count"}],
-                    "granularitySpec": {
-                        "segmentGranularity": "DAY",
-                        "queryGranularity": "NONE",
-                        "rollup": rollup,
-                    },
+    return parse_supervisor_spec(payload_of(dimensions_spec, rollup, **tuning))
+
+
+def payload_of(dimensions_spec: dict[str, Any], rollup: bool = False, **tuning: Any) -> dict[str, Any]:
+    return {
+        "type": "kafka",
+        "spec": {
+            "dataSchema": {
+                "dataSource": "events",
+                "timestampSpec": {"column": "ts", "format": "millis"},
+                "dimensionsSpec": dimensions_spec,
+                "metricsSpec": [{"type": "count", "name": "count"}],
+                "granularitySpec": {
+                    "segmentGranularity": "DAY",
+                    "queryGranularity": "NONE",
+                    "rollup": rollup,
                 },
-                "ioConfig": {
-                    "topic": "events",
-                    "inputFormat": {"type": "json"},
-                    "consumerProperties": {"bootstrap.servers": "localhost:9092"},
-                },
-                "tuningConfig": {"type": "kafka", **tuning},
             },
-        }
-    )
+            "ioConfig": {
+                "topic": "events",
+                "inputFormat": {"type": "json"},
+                "consumerProperties": {"bootstrap.servers": "localhost:9092"},
+            },
+            "tuningConfig": {"type": "kafka", **tuning},
+        },
+    }
 
 
 def ingest(
@@ -210,3 +213,90 @@ def test_json_dimension_is_parquet_json_readable_by_duckdb(tmp_path: Path) -> No
         [str(file.path)],
     ).fetchall()
     assert result == [("JSON", "3", None), ("JSON", None, '"two"')]
+
+
+# ----------------------------------------------------------------------------- indexSpec
+
+
+def test_index_spec_sets_parquet_codecs_and_front_coding(tmp_path: Path) -> None:
+    index_spec = {
+        "dimensionCompression": "UNCOMPRESSED",
+        "metricCompression": "lz4",
+        "jsonCompression": "zstd",
+        "stringDictionaryEncoding": {"type": "frontCoded", "bucketSize": 4},
+    }
+    spec = make_spec(
+        {"dimensions": ["s", {"name": "n", "type": "long"}, {"name": "j", "type": "json"}]},
+        indexSpec=index_spec,
+    )
+    table_path = tmp_path / "out"
+    pipeline = IngestPipeline(spec, tmp_path / "work", None, None)
+    pipeline.add(
+        [Record(0, i, orjson.dumps({"ts": T0 + i, "s": f"v{i}", "n": i, "j": {"i": i}}), 0) for i in range(3)]
+    )
+    (file,) = pipeline.finish(table_path)
+    group = pq.read_metadata(file.path).row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert {name: c.compression for name, c in columns.items()} == {
+        "__time": "LZ4",
+        "s": "UNCOMPRESSED",
+        "n": "UNCOMPRESSED",
+        "j": "ZSTD",
+        "count": "LZ4",
+    }
+    assert "DELTA_BYTE_ARRAY" in columns["s"].encodings  # front coded: no dictionary
+    assert "RLE_DICTIONARY" not in columns["s"].encodings
+    assert "RLE_DICTIONARY" in columns["n"].encodings
+    assert [r["s"] for r in pq.read_table(file.path).to_pylist()] == ["v0", "v1", "v2"]
+
+
+def test_without_index_spec_segments_keep_zstd_and_dictionaries(tmp_path: Path) -> None:
+    pipeline = IngestPipeline(make_spec({"dimensions": ["s"]}), tmp_path / "work", None, None)
+    pipeline.add([Record(0, 0, orjson.dumps({"ts": T0, "s": "a"}), 0)])
+    (file,) = pipeline.finish(tmp_path / "out")
+    group = pq.read_metadata(file.path).row_group(0)
+    assert [group.column(i).compression for i in range(group.num_columns)] == ["ZSTD"] * 3
+    assert "RLE_DICTIONARY" in group.column(1).encodings
+
+
+def test_index_spec_fields_without_a_parquet_equivalent_are_unhonoured() -> None:
+    def unhonoured(index_spec: dict[str, Any]) -> list[str]:
+        payload = payload_of({"dimensions": ["s"]}, indexSpec=index_spec)
+        return read_supervisor_spec(payload).notes.members().get("unhonouredFields", [])
+
+    druid_defaults = {
+        "bitmap": {"type": "roaring"},
+        "dimensionCompression": "lz4",
+        "metricCompression": "lz4",
+        "longEncoding": "longs",
+        "stringDictionaryEncoding": {"type": "utf8"},
+    }
+    assert unhonoured(druid_defaults) == []
+    assert (
+        unhonoured({"dimensionCompression": "zstd", "stringDictionaryEncoding": {"type": "frontCoded"}}) == []
+    )
+    prefix = "spec.tuningConfig.indexSpec."
+    assert unhonoured(
+        {"bitmap": {"type": "concise"}, "longEncoding": "auto", "metricCompression": "LZF"}
+    ) == [
+        prefix + "bitmap",
+        prefix + "longEncoding",
+        prefix + "metricCompression",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("index_spec", "message"),
+    [
+        ({"dimensionCompression": "snappy"}, "dimensionCompression: unknown compression 'snappy'"),
+        ({"longEncoding": "delta"}, "longEncoding: unknown long encoding 'delta'"),
+        (
+            {"stringDictionaryEncoding": {"type": "fst"}},
+            "stringDictionaryEncoding.type: unknown string dictionary",
+        ),
+    ],
+)
+def test_bad_index_spec_values_are_refused_naming_the_field(index_spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidSpec) as info:
+        make_spec({"dimensions": ["s"]}, indexSpec=index_spec)
+    assert message in str(info.value)

@@ -154,7 +154,7 @@ def test_druid_only_tuning_fields_are_unhonoured_unless_default() -> None:
         ("tuningConfig", "httpTimeout", "PT20S"),
         ("tuningConfig", "handoffConditionTimeout", 60000),
         ("tuningConfig", "skipSequenceNumberAvailabilityCheck", True),
-        ("tuningConfig", "indexSpec", {"bitmap": {"type": "concise"}}),
+        ("tuningConfig", "indexSpecForIntermediatePersists", {"bitmap": {"type": "concise"}}),
         ("tuningConfig", "skipBytesInMemoryOverheadCheck", True),
         ("ioConfig", "pollTimeout", 250),
     ],
