@@ -17,8 +17,8 @@ import pytest
 
 from middlemanager.ingest import IngestPipeline
 from middlemanager.ingest.schema import JSON_OUTPUT_TYPE, least_restrictive, value_type
-from supervisor.records import Record
 from supervisor.errors import InvalidSpec
+from supervisor.records import Record
 from supervisor.spec import SupervisorSpec, parse_supervisor_spec, read_supervisor_spec
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
