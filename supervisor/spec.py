@@ -798,8 +798,10 @@ def _default_index_spec(value: Any) -> bool:
 
 
 # Druid's CompressionStrategy names (case-insensitive), and the Parquet codec each maps to.
+# lz4 is Druid's default, which Druid's GET output spells out: it means the default here too
+# (zstd level 1, see middlemanager/ingest/segments.py), so that output re-posted means the same.
 COMPRESSION_CODECS: dict[str, str | None] = {
-    "lz4": "lz4",
+    "lz4": None,
     "zstd": "zstd",
     "uncompressed": "none",
     "none": "none",
@@ -821,7 +823,8 @@ ColumnKind = Literal["dimension", "metric", "json", "complex"]
 class IndexSpec(DruidModel):
     """Druid's ``indexSpec`` (docs/ingestion/ingestion-spec.md#indexspec), mapped to Parquet:
     ``dimensionCompression``, ``metricCompression``, ``jsonCompression`` and
-    ``complexMetricCompression`` choose the codec of those columns (lz4, zstd, uncompressed);
+    ``complexMetricCompression`` choose the codec of those columns (zstd, uncompressed; lz4,
+    Druid's default, leaves the default);
     ``stringDictionaryEncoding`` ``frontCoded`` writes string dimensions with Parquet's
     DELTA_BYTE_ARRAY (prefix) encoding instead of a dictionary. ``lzf`` (no Parquet codec),
     ``longEncoding`` ``auto``, and ``bitmap`` (there is no bitmap index in a Parquet segment)

@@ -253,6 +253,11 @@ def test_druid_get_output_means_what_the_spec_means() -> None:
     knobs = {
         name for name, f in KafkaTuningConfig.model_fields.items() if f.alias in KafkaTuningConfig._unhonoured
     }
+    # Druid's default indexSpec (lz4, utf8 dictionaries) leaves the Parquet settings at ours
+    assert spec.tuning_config.index_spec is not None
+    assert spec.tuning_config.index_spec.codec("dimension") is None
+    assert not spec.tuning_config.index_spec.front_coded
+    knobs.add("index_spec")
     assert parse_supervisor_spec(hand).model_dump(exclude={"tuning_config": knobs}) == spec.model_dump(
         exclude={"tuning_config": knobs}
     )
