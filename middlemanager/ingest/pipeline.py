@@ -203,6 +203,7 @@ class IngestPipeline:
         self._max_rows_in_memory = tuning.max_rows_in_memory
         self._max_bytes_in_memory = tuning.effective_max_bytes_in_memory()
         self._max_rows_per_segment = tuning.max_rows_per_segment
+        self._index_spec = tuning.index_spec
         self._max_parse_exceptions = tuning.max_parse_exceptions
         self._log_parse_exceptions = tuning.log_parse_exceptions
         self._saved: deque[ParseExceptionReport] = deque(maxlen=tuning.max_saved_parse_exceptions)
@@ -873,7 +874,7 @@ class IngestPipeline:
         self._chunk_bytes += table.nbytes
 
     def _merge_chunks(self) -> None:
-        tables = [t for t, _ in self._chunks]
+        tables = [self.plan.upgrade(t) for t, _ in self._chunks]  # types that widened since
         merged = pa.concat_tables(tables, promote_options="default")
         grouped = False
         before = merged.num_rows
@@ -916,7 +917,7 @@ class IngestPipeline:
         self._flush()
         if not self._chunks:
             return None
-        tables = [t for t, _ in self._chunks]
+        tables = [self.plan.upgrade(t) for t, _ in self._chunks]  # types that widened since
         table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
         before = table.num_rows
         table = finalize_run(table, self.plan, self._rollup)
@@ -977,6 +978,7 @@ class IngestPipeline:
                     end_ms=self._segment_granularity.bucket_end(start),
                     out_dir=out_dir,
                     max_rows_per_segment=self._max_rows_per_segment,
+                    index_spec=self._index_spec,
                 )
             )
         self._finished = True

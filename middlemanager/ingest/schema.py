@@ -30,24 +30,46 @@ from supervisor.filters import DimFilter
 from supervisor.spec import DataSchema
 
 __all__ = [
+    "JSON_OUTPUT_TYPE",
+    "TEXT_KINDS",
     "TIME",
     "ColumnPlan",
     "DimensionColumn",
     "MetricColumn",
     "RowConverter",
+    "column_kind",
+    "convert_stored",
     "decode_string_column",
+    "decode_text_column",
+    "least_restrictive",
+    "value_type",
 ]
 
 TIME = "__time"
 MULTI_PREFIX = "\x00m"
 ESCAPE_PREFIX = "\x00s"
 
-DimKind = Literal["string", "long", "float", "double", "json"]
-ValueKind = Literal["string", "long", "float", "double", "json", "sketch"]
+DimKind = Literal["string", "long", "float", "double", "json", "array_long", "array_double", "array_string"]
+ValueKind = Literal[
+    "string", "long", "float", "double", "json", "array_long", "array_double", "array_string", "sketch"
+]
+# Kinds held as JSON text while ingesting (sorted and grouped as strings), typed in the segment.
+TEXT_KINDS = frozenset({"json", "array_long", "array_double", "array_string"})
+_ARRAY_ELEMENTS: dict[str, pa.DataType] = {
+    "array_long": pa.int64(),
+    "array_double": pa.float64(),
+    "array_string": pa.string(),
+}
+# Parquet's JSON logical type (pyarrow >= 19 writes it for its JSON extension type): DuckDB reads
+# such a column as JSON, pyarrow as arrow.json. Older pyarrow: a plain string column.
+JSON_OUTPUT_TYPE: pa.DataType = pa.json_() if hasattr(pa, "json_") else pa.string()
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
     "json": pa.string(),
+    "array_long": pa.string(),
+    "array_double": pa.string(),
+    "array_string": pa.string(),
     "long": pa.int64(),
     "float": pa.float32(),
     "double": pa.float64(),
@@ -74,6 +96,14 @@ class DimensionColumn:
     @property
     def arrow_type(self) -> pa.DataType:
         return _ARROW_TYPES[self.kind]
+
+    @property
+    def output_type(self) -> pa.DataType:
+        """The segment column's type (a multi-value string dimension is ``list<string>`` instead)."""
+        if self.kind == "json":
+            return JSON_OUTPUT_TYPE
+        element = _ARRAY_ELEMENTS.get(self.kind)
+        return self.arrow_type if element is None else pa.list_(element)
 
 
 MetricKind = Literal["sum", "min", "max", "first", "last", "any", "sketch"]
@@ -189,7 +219,11 @@ class ColumnPlan:
             DimensionColumn(d.name, d.type, f"d{i}", d.multi_value_handling)
             for i, d in enumerate(dims_spec.dimensions)
         ]
-        self.discovering = dims_spec.is_schemaless or dims_spec.include_all_dimensions
+        # Druid discovers the dimensions not listed when the list is empty, with
+        # includeAllDimensions, or with useSchemaDiscovery ("some or no dimensions in the
+        # dimensions list", docs/ingestion/schema-design.md, type-aware schema discovery).
+        self.typed_discovery = dims_spec.use_schema_discovery
+        self.discovering = dims_spec.is_schemaless or dims_spec.include_all_dimensions or self.typed_discovery
         excluded = {data_schema.timestamp_spec.column, TIME, *dims_spec.dimension_exclusions}
         for metric in self.metrics:
             excluded.add(metric.name)
@@ -201,6 +235,11 @@ class ColumnPlan:
         self.not_discoverable = excluded
         self.discovered: list[DimensionColumn] = []
         self._known: dict[str, DimensionColumn] = {d.name: d for d in self.explicit}
+        self._next_col = len(self.explicit)
+        # Typed discovery: the least restrictive type of each discovered column's values so far
+        # (None: only nulls), and the internal columns a column had before its type widened.
+        self._observed: dict[str, str | None] = {}
+        self.retired: dict[str, tuple[DimKind, str]] = {}
 
     @property
     def dimensions(self) -> list[DimensionColumn]:
@@ -209,13 +248,70 @@ class ColumnPlan:
             return list(self.explicit)
         return self.explicit + sorted(self.discovered, key=lambda d: d.name)
 
+    def _new_column(self, name: str, kind: DimKind) -> DimensionColumn:
+        column = DimensionColumn(name, kind, f"d{self._next_col}")
+        self._next_col += 1
+        self._known[name] = column
+        return column
+
     def discover(self, names: set[str]) -> None:
         """Register schemaless dimensions found in input rows (no-op unless discovering)."""
         new = sorted(n for n in names if n not in self._known and n not in self.not_discoverable)
         for name in new:
-            column = DimensionColumn(name, "string", f"d{len(self._known)}")
-            self._known[name] = column
-            self.discovered.append(column)
+            self.discovered.append(self._new_column(name, "string"))
+
+    def observe(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Typed discovery: register the rows' new columns and widen the type of known ones.
+
+        A column whose type widens (long, then a double) gets a new internal column; data held
+        under the old one is converted by :meth:`upgrade`.
+        """
+        found: dict[str, str | None] = {}
+        for row in rows:
+            for name, value in row.items():
+                kind = value_type(value)
+                if name not in found:
+                    found[name] = kind
+                elif kind is not None:
+                    found[name] = least_restrictive(found[name], kind)
+        for name in sorted(found):
+            if name in self.not_discoverable:
+                continue
+            known = self._known.get(name)
+            if known is None:
+                self._observed[name] = found[name]
+                self.discovered.append(self._new_column(name, column_kind(found[name])))
+                continue
+            if name not in self._observed:
+                continue  # an explicit dimension
+            widened = least_restrictive(self._observed[name], found[name])
+            if widened == self._observed[name]:
+                continue
+            self._observed[name] = widened
+            kind = column_kind(widened)
+            if kind == known.kind:
+                continue
+            self.retired[known.col] = (known.kind, name)
+            self.discovered[self.discovered.index(known)] = self._new_column(name, kind)
+
+    def upgrade(self, table: pa.Table) -> pa.Table:
+        """``table`` with the columns of widened types converted to their current internal column."""
+        if not self.retired:
+            return table
+        for index, old in reversed(list(enumerate(table.column_names))):
+            entry = self.retired.get(old)
+            if entry is None:
+                continue
+            old_kind, name = entry
+            current = self._known[name]
+            column = convert_stored(table.column(index), old_kind, current.kind)
+            position = table.schema.get_field_index(current.col)
+            if position >= 0:  # both: rows hold a value in one of them only
+                column = pc.coalesce(table.column(position), column)
+                table = table.set_column(position, current.col, column).remove_column(index)
+            else:
+                table = table.set_column(index, current.col, column)
+        return table
 
     def internal_schema(self) -> pa.Schema:
         fields = [pa.field(TIME, pa.int64())]
@@ -305,6 +401,123 @@ def sketch_value(value: Any) -> str | None:
     return None if value is None else _escape(_scalar_text(value) or "")
 
 
+# ------------------------------------------------------------------- typed discovery
+# Druid's type-aware schema discovery (docs/ingestion/schema-design.md, "Type-aware schema
+# discovery"): a column is STRING, LONG, DOUBLE, ARRAY<STRING|LONG|DOUBLE> or COMPLEX<json>,
+# the least restrictive type of its values: mixed numbers are DOUBLE, any string makes it
+# STRING, arrays make it an array of the least restrictive element type, nested objects (and
+# arrays of objects or arrays) make it json. Booleans are longs (druid.expressions.useStrictBooleans,
+# true by default). Types here: "long", "double", "string", "json", "array" (no element typed
+# yet: empty or all-null arrays) and "array_<element>".
+
+_SCALAR_ORDER = {"long": 0, "double": 1, "string": 2}
+
+
+def value_type(value: Any) -> str | None:
+    """The discovery type of one JSON value (``None`` for null)."""
+    kind = type(value)
+    if value is None:
+        return None
+    if kind is str:
+        return "string"
+    if kind is bool:
+        return "long"
+    if kind is int:
+        return "long" if _INT64_MIN <= value <= _INT64_MAX else "double"
+    if kind is float:
+        return "double"
+    if kind is list:
+        element: str | None = None
+        for item in value:
+            item_type = value_type(item)
+            if item_type is None:
+                continue
+            if item_type not in _SCALAR_ORDER:
+                return "json"
+            element = item_type if element is None else least_restrictive(element, item_type)
+        return "array" if element is None else f"array_{element}"
+    return "json"
+
+
+def least_restrictive(a: str | None, b: str | None) -> str | None:
+    """The least restrictive of two discovery types (``None``: no value seen)."""
+    if a is None or a == b:
+        return b
+    if b is None:
+        return a
+    if a == "json" or b == "json":
+        return "json"
+    array = a.startswith("array") or b.startswith("array")
+    ea = a.removeprefix("array").removeprefix("_") or None
+    eb = b.removeprefix("array").removeprefix("_") or None
+    element = _wider_scalar(ea, eb)
+    if not array:
+        return element
+    return "array" if element is None else f"array_{element}"
+
+
+def _wider_scalar(a: str | None, b: str | None) -> str | None:
+    if a is None or b is None:
+        return a or b
+    return a if _SCALAR_ORDER[a] >= _SCALAR_ORDER[b] else b
+
+
+def column_kind(observed: str | None) -> DimKind:
+    """The dimension kind of a discovered type: a column of nulls only is a string column, and
+    one of empty arrays only an array of strings."""
+    if observed is None or observed == "string":
+        return "string"
+    if observed == "array":
+        return "array_string"
+    kind: DimKind = observed  # type: ignore[assignment]  # value_type returns DimKind names
+    return kind
+
+
+def _element(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "array_long":
+        return int(value)
+    if kind == "array_double":
+        return float(value)
+    return _scalar_text(value)
+
+
+def typed_value(value: Any, kind: str) -> Any:
+    """A value as stored in an internal column of ``kind``, given it fits (see ``observe``)."""
+    if value is None:
+        return None
+    if kind in _ARRAY_ELEMENTS:
+        items = value if type(value) is list else [value]
+        return orjson.dumps([_element(item, kind) for item in items]).decode()
+    if kind == "json":
+        return orjson.dumps(value).decode()
+    if kind == "long":
+        return int(value)
+    if kind == "double":
+        return float(value)
+    return string_value(value, "ARRAY")
+
+
+def _stored_value(value: Any, kind: str) -> Any:
+    """The JSON value of a stored internal value of ``kind``."""
+    if value is None or kind in ("long", "float", "double"):
+        return value
+    if kind in TEXT_KINDS:
+        return orjson.loads(value)
+    if value.startswith(MULTI_PREFIX):
+        return orjson.loads(value[2:])
+    return value[2:] if value.startswith(ESCAPE_PREFIX) else value
+
+
+def convert_stored(column: pa.ChunkedArray | pa.Array, old: str, new: DimKind) -> pa.Array:
+    """An internal column of kind ``old`` as one of kind ``new`` (a type that widened)."""
+    if old == "long" and new == "double":
+        return pc.cast(column, pa.float64())
+    values = column.to_pylist()
+    return pa.array([typed_value(_stored_value(v, old), new) for v in values], type=_ARROW_TYPES[new])
+
+
 def _number(value: Any, integer: bool) -> int | float | None:
     """A JSON value as a long (``integer``) or a double; ``None`` for null/""; raises _Unconvertible."""
     if value is None:
@@ -356,9 +569,9 @@ def convert_values(
         for value in values:
             append(None if value is None else string_value(value, handling))
         return out, errors
-    if kind == "json":
+    if kind in TEXT_KINDS:
         for value in values:
-            append(None if value is None else orjson.dumps(value).decode())
+            append(typed_value(value, kind))
         return out, errors
     if kind == "sketch":
         out = [sketch_value(value) for value in values]
@@ -412,6 +625,19 @@ def decode_string_column(array: pa.Array | pa.ChunkedArray, multi: bool) -> pa.A
         else:
             out.append([value])
     return pa.array(out, type=pa.list_(pa.string()))
+
+
+def decode_text_column(array: pa.Array | pa.ChunkedArray, kind: str) -> pa.Array:
+    """A JSON-text internal column (``TEXT_KINDS``) -> segment column: a typed list, or JSON."""
+    if kind == "json":
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if pa.types.is_string(JSON_OUTPUT_TYPE):
+            return array
+        return pa.ExtensionArray.from_storage(JSON_OUTPUT_TYPE, array)
+    loads = orjson.loads
+    values = [None if v is None else loads(v) for v in array.to_pylist()]
+    return pa.array(values, type=pa.list_(_ARRAY_ELEMENTS[kind]))
 
 
 def has_multi_values(array: pa.Array | pa.ChunkedArray) -> bool:
@@ -483,7 +709,9 @@ class RowConverter:
         (their JSON had no ``\\u0000``), which skips the check for values needing escaping.
         """
         plan = self.plan
-        if plan.discovering:
+        if plan.typed_discovery:
+            plan.observe(rows)
+        elif plan.discovering:
             seen: set[str] = set()
             for row in rows:
                 seen.update(row)
@@ -497,7 +725,7 @@ class RowConverter:
         counts: dict[str, int] = {}
         for ex in extractions:
             counts[ex.field] = counts.get(ex.field, 0) + 1
-        struct_fields = [ex for ex in extractions if counts[ex.field] == 1 and ex.kind != "json"]
+        struct_fields = [ex for ex in extractions if counts[ex.field] == 1 and ex.kind not in TEXT_KINDS]
         if struct_fields:
             try:
                 struct = pa.array(
@@ -516,7 +744,7 @@ class RowConverter:
             if ex.col in arrays:
                 continue
             values = [row.get(ex.field) for row in rows]
-            array = None if ex.kind == "json" else _fast_array(values, ex.kind, may_have_nul)
+            array = None if ex.kind in TEXT_KINDS else _fast_array(values, ex.kind, may_have_nul)
             if array is None:
                 converted, column_errors = convert_values(values, ex.kind, ex.handling, ex.label)
                 array = pa.array(converted, type=_ARROW_TYPES[ex.kind])

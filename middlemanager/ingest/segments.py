@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ import pyarrow.parquet as pq
 
 from middlemanager.ingest.merge import MERGE_SLICE_ROWS, merge_pieces, time_slices
 from middlemanager.ingest.models import SegmentFile, format_interval_ms
-from middlemanager.ingest.rollup import conform, sort_keys_of
+from middlemanager.ingest.rollup import conform, finalize_run, sort_keys_of
 from middlemanager.ingest.runs import RunPart, as_run, has_nul
-from middlemanager.ingest.schema import TIME, ColumnPlan, decode_string_column
+from middlemanager.ingest.schema import TEXT_KINDS, TIME, ColumnPlan, decode_string_column, decode_text_column
+from supervisor.spec import ColumnKind, IndexSpec
 
 __all__ = ["ROW_GROUP_ROWS", "segment_file_name", "write_segment"]
 
@@ -59,6 +61,54 @@ PARQUET_COMPRESSION_LEVEL = 1
 PARQUET_TIME_ENCODING = "DELTA_BINARY_PACKED"
 
 
+# Front coding of string dictionaries (Druid's indexSpec stringDictionaryEncoding frontCoded)
+# as Parquet's prefix encoding of byte arrays.
+PARQUET_FRONT_CODED_ENCODING = "DELTA_BYTE_ARRAY"
+
+
+@dataclass(frozen=True, slots=True)
+class _WriterOptions:
+    """Per-column Parquet settings of a segment (see :func:`_writer_options`)."""
+
+    compression: dict[str, str]
+    compression_level: dict[str, int]
+    use_dictionary: list[str]
+    column_encoding: dict[str, str]
+
+
+def _writer_options(schema: pa.Schema, plan: ColumnPlan, index_spec: IndexSpec | None) -> _WriterOptions:
+    """Druid's indexSpec where it maps to Parquet: the codec of the time and metric columns
+    (metricCompression; Druid compresses __time as a metric), of dimensions
+    (dimensionCompression, jsonCompression for json ones), of sketches (complexMetricCompression),
+    and front-coded string dictionaries. Anything not asked for keeps the defaults above."""
+    spec = index_spec or IndexSpec()
+    kinds: dict[str, ColumnKind] = {TIME: "metric"}
+    string_dims: set[str] = set()
+    for d in plan.dimensions:
+        kinds[d.name] = "json" if d.kind == "json" else "dimension"
+        if d.kind in ("string", "array_string"):
+            string_dims.add(d.name)
+    for m in plan.metrics:
+        kinds[m.name] = "complex" if m.kind == "sketch" else "metric"
+    compression: dict[str, str] = {}
+    levels: dict[str, int] = {}
+    dictionary: list[str] = []
+    encoding = {TIME: PARQUET_TIME_ENCODING}
+    for field in schema:
+        path = _leaf_path(field)
+        codec = spec.codec(kinds[field.name]) or PARQUET_COMPRESSION
+        compression[path] = codec
+        if codec == PARQUET_COMPRESSION:
+            levels[path] = PARQUET_COMPRESSION_LEVEL
+        if field.name == TIME:
+            continue
+        if spec.front_coded and field.name in string_dims:
+            encoding[path] = PARQUET_FRONT_CODED_ENCODING
+        else:
+            dictionary.append(path)
+    return _WriterOptions(compression, levels, dictionary, encoding)
+
+
 def _file_stamp(ms: int) -> str:
     text = format_interval_ms(ms)
     if not text.endswith("Z"):
@@ -88,7 +138,14 @@ class _ShardWriter:
         max_rows: int,
         dimensions: list[str],
         metrics: list[str],
+        options: _WriterOptions | None = None,
     ) -> None:
+        self.options = options or _WriterOptions(
+            {_leaf_path(f): PARQUET_COMPRESSION for f in schema},
+            {_leaf_path(f): PARQUET_COMPRESSION_LEVEL for f in schema},
+            [_leaf_path(f) for f in schema if f.name != TIME],
+            {TIME: PARQUET_TIME_ENCODING},
+        )
         self.out_dir = out_dir
         self.start_ms = start_ms
         self.end_ms = end_ms
@@ -126,10 +183,10 @@ class _ShardWriter:
             self._writer = pq.ParquetWriter(
                 str(self._tmp),
                 self.schema,
-                compression=PARQUET_COMPRESSION,
-                compression_level=PARQUET_COMPRESSION_LEVEL,
-                use_dictionary=[_leaf_path(f) for f in self.schema if f.name != TIME],
-                column_encoding={TIME: PARQUET_TIME_ENCODING},
+                compression=self.options.compression,
+                compression_level=self.options.compression_level,
+                use_dictionary=self.options.use_dictionary,
+                column_encoding=self.options.column_encoding,
                 use_compliant_nested_type=True,
                 write_statistics=True,
             )
@@ -195,6 +252,7 @@ def write_segment(
     out_dir: Path,
     max_rows_per_segment: int,
     slice_rows: int | None = None,
+    index_spec: IndexSpec | None = None,
 ) -> list[SegmentFile]:
     """Merge the runs of one segment interval into sorted, sharded Parquet files.
 
@@ -214,7 +272,7 @@ def write_segment(
         multi |= run.multi_value_columns() & string_dims
     fields = [pa.field(TIME, pa.int64(), nullable=False)]
     for d in dims:
-        fields.append(pa.field(d.name, pa.list_(pa.string()) if d.col in multi else d.arrow_type))
+        fields.append(pa.field(d.name, pa.list_(pa.string()) if d.col in multi else d.output_type))
     fields += [pa.field(m.name, m.output_type) for m in plan.metrics]
     schema = pa.schema(fields)
     sort_keys = sort_keys_of(plan, rollup_enabled)
@@ -227,9 +285,11 @@ def write_segment(
         max_rows_per_segment,
         [d.name for d in dims],
         [m.name for m in plan.metrics],
+        _writer_options(schema, plan, index_spec),
     )
     try:
         for pieces in time_slices(runs, slice_rows or MERGE_SLICE_ROWS):
+            pieces = [_upgraded(p, plan, rollup_enabled) for p in pieces]
             table = merge_pieces([conform(p, internal) for p in pieces], plan, sort_keys, rollup_enabled)
             writer.write(_to_output(table, plan, multi, schema))
             del table, pieces
@@ -239,11 +299,20 @@ def write_segment(
         raise
 
 
+def _upgraded(piece: pa.Table, plan: ColumnPlan, rollup_enabled: bool) -> pa.Table:
+    """A piece of a run held before a discovered column's type widened, in the current types
+    (re-sorted and rolled up: converted values order and group differently)."""
+    upgraded = plan.upgrade(piece)
+    return piece if upgraded is piece else finalize_run(upgraded, plan, rollup_enabled)
+
+
 def _to_output(table: pa.Table, plan: ColumnPlan, multi: set[str], schema: pa.Schema) -> pa.Table:
     columns: list[Any] = [table.column(TIME)]
     for d in plan.dimensions:
         column = table.column(d.col)
-        if d.kind == "string" and (d.col in multi or has_nul(column)):
+        if d.kind in TEXT_KINDS:
+            columns.append(decode_text_column(column, d.kind))
+        elif d.kind == "string" and (d.col in multi or has_nul(column)):
             columns.append(decode_string_column(column, d.col in multi))
         else:
             columns.append(column)  # nothing encoded: decoding would return the same values

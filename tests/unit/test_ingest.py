@@ -28,6 +28,7 @@ from middlemanager.ingest import (
 from middlemanager.ingest import pipeline as pipeline_module
 from middlemanager.ingest import segments as segments_module
 from middlemanager.ingest.fastjson import FastJsonPath
+from middlemanager.ingest.schema import JSON_OUTPUT_TYPE
 from middlemanager.ingest.timestamps import TimestampError, make_timestamp_parser
 from supervisor.errors import IllegalStateTransition, TooManyParseExceptions
 from supervisor.records import Record
@@ -815,7 +816,7 @@ def test_parquet_schema_and_sort_order(tmp_path: Path) -> None:
         ("n", pa.int64()),
         ("f", pa.float32()),
         ("d", pa.float64()),
-        ("j", pa.string()),
+        ("j", JSON_OUTPUT_TYPE),
         ("count", pa.int64()),
         ("lsum", pa.int64()),
         ("dsum", pa.float64()),

@@ -154,7 +154,7 @@ def test_druid_only_tuning_fields_are_unhonoured_unless_default() -> None:
         ("tuningConfig", "httpTimeout", "PT20S"),
         ("tuningConfig", "handoffConditionTimeout", 60000),
         ("tuningConfig", "skipSequenceNumberAvailabilityCheck", True),
-        ("tuningConfig", "indexSpec", {"bitmap": {"type": "concise"}}),
+        ("tuningConfig", "indexSpecForIntermediatePersists", {"bitmap": {"type": "concise"}}),
         ("tuningConfig", "skipBytesInMemoryOverheadCheck", True),
         ("ioConfig", "pollTimeout", 250),
     ],
@@ -192,7 +192,6 @@ def test_other_unhonoured_fields() -> None:
     assert notes(payload) == {
         "unhonouredFields": [
             "spec.dataSchema.dimensionsSpec.dimensions[0].createBitmapIndex",
-            "spec.dataSchema.dimensionsSpec.useSchemaDiscovery",
             "spec.ioConfig.inputFormat.keepNullColumns",
         ]
     }
@@ -254,6 +253,11 @@ def test_druid_get_output_means_what_the_spec_means() -> None:
     knobs = {
         name for name, f in KafkaTuningConfig.model_fields.items() if f.alias in KafkaTuningConfig._unhonoured
     }
+    # Druid's default indexSpec (lz4, utf8 dictionaries) leaves the Parquet settings at ours
+    assert spec.tuning_config.index_spec is not None
+    assert spec.tuning_config.index_spec.codec("dimension") is None
+    assert not spec.tuning_config.index_spec.front_coded
+    knobs.add("index_spec")
     assert parse_supervisor_spec(hand).model_dump(exclude={"tuning_config": knobs}) == spec.model_dump(
         exclude={"tuning_config": knobs}
     )
