@@ -30,16 +30,21 @@ reader fail and the batch goes to the reference path, which then reports the err
 from __future__ import annotations
 
 import io
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from middlemanager.ingest.schema import TIME, ColumnPlan, convert_values, metric_columns
+from middlemanager.ingest.transforms import TransformStage
 
 __all__ = ["FastJsonPath", "ParsedBatch"]
 
@@ -66,6 +71,13 @@ _TIMESTAMP_TYPES: dict[str, pa.DataType] = {
     "micro": pa.int64(),
     "nano": pa.int64(),
 }
+# The Arrow type of a transform or filter input, from the JSON type of its values: the type
+# ``transforms.column_of`` gives the reference path's values. A double is not read on this
+# path: Arrow's reader turns an integer literal into a double, where the reference path
+# keeps a long (and expressions tell them apart).
+_INPUT_TYPES: dict[type, pa.DataType] = {str: pa.string(), int: pa.int64(), bool: pa.bool_()}
+# Records of the first batch looked at to learn the types of the inputs not in the schema.
+_SNIFF_RECORDS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +92,38 @@ class ParsedBatch:
 class FastJsonPath:
     """Parses batches of record values for one datasource's column plan."""
 
-    def __init__(self, plan: ColumnPlan, timestamp_column: str, timestamp_format: str, max_record_bytes: int):
+    def __init__(
+        self,
+        plan: ColumnPlan,
+        timestamp_column: str,
+        timestamp_format: str,
+        max_record_bytes: int,
+        stage: TransformStage | None = None,
+    ):
         self.plan = plan
         self.timestamp_column = timestamp_column
         self.max_record_bytes = max_record_bytes
+        self.stage = stage if stage is not None and stage.active else None
+        outputs = self.stage.outputs if self.stage is not None else frozenset()
+        # the input columns the transforms and the filter read (see ``stage_columns``)
+        self.inputs = sorted(self.stage.inputs - {TIME}) if self.stage is not None else []
         fields: dict[str, pa.DataType] = {timestamp_column: _TIMESTAMP_TYPES[timestamp_format]}
         for d in plan.dimensions:
-            fields[d.name] = _JSON_TYPES[d.kind]
+            if d.name not in outputs or d.name in self.inputs:
+                fields[d.name] = _JSON_TYPES[d.kind]
         for m in plan.metrics:
-            if m.field is not None:
+            if m.field is not None and (m.field not in outputs or m.field in self.inputs):
                 fields[m.field] = _JSON_TYPES[m.value_kind]
-        self.schema = pa.schema([pa.field(name, kind) for name, kind in fields.items()])
+        self._fields = fields
+        # inputs of unknown type: learned from the first batch (``prepare``)
+        self._unknown = [name for name in self.inputs if name not in fields]
+        # False when this datasource's inputs cannot be read exactly here (see _INPUT_TYPES)
+        self.usable = True
+        self._make_schema()
+
+    def _make_schema(self) -> None:
+        self.schema = pa.schema([pa.field(name, kind) for name, kind in self._fields.items()])
+        strict = getattr(self, "_strict", True)
         # Strict: a field outside the schema fails the read. Then no NaN/Infinity literal
         # can hide in a field nobody reads (RapidJSON accepts them, orjson does not), and
         # the byte scan for them is not needed. Used while the records carry no other
@@ -101,30 +134,66 @@ class FastJsonPath:
         self._lenient_options = pj.ParseOptions(
             explicit_schema=self.schema, unexpected_field_behavior="ignore", newlines_in_values=False
         )
-        self._strict = True
+        self._strict = strict
         self._float_fields = [
-            f.name for f in self.schema if f.type == pa.float64() and f.name != timestamp_column
+            f.name for f in self.schema if f.type == pa.float64() and f.name != self.timestamp_column
         ]
 
+    def prepare(self, values: list[bytes | None]) -> None:
+        """Learn the types of the inputs outside the schema from the first records (on the caller's
+        thread, before any batch is parsed): each one's most common JSON type. A value of another
+        type fails the read, and its batch goes to the reference path; when the type is one this
+        path cannot read exactly (a double, a list, an object), :attr:`usable` turns False."""
+        if not self._unknown:
+            return
+        seen: dict[str, Counter[type]] = {name: Counter() for name in self._unknown}
+        for value in islice(values, _SNIFF_RECORDS):
+            try:
+                row = orjson.loads(value) if value else None
+            except orjson.JSONDecodeError:
+                continue
+            if type(row) is dict:
+                for name, kinds in seen.items():
+                    item = row.get(name)
+                    if item is not None:
+                        kinds[type(item)] += 1
+        for name, kinds in seen.items():
+            # the most common type (a value of another one makes its batch take the reference path)
+            kind = kinds.most_common(1)[0][0] if kinds else str
+            if kind not in _INPUT_TYPES:
+                self.usable = False
+                return
+            self._fields[name] = _INPUT_TYPES[kind]
+        self._unknown = []
+        self._make_schema()
+
     @staticmethod
-    def supports(plan: ColumnPlan, timestamp_column: str, timestamp_format: str, has_filter: bool) -> bool:
+    def supports(
+        plan: ColumnPlan, timestamp_column: str, timestamp_format: str, stage: TransformStage | None = None
+    ) -> bool:
         """Whether batches of this datasource can take the fast path at all."""
-        if has_filter or plan.discovering or plan.needs_rows or timestamp_format not in _TIMESTAMP_TYPES:
+        if plan.discovering or plan.needs_rows or timestamp_format not in _TIMESTAMP_TYPES:
             return False
+        active = stage is not None and stage.active
+        inputs = stage.inputs if stage is not None and active else frozenset()
+        # fields only computed by a transform are not read (their outputs are converted instead)
+        computed = stage.outputs - inputs if stage is not None and active else frozenset()
         types: dict[str, pa.DataType] = {}
         for d in plan.dimensions:
             if d.kind not in _JSON_TYPES or d.name == timestamp_column:
                 return False
-            types[d.name] = _JSON_TYPES[d.kind]
+            if d.name not in computed:
+                types[d.name] = _JSON_TYPES[d.kind]
         for m in plan.metrics:
             if m.field is None:
                 continue
             if m.field == timestamp_column:
                 return False
             kind = _JSON_TYPES[m.value_kind]
-            if types.setdefault(m.field, kind) != kind:
+            if m.field not in computed and types.setdefault(m.field, kind) != kind:
                 return False
-        return True
+        # a transform or filter input read as a double could be an integer literal (_INPUT_TYPES)
+        return not any(types.get(name) == pa.float64() for name in inputs)
 
     def parse(self, values: list[bytes | None]) -> ParsedBatch | None:
         """The batch as a table with one column per schema field; ``None``: use the reference path.
@@ -194,17 +263,39 @@ class FastJsonPath:
         # blocks of a quarter of the batch keep Arrow's threads busy
         return pj.ReadOptions(use_threads=True, block_size=max(2 * self.max_record_bytes, len(data) // 4 + 1))
 
+    def stage_columns(self, parsed: pa.Table, times: pa.Array) -> dict[str, pa.Array | None]:
+        """The columns the transforms and the filter read, as ``transforms.column_of`` gives them
+        on the reference path, and ``__time`` (the row times before truncation)."""
+        columns: dict[str, pa.Array | None] = {}
+        for name in self.inputs:
+            column = _contiguous(parsed.column(name))
+            # the reference path has no type for a column of nulls only
+            columns[name] = pa.nulls(len(column)) if column.null_count == len(column) else column
+        columns[TIME] = times
+        return columns
+
     def build(
-        self, parsed: pa.Table, times: pa.Array, may_have_nul: bool, raw_times: pa.Array | None = None
+        self,
+        parsed: pa.Table,
+        times: pa.Array,
+        may_have_nul: bool,
+        raw_times: pa.Array | None = None,
+        computed: Mapping[str, pa.Array] | None = None,
     ) -> pa.Table:
         """The internal table (see ``schema.RowConverter``) of the parsed rows that were kept.
 
-        ``raw_times``: the row times before truncation (first/last order by them).
+        ``raw_times``: the row times before truncation (first/last order by them);
+        ``computed``: internal columns already converted (transform outputs), by internal name.
         """
         n = parsed.num_rows
+        computed = computed or {}
         columns: list[Any] = [times]
         names = [TIME]
         for d in self.plan.dimensions:
+            if d.col in computed:
+                columns.append(computed[d.col])
+                names.append(d.col)
+                continue
             column = _contiguous(parsed.column(d.name))
             if d.kind == "string":
                 if may_have_nul and column.null_count < n and pc.any(pc.starts_with(column, "\x00")).as_py():
@@ -217,6 +308,9 @@ class FastJsonPath:
         arrays: dict[str, pa.Array] = {}
         for m in self.plan.metrics:
             if m.field is None:
+                continue
+            if m.col in computed:
+                arrays[m.col] = computed[m.col]
                 continue
             column = _contiguous(parsed.column(m.field))
             escape = m.value_kind in ("sketch", "string") and may_have_nul and column.null_count < n

@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from itertools import accumulate
+from itertools import accumulate, compress
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -61,7 +61,15 @@ from middlemanager.ingest.models import (
 )
 from middlemanager.ingest.rollup import finalize_run, rollup
 from middlemanager.ingest.runs import RunPart, write_run_part
-from middlemanager.ingest.schema import ColumnPlan, FilterMask, RowConverter
+from middlemanager.ingest.schema import (
+    DIM_LABEL,
+    INTERNAL_TYPES,
+    ColumnPlan,
+    FilterMask,
+    RowConverter,
+    convert_column,
+    field_label,
+)
 from middlemanager.ingest.segments import write_segment
 from middlemanager.ingest.timestamps import TimestampError, arrow_times, make_timestamp_parser
 from middlemanager.ingest.transforms import (
@@ -216,17 +224,20 @@ class IngestPipeline:
         # Python-level buffer of accepted rows.
         # Raw records waiting for the fast path (see fastjson.py), when the datasource allows it.
         columnar = FastJsonPath.supports(
-            self.plan, self._ts_column, schema.timestamp_spec.format, self._stage.active
+            self.plan, self._ts_column, schema.timestamp_spec.format, self._stage
         )
         # A format other than json has a reader (middlemanager/ingest/formats/); its tables
         # take the columnar path of the fast JSON path when the datasource allows it.
         self._reader = reader_for(spec.io_config.input_format)
         self._fast = (
-            FastJsonPath(self.plan, self._ts_column, schema.timestamp_spec.format, MAX_RECORD_BYTES)
+            FastJsonPath(
+                self.plan, self._ts_column, schema.timestamp_spec.format, MAX_RECORD_BYTES, self._stage
+            )
             if columnar
             else None
         )
-        self._columnar = self._fast if self._reader is not None else None
+        # (the transformSpec runs on the columnar path of JSON only: its inputs are typed from JSON)
+        self._columnar = self._fast if self._reader is not None and not self._stage.active else None
         if self._reader is not None:
             self._fast = None
         self._fast_rows = min(FAST_BATCH_ROWS, self._max_rows_in_memory)
@@ -394,14 +405,15 @@ class IngestPipeline:
         batch_bytes = self._pending_bytes
         self._pending = []
         self._pending_rows = self._pending_bytes = 0
-        if self._fast_skip > 0:
+        assert self._fast is not None
+        self._fast.prepare(batch.values)
+        if self._fast_skip > 0 or not self._fast.usable:
             self._collect()
-            self._fast_skip -= 1
+            self._fast_skip = max(0, self._fast_skip - 1)
             self._reference(batch)
             return
         while len(self._in_flight) >= _PARSE_DEPTH:
             self._collect_oldest()
-        assert self._fast is not None
         if self._parser is None:
             self._parser = ThreadPoolExecutor(max_workers=_PARSE_DEPTH, thread_name_prefix="json-parser")
         self._in_flight.append((batch, self._parser.submit(self._fast.parse, batch.values), batch_bytes))
@@ -464,6 +476,28 @@ class IngestPipeline:
             if isinstance(filled, pa.ChunkedArray):
                 filled = filled.combine_chunks()
             times = pc.replace_with_mask(times, undecided, filled)
+        if self._stage.active:
+            self._ingest_staged(batch, result, times)
+            return
+        keep = pc.fill_null(pc.and_(pc.is_valid(times), self._in_windows(times)), False)
+        if not pc.all(keep).as_py():
+            # Report the rejected rows, in record order.
+            for index in pc.indices_nonzero(pc.invert(keep)).to_pylist():
+                ms = times[index].as_py()
+                if ms is None:
+                    self._bad_fast_time(batch, raw_times, index)
+                else:
+                    self._thrown_away(batch.record(index), self._window_reason(ms))
+            parsed = parsed.filter(keep)
+            times = times.filter(keep)
+        if parsed.num_rows == 0:
+            return
+        table = builder.build(parsed, self._row_times(times), result.may_have_nul, _flat(times))
+        self._stats.processed += table.num_rows
+        self._keep_table(table)
+
+    def _in_windows(self, times: pa.Array) -> pa.Array:
+        """Whether each row time is inside the message-time window and granularitySpec.intervals."""
         keep = pc.is_valid(times)
         if self.min_message_time is not None:
             keep = pc.and_(keep, pc.greater_equal(times, self.min_message_time))
@@ -476,26 +510,104 @@ class IngestPipeline:
             for start, end in self._windows[1:]:
                 inside = pc.or_(inside, pc.and_(pc.greater_equal(times, start), pc.less(times, end)))
             keep = pc.and_(keep, inside)
-        keep = pc.fill_null(keep, False)
-        if not pc.all(keep).as_py():
-            # Report the rejected rows, in record order.
-            for index in pc.indices_nonzero(pc.invert(keep)).to_pylist():
-                record = batch.record(index)
-                ms = times[index].as_py()
-                if ms is None:
-                    raw_time = raw_times[index].as_py()
-                    text = _event_text(record.value or b"")
-                    shown = "null" if raw_time is None else raw_time
-                    self._unparseable(record, f"Timestamp[{shown}] is unparseable! Event: {text}")
-                else:
-                    self._thrown_away(record, self._window_reason(ms))
-            parsed = parsed.filter(keep)
-            times = times.filter(keep)
-        if parsed.num_rows == 0:
+        return keep
+
+    def _bad_fast_time(self, batch: RecordBatch, raw_times: pa.ChunkedArray, index: int) -> None:
+        record = batch.record(index)
+        raw_time = raw_times[index].as_py()
+        text = _event_text(record.value or b"")
+        shown = "null" if raw_time is None else raw_time
+        self._unparseable(record, f"Timestamp[{shown}] is unparseable! Event: {text}")
+
+    def _ingest_staged(self, batch: RecordBatch, result: ParsedBatch, times: pa.Array) -> None:
+        """The transformSpec on a batch the fast path parsed, as ``_apply_stage`` on the reference path.
+
+        Like the reference path, the bad timestamps of the batch are reported first, then, in
+        record order, the rows a transform fails on (unparseable), that the filter drops and
+        that fall outside the message-time window on their (new) time (thrown away).
+        """
+        fast = self._fast
+        assert fast is not None
+        parsed = result.table
+        raw_times = parsed.column(self._ts_column)
+        rows = pa.array(range(len(batch)), type=pa.int64())
+        if times.null_count:
+            valid = pc.is_valid(times)
+            for index in pc.indices_nonzero(pc.invert(valid)).to_pylist():
+                self._bad_fast_time(batch, raw_times, index)
+            parsed, times, rows = parsed.filter(valid), times.filter(valid), rows.filter(valid)
+        n = parsed.num_rows
+        if n == 0:
             return
-        table = builder.build(parsed, self._row_times(times), result.may_have_nul, _flat(times))
-        self._stats.processed += table.num_rows
+        times = _flat(times)
+        columns = fast.stage_columns(parsed, times)
+
+        def as_rows() -> list[dict[str, Any]]:
+            lists = {name: column.to_pylist() for name, column in columns.items() if column is not None}
+            return [{name: values[index] for name, values in lists.items()} for index in range(n)]
+
+        staged = self._stage.apply(columns, n, as_rows)
+        new_times = times if staged.times is None else pa.array(staged.times, type=pa.int64())
+        keep = pc.fill_null(pc.and_(staged.keep, self._in_windows(new_times)), False)
+        if not pc.all(keep).as_py():
+            passed = staged.keep.to_pylist()
+            for index in pc.indices_nonzero(pc.invert(keep)).to_pylist():
+                record = batch.record(rows[index].as_py())
+                if index in staged.errors:
+                    text = _event_text(record.value or b"")
+                    self._unparseable(record, f"{staged.errors[index]}; event: {text}")
+                elif not passed[index]:
+                    self._thrown_away(record, "Row does not match the transformSpec filter")
+                else:
+                    self._thrown_away(record, self._window_reason(new_times[index].as_py()))
+            parsed, new_times, rows = parsed.filter(keep), new_times.filter(keep), rows.filter(keep)
+        kept = parsed.num_rows
+        if kept == 0:
+            return
+        computed, errors = self._computed_columns(staged.outputs, keep, kept)
+        new_times = _flat(new_times)
+        table = fast.build(parsed, self._row_times(new_times), result.may_have_nul, new_times, computed)
+        self._stats.processed += kept - len(errors)
+        self._stats.processed_with_error += len(errors)
+        self._report_column_errors(errors, lambda index: batch.record(rows[index].as_py()))
         self._keep_table(table)
+
+    def _computed_columns(
+        self, outputs: dict[str, pa.Array | list[Any]], keep: pa.Array, kept: int
+    ) -> tuple[dict[str, pa.Array], dict[int, list[str]]]:
+        """Transform outputs that are dimensions or metric inputs, converted as ``RowConverter`` does
+        (by internal column name), for the kept rows; with the conversion errors by row."""
+        computed: dict[str, pa.Array] = {}
+        errors: dict[int, list[str]] = {}
+        wanted: list[tuple[str, str, str, str, str]] = [
+            (d.col, d.name, d.kind, d.multi_value_handling, DIM_LABEL) for d in self.plan.dimensions
+        ]
+        wanted += [
+            (m.col, m.field, m.value_kind, "", field_label(m.field))
+            for m in self.plan.metrics
+            if m.field is not None
+        ]
+        everything = kept == len(keep)
+        for col, name, kind, handling, label in wanted:
+            output = outputs.get(name)
+            if output is None or name == TIME_COLUMN:
+                continue
+            if isinstance(output, pa.Array):
+                array = output if everything else output.filter(keep)
+                if array.type == INTERNAL_TYPES[kind] and not (
+                    pa.types.is_string(array.type)
+                    and array.null_count < kept
+                    and pc.any(pc.starts_with(array, "\x00")).as_py()
+                ):
+                    computed[col] = array
+                    continue
+                values = array.to_pylist()
+            else:
+                values = output if everything else list(compress(output, keep.to_pylist()))
+            computed[col], column_errors = convert_column(values, kind, handling, label)
+            for index, message in column_errors:
+                errors.setdefault(index, []).append(message)
+        return computed, errors
 
     def _parse_time(self, raw_time: object) -> int | None:
         """A row's time in ms; ``None`` when missing (and no missingValue) or unparseable."""
@@ -813,23 +925,26 @@ class IngestPipeline:
         records = self._records
         self._stats.processed += n - len(errors)
         self._stats.processed_with_error += len(errors)
-        for index in sorted(errors):
-            messages = errors[index]
-            record = records[index]
-            value = record.value or b""
-            self._report(
-                record,
-                "processedWithError",
-                f"Found unparseable columns in row: [{_event_text(value)}], "
-                f"exceptions: [{', '.join(messages)}]",
-                tuple(messages),
-            )
+        self._report_column_errors(errors, records.__getitem__)
         # Cleared in place: _parse_records() holds references to these lists.
         rows.clear()
         self._times.clear()
         records.clear()
         self._buffer_bytes = 0
         self._keep_table(table)
+
+    def _report_column_errors(self, errors: dict[int, list[str]], record_of: Callable[[int], Record]) -> None:
+        """Report the rows kept with conversion errors (``processedWithError``), in row order."""
+        for index in sorted(errors):
+            messages = errors[index]
+            record = record_of(index)
+            self._report(
+                record,
+                "processedWithError",
+                f"Found unparseable columns in row: [{_event_text(record.value or b'')}], "
+                f"exceptions: [{', '.join(messages)}]",
+                tuple(messages),
+            )
 
     def _metric_filter(self, rows: list[dict[str, Any]]) -> FilterMask | None:
         """The filters of filtered aggregators on the buffered rows (on columns where they can)."""

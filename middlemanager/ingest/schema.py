@@ -30,6 +30,8 @@ from supervisor.filters import DimFilter
 from supervisor.spec import DataSchema
 
 __all__ = [
+    "DIM_LABEL",
+    "INTERNAL_TYPES",
     "JSON_OUTPUT_TYPE",
     "TEXT_KINDS",
     "TIME",
@@ -38,9 +40,11 @@ __all__ = [
     "MetricColumn",
     "RowConverter",
     "column_kind",
+    "convert_column",
     "convert_stored",
     "decode_string_column",
     "decode_text_column",
+    "field_label",
     "least_restrictive",
     "value_type",
 ]
@@ -64,7 +68,7 @@ _ARRAY_ELEMENTS: dict[str, pa.DataType] = {
 # such a column as JSON, pyarrow as arrow.json. Older pyarrow: a plain string column.
 JSON_OUTPUT_TYPE: pa.DataType = pa.json_() if hasattr(pa, "json_") else pa.string()
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
+INTERNAL_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
     "json": pa.string(),
     "array_long": pa.string(),
@@ -95,7 +99,7 @@ class DimensionColumn:
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return _ARROW_TYPES[self.kind]
+        return INTERNAL_TYPES[self.kind]
 
     @property
     def output_type(self) -> pa.DataType:
@@ -515,7 +519,7 @@ def convert_stored(column: pa.ChunkedArray | pa.Array, old: str, new: DimKind) -
     if old == "long" and new == "double":
         return pc.cast(column, pa.float64())
     values = column.to_pylist()
-    return pa.array([typed_value(_stored_value(v, old), new) for v in values], type=_ARROW_TYPES[new])
+    return pa.array([typed_value(_stored_value(v, old), new) for v in values], type=INTERNAL_TYPES[new])
 
 
 def _number(value: Any, integer: bool) -> int | float | None:
@@ -594,12 +598,23 @@ def _starts_with_nul(array: pa.Array) -> bool:
 def _fast_array(values: list[Any], kind: str, may_have_nul: bool) -> pa.Array | None:
     """``pa.array`` when every value already has the right Python type; ``None`` if not."""
     try:
-        array = pa.array(values, type=_ARROW_TYPES[kind])
+        array = pa.array(values, type=INTERNAL_TYPES[kind])
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         return None
     if kind in ("string", "sketch") and may_have_nul and _starts_with_nul(array):
         return None
     return array
+
+
+def convert_column(
+    values: list[Any], kind: str, handling: str, label: str, may_have_nul: bool = True
+) -> tuple[pa.Array, list[tuple[int, str]]]:
+    """One column of row values in its internal type, with ``(row, message)`` conversion errors."""
+    array = None if kind in TEXT_KINDS else _fast_array(values, kind, may_have_nul)
+    if array is not None:
+        return array, []
+    converted, errors = convert_values(values, kind, handling, label)
+    return pa.array(converted, type=INTERNAL_TYPES[kind]), errors
 
 
 def decode_string_column(array: pa.Array | pa.ChunkedArray, multi: bool) -> pa.Array:
@@ -658,7 +673,12 @@ class _Extraction:
     label: str
 
 
-_DIM_LABEL = "could not convert value [{value}] to {type}"
+DIM_LABEL = "could not convert value [{value}] to {type}"
+
+
+def field_label(field: str) -> str:
+    """The conversion error message of a metric's input field (``{value}``: the value)."""
+    return "Unable to parse value[{value}] for field[" + field + "]"
 
 
 class RowConverter:
@@ -667,9 +687,7 @@ class RowConverter:
     def __init__(self, plan: ColumnPlan) -> None:
         self.plan = plan
         self._metric_extractions = [
-            _Extraction(
-                m.field, m.value_kind, "", m.col, "Unable to parse value[{value}] for field[" + m.field + "]"
-            )
+            _Extraction(m.field, m.value_kind, "", m.col, field_label(m.field))
             for m in plan.metrics
             if m.field is not None
         ] + [
@@ -678,7 +696,7 @@ class RowConverter:
                 "long",
                 "",
                 m.time_col,
-                "Unable to parse value[{value}] for field[" + m.time_field + "]",
+                field_label(m.time_field),
             )
             for m in plan.metrics
             if m.time_field is not None and m.time_col is not None
@@ -686,7 +704,7 @@ class RowConverter:
 
     def _extractions(self) -> list[_Extraction]:
         dims = [
-            _Extraction(d.name, d.kind, d.multi_value_handling, d.col, _DIM_LABEL)
+            _Extraction(d.name, d.kind, d.multi_value_handling, d.col, DIM_LABEL)
             for d in self.plan.dimensions
         ]
         return dims + self._metric_extractions
@@ -729,7 +747,8 @@ class RowConverter:
         if struct_fields:
             try:
                 struct = pa.array(
-                    rows, type=pa.struct([pa.field(ex.field, _ARROW_TYPES[ex.kind]) for ex in struct_fields])
+                    rows,
+                    type=pa.struct([pa.field(ex.field, INTERNAL_TYPES[ex.kind]) for ex in struct_fields]),
                 )
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
                 struct = None
@@ -743,13 +762,11 @@ class RowConverter:
         for ex in extractions:
             if ex.col in arrays:
                 continue
-            values = [row.get(ex.field) for row in rows]
-            array = None if ex.kind in TEXT_KINDS else _fast_array(values, ex.kind, may_have_nul)
-            if array is None:
-                converted, column_errors = convert_values(values, ex.kind, ex.handling, ex.label)
-                array = pa.array(converted, type=_ARROW_TYPES[ex.kind])
-                for index, message in column_errors:
-                    errors.setdefault(index, []).append(message)
+            array, column_errors = convert_column(
+                [row.get(ex.field) for row in rows], ex.kind, ex.handling, ex.label, may_have_nul
+            )
+            for index, message in column_errors:
+                errors.setdefault(index, []).append(message)
             arrays[ex.col] = array
 
         columns: list[pa.Array] = [times]

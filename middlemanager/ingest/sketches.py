@@ -126,14 +126,17 @@ class _Kind:
             lg_k = spec.theta_lg_k
             self.lg_k = lg_k
             self.input_sketches = bool(spec.is_input_theta_sketch)
+            self.key: tuple[Any, ...] = (m.type, lg_k, self.input_sketches)
         elif m.type in ("HLLSketchBuild", "HLLSketchMerge"):
             self.lg_k = spec.hll_lg_k
             self.hll_type = _HLL_TYPES[spec.hll_type]
             self.utf16 = spec.hll_utf16
             self.input_sketches = m.type == "HLLSketchMerge"
+            self.key = (m.type, self.lg_k, spec.hll_type, self.utf16)
         else:
             self.k = spec.quantiles_k
             self.input_sketches = False
+            self.key = (m.type, self.k)
         self.bad_inputs = 0
 
     # one sketch from input values ------------------------------------------------
@@ -233,17 +236,66 @@ def build(m: MetricColumn, values: pa.Array | pa.ChunkedArray, groups: Groups | 
     return out
 
 
+# One-value sketches made before, by the sketch parameters and the value: a column of repeated
+# values (a user id, a session) costs one sketch per distinct value for the whole task, not per
+# batch. Bounded: cleared when full.
+_SINGLETONS: dict[tuple[Any, ...], bytes] = {}
+_SINGLETONS_MAX = 200_000
+
+
+def _singleton(kind: _Kind, value: Any) -> bytes:
+    # float.hex tells -0.0 from 0.0 (equal as keys, different sketches)
+    key = (*kind.key, value.hex() if type(value) is float else value)
+    blob = _SINGLETONS.get(key)
+    if blob is None:
+        if kind.type == "quantilesDoublesSketch":
+            blob = kind.quantiles(np.array([] if value is None else [value], dtype=np.float64))
+        else:
+            blob = kind.from_values([value])
+        if kind.bad_inputs:
+            return blob  # a bad input is counted (and logged) each time it is seen
+        if len(_SINGLETONS) >= _SINGLETONS_MAX:
+            _SINGLETONS.clear()
+        _SINGLETONS[key] = blob
+    return blob
+
+
+# The same for string inputs (theta, HLL), as Arrow arrays so that finding the values seen
+# before is one hash lookup in C: sketch parameters -> (values, their sketches).
+_KNOWN: dict[tuple[Any, ...], tuple[pa.Array, pa.Array]] = {}
+
+
+def _known_sketches(kind: _Kind, dictionary: pa.Array) -> pa.Array:
+    """The one-value sketch of each (distinct) string of ``dictionary``."""
+    values, blobs = _KNOWN.get(kind.key, (pa.array([], type=pa.string()), pa.array([], type=pa.binary())))
+    found = pc.index_in(dictionary, value_set=values)
+    missing = pc.is_null(found)
+    if missing.null_count == 0 and not pc.any(missing).as_py():
+        return blobs.take(found)
+    new_values = dictionary.filter(missing)
+    made = [kind.from_values([v]) for v in new_values.to_pylist()]
+    new_blobs = pa.array(made, type=pa.binary())
+    if kind.bad_inputs:  # a bad input is counted (and logged) each time it is seen: not kept
+        return pa.array([kind.from_values([v]) for v in dictionary.to_pylist()], type=pa.binary())
+    if len(values) + len(new_values) > _SINGLETONS_MAX:
+        values, blobs = new_values, new_blobs
+    else:
+        values = pa.concat_arrays([values, new_values])
+        blobs = pa.concat_arrays([blobs, new_blobs])
+    _KNOWN[kind.key] = (values, blobs)
+    return blobs.take(pc.index_in(dictionary, value_set=values))
+
+
 def _singletons(kind: _Kind, column: pa.Array) -> pa.Array:
-    """A one-row sketch per value: made once per distinct value."""
+    """A one-row sketch per value: made once per distinct value (see ``_SINGLETONS``)."""
     encoded = pc.dictionary_encode(column)
     dictionary = encoded.dictionary
-    if pa.types.is_floating(column.type):
-        made = [kind.quantiles(np.array([v], dtype=np.float64)) for v in dictionary.to_pylist()]
-        empty = kind.quantiles(np.empty(0, dtype=np.float64))
+    if pa.types.is_string(dictionary.type):
+        made = _known_sketches(kind, dictionary)
     else:
-        made = [kind.from_values([v]) for v in dictionary.to_pylist()]
-        empty = kind.from_values([])
-    sketches = pa.array(made, type=pa.binary()).take(encoded.indices)
+        made = pa.array([_singleton(kind, v) for v in dictionary.to_pylist()], type=pa.binary())
+    empty = _singleton(kind, None)
+    sketches = made.take(encoded.indices)
     return pc.fill_null(sketches, pa.scalar(empty, pa.binary())) if column.null_count else sketches
 
 
