@@ -669,12 +669,20 @@ class IdleConfig(DruidModel):
     inactive_after_millis: PositiveInt | None = Field(default=None, alias="inactiveAfterMillis")
 
 
+def _autoscaler_enabled(config: Any) -> bool:
+    enabled = without_nulls(config).get("enableTaskAutoScaler", False) if isinstance(config, dict) else False
+    return java_string(enabled).strip().lower() != "false"
+
+
 class KafkaIOConfig(DruidModel):
     _not_supported_yet = ("lateMessageRejectionStartDateTime",)
     _unhonoured = {
         "pollTimeout": 100,
         "lagAggregator": ALWAYS,
         "configOverrides": ALWAYS,
+        # Druid's lag-based task autoscaler: accepted and reported (the task count stays taskCount);
+        # a disabled one is what Druid does without one
+        "autoScalerConfig": lambda value: not _autoscaler_enabled(value),
     }
     # Druid <= 0.15: tolerate offset gaps (transactional topics); read_committed reading here
     # never stops on a gap.
@@ -706,6 +714,7 @@ class KafkaIOConfig(DruidModel):
     emit_time_lag_metrics: JsonBool | None = Field(default=None, alias="emitTimeLagMetrics")
     lag_aggregator: dict[str, Any] | None = Field(default=None, alias="lagAggregator")
     config_overrides: dict[str, Any] | None = Field(default=None, alias="configOverrides")
+    auto_scaler_config: dict[str, Any] | None = Field(default=None, alias="autoScalerConfig")
 
     @field_validator("type", mode="before")
     @classmethod
@@ -721,7 +730,8 @@ class KafkaIOConfig(DruidModel):
         ``useEarliestSequenceNumber`` (useEarliestOffset) are getters of
         SeekableStreamSupervisorIOConfig; Druid ignores them on input. They are dropped when they
         agree, and a conflict is refused: Druid would read only topic/useEarliestOffset.
-        A disabled ``autoScalerConfig`` is what Druid does without one."""
+        A disabled ``autoScalerConfig`` is what Druid does without one (an enabled one is kept and
+        reported in ``unhonouredFields``: no autoscaling here)."""
         if not isinstance(data, dict):
             return data
         data = without_nulls(data)
@@ -734,10 +744,7 @@ class KafkaIOConfig(DruidModel):
                     )
                 del data[shown]
         scaler = data.get("autoScalerConfig")
-        if isinstance(scaler, dict):
-            enabled = without_nulls(scaler).get("enableTaskAutoScaler", False)
-            if java_string(enabled).strip().lower() != "false":
-                raise spec_problem("is not supported yet", "autoScalerConfig", "enableTaskAutoScaler")
+        if isinstance(scaler, dict) and not _autoscaler_enabled(scaler):
             del data["autoScalerConfig"]
         return data
 

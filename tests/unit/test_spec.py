@@ -609,12 +609,6 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "is not supported yet",
     ),
     (
-        "autoScalerConfig",
-        _set(*IO, "autoScalerConfig", value={"enableTaskAutoScaler": True}),
-        "spec.ioConfig.autoScalerConfig.enableTaskAutoScaler",
-        "is not supported yet",
-    ),
-    (
         "bad duration",
         _set(*IO, "taskDuration", value="PT1X"),
         "spec.ioConfig.taskDuration",

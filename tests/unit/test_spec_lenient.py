@@ -542,3 +542,16 @@ def test_legacy_csv_and_tsv_parsers_translate_and_ingest_like_json(
     _, text_files = ingest(parsed.spec, tmp_path, lines, name="text")
     _, json_files = ingest(parse_supervisor_spec(base()), tmp_path, events, name="json")
     assert read_rows(text_files) == read_rows(json_files) and len(read_rows(text_files)) == 6
+
+
+def test_an_enabled_task_autoscaler_is_accepted_and_reported_not_honoured() -> None:
+    """Druid's lag-based autoscaler changes taskCount at run time; here the task count stays taskCount,
+    and the POST answer says so (unhonouredFields), as for every field kept without effect."""
+    payload = base()
+    payload["spec"]["ioConfig"]["autoScalerConfig"] = {"enableTaskAutoScaler": True, "taskCountMax": 4}
+    parsed = read_supervisor_spec(payload)
+    assert parsed.notes.members()["unhonouredFields"] == ["spec.ioConfig.autoScalerConfig"]
+    assert parsed.spec.io_config.task_count == payload["spec"]["ioConfig"].get("taskCount", 1)
+    disabled = base()
+    disabled["spec"]["ioConfig"]["autoScalerConfig"] = {"enableTaskAutoScaler": "false"}
+    assert "unhonouredFields" not in read_supervisor_spec(disabled).notes.members()
