@@ -9,11 +9,12 @@ the task (``middlemanager/ingest/formats``), and the schema registry is called b
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from supervisor._spec_common import DruidModel, JsonBool, NonEmptyStr, PositiveInt, spec_problem
+from supervisor.flatten import FlattenError, compile_jq, compile_path
 
 __all__ = [
     "AvroBytesDecoder",
@@ -173,16 +174,34 @@ class FlattenField(DruidModel):
     expr: str | None = None
     nodes: tuple[str, ...] | None = None
 
+    # data-formats.md: for Avro and Protobuf "Only 'path' expressions are supported"
+    _types: ClassVar[tuple[str, ...]] = ("root", "path")
+
     @model_validator(mode="after")
     def _expression(self) -> FlattenField:
         if self.type in ("path", "jq") and not self.expr:
             raise spec_problem(f"a '{self.type}' field needs 'expr'", "expr")
-        if self.type in ("jq", "tree"):
-            # data-formats.md: for Avro and Protobuf "Only 'path' expressions are supported"
+        if self.type not in self._types:
             raise spec_problem(
-                f"'{self.type}' fields are unavailable for this format (root and path only)", "type"
+                f"'{self.type}' fields are unavailable for this format ({' and '.join(self._types)} only)",
+                "type",
             )
+        try:
+            if self.type == "path":
+                compile_path(self.expr or "$")
+            elif self.type == "jq":
+                compile_jq(self.expr or ".")
+        except FlattenError as e:
+            raise spec_problem(str(e), "expr") from None
+        if self.type == "tree" and not self.nodes:
+            raise spec_problem("a 'tree' field needs 'nodes' (a list of field names)", "nodes")
         return self
+
+
+class JsonFlattenField(FlattenField):
+    """A flattenSpec field of the ``json`` format: ``root``, ``path``, ``jq`` and ``tree``."""
+
+    _types: ClassVar[tuple[str, ...]] = ("root", "path", "jq", "tree")
 
 
 class PathFlattenSpec(DruidModel):

@@ -54,7 +54,12 @@ from supervisor._spec_common import (
     without_nulls,
 )
 from supervisor.aggregators import AggregatorSpec
-from supervisor.binary_formats import AvroStreamInputFormat, ProtobufInputFormat
+from supervisor.binary_formats import (
+    AvroStreamInputFormat,
+    JsonFlattenField,
+    PathFlattenSpec,
+    ProtobufInputFormat,
+)
 from supervisor.durations import format_duration, parse_duration
 from supervisor.errors import InvalidSpec
 from supervisor.filters import (
@@ -462,25 +467,11 @@ class DataSchema(DruidModel):
 # --------------------------------------------------------------------------- ioConfig
 
 
-class FlattenSpec(DruidModel):
-    """Only the trivial flattenSpec (field discovery on, no fields) is supported yet."""
+class FlattenSpec(PathFlattenSpec):
+    """The ``json`` format's flattenSpec (data-formats.md, "FlattenSpec"): field discovery and
+    ``root``, ``path``, ``jq`` and ``tree`` fields; evaluated by middlemanager/ingest/formats/flatten.py."""
 
-    use_field_discovery: JsonBool = Field(default=True, alias="useFieldDiscovery")
-    fields: tuple[dict[str, Any], ...] = ()
-
-    @field_validator("use_field_discovery")
-    @classmethod
-    def _discovery(cls, value: bool) -> bool:
-        if not value:
-            raise spec_problem("false is not supported yet")
-        return value
-
-    @field_validator("fields", mode="before")
-    @classmethod
-    def _no_fields(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple) and value:
-            raise spec_problem("is not supported yet")
-        return value
+    fields: tuple[JsonFlattenField, ...] = ()
 
 
 class InputFormat(DruidModel):

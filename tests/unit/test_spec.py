@@ -599,14 +599,27 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "either columns or findColumnsFromHeader",
     ),
     (
-        "flattenSpec fields",
+        "flattenSpec path outside the supported JSONPath",
         _set(
             *IO,
             "inputFormat",
-            value={"type": "json", "flattenSpec": {"fields": [{"type": "root", "name": "a"}]}},
+            value={
+                "type": "json",
+                "flattenSpec": {"fields": [{"type": "path", "name": "a", "expr": "$..a"}]},
+            },
         ),
-        "spec.ioConfig.inputFormat.flattenSpec.fields",
-        "is not supported yet",
+        "spec.ioConfig.inputFormat.flattenSpec.fields[0].expr",
+        "only child names",
+    ),
+    (
+        "flattenSpec jq that does not compile",
+        _set(
+            *IO,
+            "inputFormat",
+            value={"type": "json", "flattenSpec": {"fields": [{"type": "jq", "name": "a", "expr": ".a["}]}},
+        ),
+        "spec.ioConfig.inputFormat.flattenSpec.fields[0].expr",
+        "jq expression '.a['",
     ),
     (
         "bad duration",

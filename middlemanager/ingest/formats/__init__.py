@@ -129,10 +129,13 @@ def _factory(kind: str) -> _Factory:
 
 
 def reader_for(input_format: Any) -> FormatReader | None:
-    """The reader of an ``ioConfig.inputFormat`` model; ``None`` for ``json`` (the pipeline's own paths)."""
+    """The reader of an ``ioConfig.inputFormat`` model; ``None`` for ``json`` (the pipeline's own paths)
+    unless its flattenSpec has fields or turns field discovery off (then rows are flattened here)."""
     kind: str = input_format.type
     if kind in _PIPELINE_FORMATS:
-        return None
+        flatten = getattr(input_format, "flatten_spec", None)
+        if flatten is None or (flatten.use_field_discovery and not flatten.fields):
+            return None
     return _factory(kind)(input_format)
 
 

@@ -1,16 +1,19 @@
 """``json`` as the value or key format of ``kafka``: each value one JSON object, read by orjson.
 
-The top-level ``json`` input format does not come here: the pipeline reads it on its own
-fast and reference paths (``fastjson.py``, ``pipeline.py``), with the same messages.
+The top-level ``json`` input format comes here only with a flattenSpec that has fields (or no field
+discovery); otherwise the pipeline reads it on its own fast and reference paths (``fastjson.py``,
+``pipeline.py``), with the same messages.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from middlemanager.ingest.formats import DecodedBatch, register
+from middlemanager.ingest.formats.flatten import flattener
 from supervisor.records import RecordBatch
 
 __all__ = ["JsonRowsReader"]
@@ -24,7 +27,10 @@ def _text(value: bytes) -> str:
 
 
 class JsonRowsReader:
-    """One row per record value (a JSON object)."""
+    """One row per record value (a JSON object), flattened by the format's flattenSpec if it has fields."""
+
+    def __init__(self, flatten: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        self._flatten = flatten
 
     def decode(self, batch: RecordBatch) -> DecodedBatch:
         return self.decode_values(batch.values)
@@ -50,9 +56,11 @@ class JsonRowsReader:
                 continue
             rows.append(row)
             out.sources.append(index)
+        if self._flatten is not None:
+            out.rows = [self._flatten(row) for row in rows]
         return out
 
 
 @register("json")
 def _json(fmt: Any) -> JsonRowsReader:
-    return JsonRowsReader()
+    return JsonRowsReader(flattener(getattr(fmt, "flatten_spec", None)))
