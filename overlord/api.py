@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from overlord import metrics
@@ -105,7 +105,10 @@ def _created_interval(value: Any) -> Any:
     if value is None:
         return None
     start, sep, end = str(value).replace("_", "/").partition("/")
-    lo, hi = parse_iso(start), parse_iso(end)
+    try:
+        lo, hi = parse_iso(start), parse_iso(end)
+    except (OverflowError, ValueError):  # a number far outside any date (found by the API fuzzer)
+        lo = hi = None
     if not sep or lo is None or hi is None or hi < lo:
         raise PydanticCustomError(
             "interval",
@@ -120,7 +123,11 @@ class ListTasksQuery(Query):
         default=None, description="Only tasks in this state (any case)."
     )
     datasource: str | None = Field(default=None, description="Only tasks of this datasource.")
-    created_time_interval: Annotated[tuple[int, int] | None, BeforeValidator(_created_interval)] = Field(
+    created_time_interval: Annotated[
+        tuple[int, int] | None,
+        BeforeValidator(_created_interval),
+        WithJsonSchema({"type": "string", "pattern": "^[^_/]+[_/][^_/]+$"}),
+    ] = Field(
         default=None,
         alias="createdTimeInterval",
         description="Only completed tasks created in this interval (`2023-06-27_2023-06-28`).",

@@ -311,3 +311,11 @@ def test_tasks_filters(overlord: Overlord) -> None:
     assert "Invalid task state[bogus]. Must be one of [pending, waiting, running, complete]." in body["error"]
     status, body = overlord.call("GET", f"{V1}/tasks?createdTimeInterval=yesterday")
     assert status == 400 and "createdTimeInterval" in body["error"]
+
+
+def test_a_created_time_interval_of_huge_numbers_is_a_400_not_a_500(overlord: Overlord) -> None:
+    """Found by the OpenAPI fuzzer: a number far outside any date overflowed the date parser."""
+    huge = "-12701_156460939373433261126345444818944"
+    status, answer = overlord.call("GET", f"/druid/indexer/v1/tasks?createdTimeInterval={huge}")
+    assert status == 400, answer
+    assert "createdTimeInterval" in answer["error"]
