@@ -29,7 +29,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sample_stream import edits
 
-from overlord.client import OverlordClient, wait_for
+from overlord.client import OverlordClient, http, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = REPO / "var" / "quickstart"
@@ -161,9 +161,16 @@ def start(bootstrap: str, count: int) -> None:
     top = Counter()
     for r in rows:
         top[r["page"]] += r["edits"]
-    _say("top 5 pages by edits (read from the Parquet segments):")
-    for page, n in top.most_common(5):
-        _say(f"  {n:>6}  {page}")
+    sql = f'SELECT page, SUM(edits) AS edits FROM "{sup}" GROUP BY page ORDER BY edits DESC, page LIMIT 5'
+    status, answer = http("POST", f"{api.url}/druid/v2/sql", {"query": sql})
+    assert status == 200, f"Druid SQL query failed: HTTP {status}: {answer}"
+    _say(f"top 5 pages by edits, Druid SQL over HTTP (POST {api.url}/druid/v2/sql):")
+    _say(f"  {sql}")
+    for row in answer:
+        _say(f"  {row['edits']:>6}  {row['page']}")
+    by_sql = {row["page"]: row["edits"] for row in answer}
+    assert all(top[page] == n for page, n in by_sql.items()), "the SQL answer differs from the segments"
+    assert sorted(by_sql.values(), reverse=True) == [n for _, n in top.most_common(5)]
     done = [t for t in api.tasks(datasource=sup) if t["statusCode"] != "RUNNING"]
     _say(f"tasks: {Counter(t['statusCode'] for t in done)}")
     assert len(rows) == expected, f"expected {expected} rows, read {len(rows)}"
