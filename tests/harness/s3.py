@@ -1,0 +1,30 @@
+"""S3-compatible deep storage for tests: SeaweedFS's gateway (``scripts/local-seaweedfs``), a bucket
+per test, and the environment that points a process at it."""
+
+from __future__ import annotations
+
+import uuid
+
+from supervisor.deep_storage import S3Options, s3_filesystem
+
+#: SeaweedFS runs without identities here: any key pair is accepted, but the client signs with one
+TEST_ACCESS_KEY = "indexer-test"
+TEST_SECRET_KEY = "indexer-test-secret"
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """What a process needs to reach the test store through the standard AWS variables."""
+    return {
+        "AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": TEST_SECRET_KEY,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def new_bucket(endpoint: str, prefix: str = "test") -> str:
+    """Creates a bucket of its own on the store at ``endpoint``; returns its name."""
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    options = S3Options(endpoint=endpoint, region="us-east-1", path_style=True, checksum="when_required")
+    s3_filesystem(options, s3_env(endpoint), create_buckets=True).create_dir(name)
+    return name
