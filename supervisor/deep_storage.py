@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -387,3 +388,46 @@ def open_segment(spec: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         return open(local_path(uri), "rb")
     bucket, key = s3_bucket_key(uri)
     return s3_filesystem(s3_options(f"s3://{bucket}", env), env).open_input_file(f"{bucket}/{key}")
+
+
+def ensure_bucket(uri: str, timeout_s: float = 120.0, env: Mapping[str, str] | None = None) -> None:
+    """Creates the bucket an ``s3://`` URI names unless it exists, retrying while the store does not
+    answer yet (a deployment's one-shot step: the tasks themselves never create buckets)."""
+    bucket, _ = s3_bucket_key(uri)
+    options = s3_options(uri, env)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            s3_filesystem(options, env, create_buckets=True).create_dir(bucket)
+            logger.info("deep storage: bucket %s is there", bucket)
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise TaskFailed(
+                    f"deep storage: could not create bucket {bucket} in {timeout_s:.0f}s: {e}"
+                ) from e
+            logger.info("deep storage: bucket %s not created yet: %s", bucket, e)
+            time.sleep(1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m supervisor.deep_storage ensure-bucket s3://bucket/prefix?...``"""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m supervisor.deep_storage")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ensure = sub.add_parser("ensure-bucket", help="create the bucket of an s3:// deep storage URI")
+    ensure.add_argument("uri")
+    ensure.add_argument("--timeout-s", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        ensure_bucket(to_uri(args.uri), args.timeout_s)
+    except (InvalidInput, TaskFailed) as e:
+        print(f"deep storage: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
