@@ -104,6 +104,21 @@ class Compose:
     def containers(self, service: str) -> list[str]:
         return self.run("ps", "-q", service).stdout.split()
 
+    def busy_middlemanager(self, api: Api) -> str:
+        """The container of a MiddleManager that runs a task now (the Overlord's view, by address)."""
+
+        def find() -> str | None:
+            workers = api.ok("GET", "/druid/indexer/v1/workers")
+            busy = {w["worker"]["ip"] for w in workers if w.get("runningTasks")}
+            for cid in self.containers("middlemanager"):
+                fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+                if busy & set(self.docker("inspect", "-f", fmt, cid).split()):
+                    return cid
+            return None
+
+        found: str = wait_for("a MiddleManager running a task", find, 60)
+        return found
+
     def up(self, scale: int) -> None:
         self.run("up", "-d", "--wait", "--no-build", "--scale", f"middlemanager={scale}", timeout=900)
 
@@ -144,7 +159,7 @@ class Producing:
 
     def __init__(self, bootstrap: str) -> None:
         self.producer = Producer(
-            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20}
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20, "log_level": 3}
         )
         self.produced = 0
         self.base_ms = int(time.time() * 1000)
@@ -334,7 +349,7 @@ def main() -> int:
 
         kafka = Producing(f"127.0.0.1:{kafka_port}")
         with stage("ingest"):
-            admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{kafka_port}"})
+            admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{kafka_port}", "log_level": 3})
             admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(60)
             api.ok("POST", "/druid/indexer/v1/supervisor", spec("kafka:9092"))
             kafka.batch(5000)
@@ -342,9 +357,10 @@ def main() -> int:
 
         with stage("docker kill a MiddleManager during ingestion"):
             with kafka.during(4, 1000, 2.0):
-                time.sleep(3)
-                victim = compose.containers("middlemanager")[0]
+                victim = compose.busy_middlemanager(api)
+                time.sleep(2)
                 compose.docker("kill", victim)
+                log(f"    killed MiddleManager container {victim[:12]} while it ran a task")
             compose.up(3)
             check_exactly_once(api, s3_env, kafka.produced, 300)
 
