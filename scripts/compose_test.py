@@ -270,6 +270,9 @@ def main() -> int:
     total = time.monotonic()
     env = dict(os.environ)
 
+    local_docker = str(REPO / "scripts" / "local-docker")
+    # a daemon this run starts is stopped at its end; one already running is left alone
+    engine_was_running = subprocess.run([local_docker, "status"], capture_output=True).returncode == 0
     with stage("engine"):
         host = subprocess.run(
             [str(REPO / "scripts" / "local-docker"), "start"], capture_output=True, text=True, check=True
@@ -405,8 +408,13 @@ def main() -> int:
         if not args.keep:
             with stage("down"):
                 compose.run("down", "-v", "--remove-orphans", timeout=300, check=False)
+        if not engine_was_running and not args.keep:
+            subprocess.run([local_docker, "stop"], capture_output=True, check=False)
         log("stage timings: " + ", ".join(f"{n} {t:.0f}s" for n, t in TIMINGS))
         log(f"total {time.monotonic() - total:.0f}s: {'PASSED' if ok else 'FAILED'}")
+        checks = [n for n, _ in TIMINGS if n not in ("engine", "images", "down")]
+        passed = len(checks) if ok else max(len(checks) - 1, 0)
+        print(f"compose-test: {passed} passed, {len(checks) - passed} failed", flush=True)
     return 0 if ok else 1
 
 
