@@ -24,6 +24,7 @@ COPY overlord ./overlord
 COPY middlemanager ./middlemanager
 COPY migrations ./migrations
 COPY transport ./transport
+COPY broker ./broker
 # pyproject.toml is named so that the COPY has a source when there is no wheels/ directory
 COPY pyproject.toml wheel[s] /tmp/wheels/
 RUN if ls /tmp/wheels/*.whl >/dev/null 2>&1; then \
