@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.deep_storage import s3_bucket_key
 from tests.harness.kafka import create_topic, produce
 from tests.harness.processes import running_cluster
-from tests.harness.s3 import new_bucket, s3_env
+from tests.harness.s3 import s3_env, s3_root
 from tests.harness.segments import read_segments
 from tests.harness.specs import event, id_spec
 
@@ -22,9 +23,10 @@ pytestmark = pytest.mark.e2e
 def test_published_rows_read_back_from_s3(
     tmp_path: Path, sqlite_url: str, kafka_bootstrap: str, s3_endpoint: str
 ) -> None:
-    bucket = new_bucket(s3_endpoint, "e2e")
+    root = s3_root(s3_endpoint, "e2e")
+    bucket, prefix = s3_bucket_key(root)
     env = s3_env(s3_endpoint)
-    deep = f"s3://{bucket}/druid/segments?endpoint={s3_endpoint}&pathStyle=true&checksum=when_required"
+    deep = f"{root}/druid/segments?endpoint={s3_endpoint}&pathStyle=true&checksum=when_required"
     topic = f"s3-{uuid.uuid4().hex[:10]}"
     datasource = f"s3_{uuid.uuid4().hex[:8]}"
     create_topic(kafka_bootstrap, topic, 2)
@@ -44,7 +46,7 @@ def test_published_rows_read_back_from_s3(
         assert not c.deep_storage.exists(), "nothing was written to a local deep-storage directory"
     assert segments and all(s["loadSpec"]["type"] == "s3" for s in segments)
     assert all(s["loadSpec"]["bucket"] == bucket for s in segments)
-    assert all(s["loadSpec"]["key"].startswith(f"druid/segments/{datasource}/") for s in segments)
+    assert all(s["loadSpec"]["key"].startswith(f"{prefix}/druid/segments/{datasource}/") for s in segments)
     rows = list(read_segments(segments, env))
     counts = Counter(str(r["id"]) for r in rows)
     assert set(counts) == set(ids), "every produced record is published"

@@ -22,9 +22,13 @@ def s3_env(endpoint: str) -> dict[str, str]:
     }
 
 
-def new_bucket(endpoint: str, prefix: str = "test") -> str:
-    """Creates a bucket of its own on the store at ``endpoint``; returns its name."""
-    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+#: one bucket for every test: SeaweedFS gives each bucket volumes of its own, and a test server has
+#: few (-volume.max); each test writes under a prefix of its own instead
+TEST_BUCKET = "indexer-tests"
+
+
+def s3_root(endpoint: str, prefix: str = "test") -> str:
+    """``s3://indexer-tests/<prefix>-<random>``: a place of its own in the test bucket (created once)."""
     options = S3Options(endpoint=endpoint, region="us-east-1", path_style=True, checksum="when_required")
-    s3_filesystem(options, s3_env(endpoint), create_buckets=True).create_dir(name)
-    return name
+    s3_filesystem(options, s3_env(endpoint), create_buckets=True).create_dir(TEST_BUCKET)
+    return f"s3://{TEST_BUCKET}/{prefix}-{uuid.uuid4().hex[:12]}"

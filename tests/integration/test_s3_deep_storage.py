@@ -11,7 +11,7 @@ import pytest
 
 from supervisor import deep_storage as ds
 from supervisor.errors import TaskFailed
-from tests.harness.s3 import new_bucket, s3_env
+from tests.harness.s3 import s3_env, s3_root
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +24,11 @@ def _segment(path: Path, rows: int) -> pa.Table:
 
 
 def test_upload_verify_and_read_back_by_load_spec(s3_endpoint: str, tmp_path: Path) -> None:
-    bucket = new_bucket(s3_endpoint)
+    root = s3_root(s3_endpoint)
+    bucket, prefix = ds.s3_bucket_key(root)
     env = s3_env(s3_endpoint)
     # settings in the URI (as the Overlord hands them to tasks); credentials from the environment
-    uri = f"s3://{bucket}/deep/storage?endpoint={s3_endpoint}&checksum=when_required"
+    uri = f"{root}/deep/storage?endpoint={s3_endpoint}&checksum=when_required"
     store = ds.S3SegmentStore(
         uri, tmp_path / "segments", {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     )
@@ -35,24 +36,24 @@ def test_upload_verify_and_read_back_by_load_spec(s3_endpoint: str, tmp_path: Pa
     # larger than one multipart part (pyarrow uploads parts of 5-10 MB)
     table = _segment(out / "0.parquet", 600_000)
     location = store.store(out / "0.parquet", table.num_rows)
-    assert location == f"s3://{bucket}/deep/storage/ds1/seq/task-a/0.parquet"
+    assert location == f"{root}/deep/storage/ds1/seq/task-a/0.parquet"
 
     spec = ds.load_spec(location)
-    assert spec == {"type": "s3", "bucket": bucket, "key": "deep/storage/ds1/seq/task-a/0.parquet"}
+    assert spec == {"type": "s3", "bucket": bucket, "key": f"{prefix}/deep/storage/ds1/seq/task-a/0.parquet"}
     assert ds.uri_of(spec) == location
     with ds.open_segment(spec, env) as f:
         back = pq.read_table(f)
     assert back.equals(table), "the object is byte-for-byte a Parquet file of the same rows"
-    info = store.fs.get_file_info(f"{bucket}/deep/storage/ds1/seq/task-a/0.parquet")
+    info = store.fs.get_file_info(f"{bucket}/{prefix}/deep/storage/ds1/seq/task-a/0.parquet")
     assert info.size == (out / "0.parquet").stat().st_size
 
 
 def test_settings_from_the_environment_alone(s3_endpoint: str, tmp_path: Path) -> None:
-    bucket = new_bucket(s3_endpoint)
-    store = ds.S3SegmentStore(f"s3://{bucket}", tmp_path / "segments", s3_env(s3_endpoint))
+    root = s3_root(s3_endpoint)
+    store = ds.S3SegmentStore(root, tmp_path / "segments", s3_env(s3_endpoint))
     out = store.staging_dir("ds", "s", "t")
     _segment(out / "x.parquet", 10)
-    assert store.store(out / "x.parquet", 10) == f"s3://{bucket}/ds/s/t/x.parquet"
+    assert store.store(out / "x.parquet", 10) == f"{root}/ds/s/t/x.parquet"
 
 
 def test_a_corrupt_upload_is_caught_before_publishing(
@@ -60,8 +61,7 @@ def test_a_corrupt_upload_is_caught_before_publishing(
 ) -> None:
     """What an S3 store that keeps aws-chunked framing in the object does: the size and the footer
     no longer match, and the task fails instead of publishing a segment nobody can read."""
-    bucket = new_bucket(s3_endpoint)
-    store = ds.S3SegmentStore(f"s3://{bucket}/p", tmp_path / "segments", s3_env(s3_endpoint))
+    store = ds.S3SegmentStore(f"{s3_root(s3_endpoint)}/p", tmp_path / "segments", s3_env(s3_endpoint))
     out = store.staging_dir("ds", "s", "t")
     _segment(out / "0.parquet", 1000)
     uploads: list[str] = []
@@ -85,8 +85,7 @@ def test_a_corrupt_upload_is_caught_before_publishing(
 def test_a_wrong_row_count_is_caught(
     s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bucket = new_bucket(s3_endpoint)
-    store = ds.S3SegmentStore(f"s3://{bucket}", tmp_path / "segments", s3_env(s3_endpoint))
+    store = ds.S3SegmentStore(s3_root(s3_endpoint), tmp_path / "segments", s3_env(s3_endpoint))
     out = store.staging_dir("ds", "s", "t")
     _segment(out / "0.parquet", 7)
     monkeypatch.setattr(ds, "UPLOAD_ATTEMPTS", 1)
