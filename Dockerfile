@@ -1,16 +1,20 @@
-# syntax=docker/dockerfile:1
 # One image for every process; the command chooses which:
 #   docker run IMAGE overlord serve        (the default command)
 #   docker run IMAGE overlord migrate
 #   docker run IMAGE middlemanager serve
 # Settings come from OVERLORD_* / MIDDLEMANAGER_* environment variables (see docs/compose.md).
 
-ARG PYTHON_VERSION=3.11
+#
+# Both stages start from BASE_IMAGE: Python's official slim image by default. Where no registry can
+# be reached, scripts/compose-images builds a Debian stand-in (debootstrap with python3 and
+# python3-venv) and passes it as BASE_IMAGE, with the project and its dependencies as wheels in
+# wheels/ of the build context: they are then installed with --no-index (offline).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------- build: a virtualenv with the project
-FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 WORKDIR /src
 # every dependency ships binary wheels (confluent-kafka, psycopg2-binary, pyarrow, orjson):
 # no compiler is needed here, and none reaches the final image anyway
@@ -19,10 +23,18 @@ COPY supervisor ./supervisor
 COPY overlord ./overlord
 COPY middlemanager ./middlemanager
 COPY migrations ./migrations
-RUN /opt/venv/bin/pip install .
+COPY transport ./transport
+COPY broker ./broker
+# pyproject.toml is named so that the COPY has a source when there is no wheels/ directory
+COPY pyproject.toml wheel[s] /tmp/wheels/
+RUN if ls /tmp/wheels/*.whl >/dev/null 2>&1; then \
+        /opt/venv/bin/pip install --no-index --find-links /tmp/wheels kafka-pull-indexer; \
+    else \
+        /opt/venv/bin/pip install .; \
+    fi
 
 # ---------------------------------------------------------------- runtime: slim, non-root
-FROM python:${PYTHON_VERSION}-slim-bookworm
+FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="kafka-pull-indexer" \
       org.opencontainers.image.description="Supervisor-based Kafka pull indexing (Overlord and MiddleManager)"
 ENV PATH=/opt/venv/bin:$PATH \

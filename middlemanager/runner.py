@@ -20,7 +20,7 @@ from typing import Any
 
 from middlemanager.ingest import IngestPipeline, SegmentFile
 from supervisor import protocol as wire
-from supervisor.deep_storage import local_path, to_uri
+from supervisor.deep_storage import SegmentStore, segment_store
 from supervisor.durations import format_duration
 from supervisor.errors import IndexerError, InvalidInput, TaskFailed
 from supervisor.kafka.config import KafkaAccess
@@ -67,8 +67,9 @@ class TaskRunner:
         self.task_dir = task_dir
         if task.deep_storage is None:
             raise InvalidInput(f"task [{task.id}]: the task spec names no deepStorage")
-        # where segments go: a directory every machine sees (file://); see supervisor.deep_storage
-        self.deep_storage = local_path(to_uri(task.deep_storage))
+        # where segments go: a directory every machine sees (file://), written in place, or an
+        # S3-compatible store (s3://), staged in this task's directory; see supervisor.deep_storage
+        self.deep_storage: SegmentStore = segment_store(task.deep_storage, task_dir / "segments")
         self._overlord = SyncClient(
             overlord_url, token=os.environ.get(CLUSTER_TOKEN_ENV, ""), timeout_s=PUBLISH_TIMEOUT_S
         )
@@ -295,9 +296,10 @@ class TaskRunner:
 
     def _publish(self, log_prefix: str) -> Outcome:
         assert self.end is not None
-        out_dir = self.deep_storage / self.task.data_source / self.task.sequence_name / self.task.id
-        out_dir.mkdir(parents=True, exist_ok=True)
-        segments = self.pipeline.finish(out_dir)
+        out_dir = self.deep_storage.staging_dir(self.task.data_source, self.task.sequence_name, self.task.id)
+        segments = _ordered(self.pipeline.finish(out_dir))
+        # every object is stored and checked (size, Parquet footer) before the publish names it
+        locations = [self.deep_storage.store(s.path, s.num_rows) for s in segments]
         if not self._flush_dead_letters(log_prefix):
             return self._outcome(TaskState.FAILED, "stopped while writing to the dead-letter topic")
         action = wire.TaskActionRequest(
@@ -308,7 +310,9 @@ class TaskRunner:
                 sequence_name=self.task.sequence_name,
                 start_offsets=self.task.start_offsets,
                 end_offsets=self.end,
-                segments=tuple(_descriptor(i, s) for i, s in enumerate(_ordered(segments))),
+                segments=tuple(
+                    _descriptor(i, s, loc) for i, (s, loc) in enumerate(zip(segments, locations, strict=True))
+                ),
             ),
         )
         delay = 0.2
@@ -413,15 +417,16 @@ def _ordered(segments: list[SegmentFile]) -> list[SegmentFile]:
     return sorted(segments, key=lambda s: (s.interval_start_ms, s.interval_end_ms, s.shard))
 
 
-def _descriptor(index: int, s: SegmentFile) -> wire.SegmentDescriptor:
-    """``shard`` is the segment's place in the task's whole output (the allocation key)."""
+def _descriptor(index: int, s: SegmentFile, location: str) -> wire.SegmentDescriptor:
+    """``shard`` is the segment's place in the task's whole output (the allocation key);
+    ``location`` the URI of the stored copy."""
     return wire.SegmentDescriptor(
         interval_start_ms=s.interval_start_ms,
         interval_end_ms=s.interval_end_ms,
         shard=index,
         num_rows=s.num_rows,
         size_bytes=s.size_bytes,
-        location=Path(s.path).absolute().as_uri(),
+        location=location,
         dimensions=tuple(s.dimensions),
         metrics=tuple(s.metrics),
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hmac
 import json
 import logging
 import os
@@ -420,7 +421,20 @@ class MiddleManager:
     # ------------------------------------------------------------ HTTP
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[error_middleware])
+        token = self.settings.cluster_token.get_secret_value()
+
+        @web.middleware
+        async def cluster_only(request: web.Request, handler: Any) -> web.StreamResponse:
+            # the worker paths (task list, task logs) answer only the cluster's credential, as the
+            # tasks' control paths do (middlemanager.peon); the health check stays open
+            if token and request.path != "/status/health":
+                given = request.headers.get("Authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                    raise web.HTTPUnauthorized(reason="worker paths need the cluster's credentials")
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        app = web.Application(middlewares=[error_middleware, cluster_only])
 
         async def health(_: web.Request) -> web.Response:
             return web.json_response(True)

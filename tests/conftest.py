@@ -1,7 +1,8 @@
 """Shared fixtures: the real test bed (Kafka broker, PostgreSQL) and small helpers.
 
-``kafka_bootstrap`` / ``postgres_url`` use ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` when set;
-otherwise they start the services with ``scripts/local-kafka`` / ``scripts/local-postgres`` and stop
+``kafka_bootstrap`` / ``postgres_url`` / ``s3_endpoint`` use ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL``
+/ ``S3_ENDPOINT_URL`` when set; otherwise they start the services with ``scripts/local-kafka`` /
+``scripts/local-postgres`` / ``scripts/local-seaweedfs`` and stop
 them at the end of the session if this session started them (see ``tests.harness.services.ServiceLease``).
 A service that cannot be had FAILS the tests that need it: they are never skipped.
 """
@@ -20,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from tests.harness.database import fresh_database
 from tests.harness.kafka import admin_client, kafka_answers
-from tests.harness.services import ScriptError, ServiceLease, kafka_lease, postgres_lease
+from tests.harness.services import ScriptError, ServiceLease, kafka_lease, postgres_lease, seaweedfs_lease
 
 #: The marker each test directory gives its tests (``pytest -m unit``, ``-m integration``, ``-m e2e``).
 TIERS = ("unit", "integration", "e2e")
@@ -87,6 +88,25 @@ def kafka_bootstrap() -> Iterator[str]:
 def postgres_url() -> Iterator[str]:
     """SQLAlchemy URL of a real PostgreSQL database (``postgresql+psycopg2://...``)."""
     yield from _service("DATABASE_URL", _postgres_problem, postgres_lease(), "PostgreSQL")
+
+
+def _s3_problem(endpoint: str) -> str | None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(endpoint.rstrip("/") + "/", timeout=10).close()
+    except urllib.error.HTTPError:
+        return None  # an S3 error document: something S3-like answers
+    except (OSError, ValueError) as exc:
+        return f"S3_ENDPOINT_URL={endpoint} does not answer: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """Endpoint (``http://host:port``) of a real S3-compatible store: SeaweedFS's S3 gateway."""
+    yield from _service("S3_ENDPOINT_URL", _s3_problem, seaweedfs_lease(), "SeaweedFS")
 
 
 @pytest.fixture

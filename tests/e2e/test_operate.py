@@ -314,6 +314,12 @@ def test_access_control(tmp_path: Path, kafka_bootstrap: str) -> None:
         # worker paths take the cluster token only
         hb = {"host": "127.0.0.1", "port": 1, "capacity": 0, "running": [], "completed": []}
         assert _call("POST", f"{c.url}{V1}/workers/heartbeat", _basic("root", "s3cret"), hb) == 403
+        # and so do the MiddleManager's own worker paths (its task list, the task logs)
+        mm_tasks = f"http://127.0.0.1:{c.port('mm1')}/druid/worker/v1/tasks"
+        assert _call("GET", mm_tasks, {}) == 401
+        assert _call("GET", mm_tasks, {"Authorization": "Bearer tok-admin"}) == 401
+        assert _call("GET", mm_tasks, {"Authorization": "Bearer cluster-t0ken"}) == 200
+        assert _call("GET", f"http://127.0.0.1:{c.port('mm1')}/status/health", {}) == 200
         # the cluster still works: the worker and its tasks use the cluster token
         produce(kafka_bootstrap, topic, _events(_ids("auth", 50)), 1)
         wait_for(

@@ -118,6 +118,8 @@ class Cluster:
     env: dict[str, str] = field(default_factory=dict)
     worker_timeout_s: float = 6.0
     mm_capacity: int = 4
+    # the Overlord's --deep-storage: a URI (s3://...), else the local directory deep_storage
+    deep_storage_uri: str | None = None
     _sequences: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -163,7 +165,8 @@ class Cluster:
     def start_overlord(self, worker_timeout_s: float | None = None) -> Proc:
         timeout = self.worker_timeout_s if worker_timeout_s is None else worker_timeout_s
         args = ["overlord", "serve", "--metadata-url", self.metadata_url]
-        args += ["--deep-storage", str(self.deep_storage), "--port", str(self.overlord_port)]
+        args += ["--deep-storage", self.deep_storage_uri or str(self.deep_storage)]
+        args += ["--port", str(self.overlord_port)]
         args += ["--worker-timeout-s", str(timeout)]
         return self._start("overlord", args, self.overlord_port)
 
@@ -277,10 +280,18 @@ def running_cluster(
     *,
     env: Mapping[str, str] | None = None,
     worker_timeout_s: float = 6.0,
+    deep_storage: str | None = None,
 ) -> Iterator[Cluster]:
     """A migrated metadata store, an Overlord and the MiddleManagers ``name -> capacity``; the
-    processes' logs are printed when the block fails, and every process is stopped at its end."""
-    c = Cluster(workdir, metadata_url, env=dict(env or {}), worker_timeout_s=worker_timeout_s)
+    processes' logs are printed when the block fails, and every process is stopped at its end.
+    ``deep_storage``: the Overlord's ``--deep-storage`` URI (default: a directory in ``workdir``)."""
+    c = Cluster(
+        workdir,
+        metadata_url,
+        env=dict(env or {}),
+        worker_timeout_s=worker_timeout_s,
+        deep_storage_uri=deep_storage,
+    )
     try:
         c.migrate()
         c.start_overlord()

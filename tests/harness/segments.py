@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from overlord.client import OverlordClient
+from supervisor.deep_storage import open_segment
 
 
-def read_segments(segments: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every row of the published Parquet files."""
+def read_segments(
+    segments: list[dict[str, Any]], env: Mapping[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every row of the published Parquet files (local, or in S3 reached through ``env``'s AWS settings)."""
     for seg in segments:
-        table = pq.read_table(seg["loadSpec"]["path"])
+        with open_segment(seg["loadSpec"], env) as f:
+            table = pq.read_table(f)
         yield from table.to_pylist()
 
 

@@ -1,5 +1,6 @@
 """Services of the test bed: shared leases on the Kafka broker and PostgreSQL server, and services of a
-test's own (restartable), all run by ``scripts/local-kafka`` and ``scripts/local-postgres``.
+test's own (restartable), all run by ``scripts/local-kafka`` and ``scripts/local-postgres`` (and
+SeaweedFS, the S3-compatible deep storage, by ``scripts/local-seaweedfs``).
 
 The session fixtures in ``tests/conftest.py`` use :class:`ServiceLease` so that several pytest processes
 (or xdist workers) on one machine can share one broker / one database server, and the service is stopped
@@ -24,9 +25,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS_DIR = REPO_ROOT / "scripts"
 LOCAL_KAFKA = SCRIPTS_DIR / "local-kafka"
 LOCAL_POSTGRES = SCRIPTS_DIR / "local-postgres"
+LOCAL_SEAWEEDFS = SCRIPTS_DIR / "local-seaweedfs"
 
 KAFKA_START_TIMEOUT_S = 900.0  # the first start downloads the broker jars from Maven Central
 POSTGRES_START_TIMEOUT_S = 300.0
+SEAWEEDFS_START_TIMEOUT_S = 2700.0  # the first start builds weed from its Go module (minutes)
 STOP_TIMEOUT_S = 120.0
 
 
@@ -207,6 +210,12 @@ def kafka_lease() -> ServiceLease:
 def postgres_lease() -> ServiceLease:
     port = os.environ.get("PG_PORT", "55432")
     return ServiceLease(LOCAL_POSTGRES, f"postgres-{port}", start_timeout=POSTGRES_START_TIMEOUT_S)
+
+
+def seaweedfs_lease() -> ServiceLease:
+    """SeaweedFS's S3 gateway (the S3-compatible deep storage of tests); acquire returns its endpoint."""
+    port = os.environ.get("SEAWEEDFS_S3_PORT", "18333")
+    return ServiceLease(LOCAL_SEAWEEDFS, f"seaweedfs-{port}", start_timeout=SEAWEEDFS_START_TIMEOUT_S)
 
 
 @dataclass

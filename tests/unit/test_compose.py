@@ -24,6 +24,7 @@ from middlemanager.config import MiddleManagerSettings
 from overlord import __main__ as overlord_main
 from overlord.config import OverlordSettings
 from supervisor import cli
+from supervisor.deep_storage import s3_options, to_uri
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extra: pip install -e '.[test]'")
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the test extra")
@@ -90,11 +91,17 @@ def interpolate(value: Any, env: dict[str, str] | None = None) -> str:
     return _VAR.sub(sub, str(value))
 
 
-def _environment(service: dict[str, Any]) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {str(k): interpolate(v) for k, v in env.items()}
+#: what compose.yaml requires from the user (scripts/compose-env writes them into .env)
+REQUIRED = {"CLUSTER_TOKEN": "t0ken", "S3_ACCESS_KEY": "indexer", "S3_SECRET_KEY": "s3cret"}
+#: the AWS SDK's own variables, read by the tasks' S3 client (not settings of the processes)
+AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def _environment(service: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, str]:
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) if "=" in item else (item, "") for item in raw)
+    return {str(k): interpolate(v, REQUIRED if env is None else env) for k, v in raw.items()}
 
 
 # ---------------------------------------------------------------------------------- the schema
@@ -123,7 +130,7 @@ def test_every_variable_is_a_setting_of_the_process(compose: dict[str, Any], ser
     env = _environment(compose["services"][service])
     assert env, f"{service} sets no environment"
     known = cli.env_names(cls)
-    unknown = sorted(set(env) - set(known))
+    unknown = sorted(set(env) - set(known) - set(AWS_VARIABLES))
     assert not unknown, f"{service}: not settings of {cls.__name__}: {unknown}; known: {sorted(known)}"
 
 
@@ -214,20 +221,61 @@ def test_middlemanagers_scale(compose: dict[str, Any]) -> None:
     )
 
 
-def test_deep_storage_is_one_shared_volume(compose: dict[str, Any]) -> None:
+def test_no_disk_is_shared_deep_storage_is_s3(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    path = _environment(services["overlord"])["OVERLORD_DEEP_STORAGE"]
+    uri = _environment(services["overlord"])["OVERLORD_DEEP_STORAGE"]
+    assert to_uri(uri) == uri and uri.startswith("s3://")
+    assert s3_options(uri, env={}).endpoint == "http://seaweedfs:8333"
+    bucket = services["deep-storage-bucket"]["command"]
+    assert uri in [interpolate(a) for a in bucket], "the one-shot step creates the bucket the tasks use"
+    assert services["overlord"]["depends_on"]["deep-storage-bucket"]["condition"] == (
+        "service_completed_successfully"
+    )
+    users: dict[str, list[str]] = {}
+    for name, service in services.items():
+        for v in service.get("volumes", []):
+            source = v.split(":")[0] if isinstance(v, str) else v["source"]
+            users.setdefault(source, []).append(name)
+    shared = {v: names for v, names in users.items() if len(names) > 1}
+    assert not shared, f"volumes shared between containers: {shared}"
+    mm = _environment(services["middlemanager"])
+    assert mm["AWS_ACCESS_KEY_ID"] == "indexer" and mm["AWS_SECRET_ACCESS_KEY"] == "s3cret"
 
-    def mounts(service: str) -> dict[str, str]:
-        out = {}
-        for v in services[service].get("volumes", []):
-            source, target = v.split(":")[:2] if isinstance(v, str) else (v["source"], v["target"])
-            out[target] = source
-        return out
 
-    volume = mounts("overlord")[path]
-    assert volume in compose["volumes"], "a named volume"
-    assert mounts("middlemanager").get(path) == volume, "MiddleManagers write segments at the same path"
+def test_safe_by_default(compose: dict[str, Any]) -> None:
+    """Published ports on 127.0.0.1 unless the user says otherwise; the cluster token is required;
+    the processes talk on an internal network."""
+    services = compose["services"]
+    published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
+    assert set(published) == {"overlord", "kafka"}
+    for name, ports in published.items():
+        for port in ports:
+            assert interpolate(port, REQUIRED).startswith("127.0.0.1:"), (name, port)
+    assert interpolate(
+        services["overlord"]["ports"][0], {**REQUIRED, "OVERLORD_PUBLISHED_ADDRESS": "0.0.0.0"}
+    )
+    with pytest.raises(AssertionError, match="CLUSTER_TOKEN"):
+        _environment(services["overlord"], {})
+    assert _environment(services["middlemanager"])["MIDDLEMANAGER_CLUSTER_TOKEN"] == "t0ken"
+    assert compose["networks"]["cluster"]["internal"] is True
+    for name in ("postgres", "seaweedfs", "migrate", "middlemanager", "deep-storage-bucket"):
+        assert services[name]["networks"] == ["cluster"], name
+
+
+def test_images_default_to_the_public_ones(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert interpolate(services["postgres"]["image"]).startswith("postgres:16")
+    assert interpolate(services["seaweedfs"]["image"]).startswith("chrislusf/seaweedfs:")
+    assert interpolate(services["overlord"]["build"]["args"]["BASE_IMAGE"]) == "python:3.11-slim-bookworm"
+    local = {"KAFKA_IMAGE": "k:1", "POSTGRES_IMAGE": "p:1", "SEAWEEDFS_IMAGE": "s:1", "INDEXER_IMAGE": "i:1"}
+    assert [
+        interpolate(services[n]["image"], local) for n in ("kafka", "postgres", "seaweedfs", "overlord")
+    ] == [
+        "k:1",
+        "p:1",
+        "s:1",
+        "i:1",
+    ]
 
 
 def test_commands_and_healthchecks_are_real_commands(compose: dict[str, Any]) -> None:
@@ -280,7 +328,10 @@ def test_dockerfile_runs_as_a_non_root_user() -> None:
     stages = [rest for word, rest in _instructions() if word == "FROM"]
     last_from = max(i for i, (w, _) in enumerate(_instructions()) if w == "FROM")
     assert any(w == "USER" for w, _ in _instructions()[last_from:]), "USER is set in the final stage"
-    assert len(stages) >= 2 and all("slim" in s for s in stages), "slim, multi-stage"
+    assert len(stages) >= 2, "multi-stage"
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.M)
+    assert base and "slim" in base.group(1), "by default both stages start from a slim image"
+    assert all(s.split()[0] == "${BASE_IMAGE}" for s in stages), stages
 
 
 def test_dockerfile_has_a_healthcheck_for_each_process() -> None:
