@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,6 +44,8 @@ from supervisor.task_spec import KafkaIndexTaskSpec
 
 logger = logging.getLogger(__name__)
 
+# how many killed tasks are remembered for a late SUCCESS report of their worker
+KILLED_REMEMBERED = 1000
 # longest a heartbeat is held (long poll), whatever the worker asks for
 MAX_HOLD_S = 10.0
 
@@ -127,6 +130,9 @@ class TaskQueue:
         self._workers: dict[str, Worker] = {}
         self._started = self._clock.monotonic()
         self._lock = asyncio.Lock()
+        # tasks recorded FAILED by a kill whose worker may still report them done: a task that had
+        # finished (say, published) before the kill reached it reports SUCCESS, which then stands
+        self._killed: OrderedDict[str, TaskRow] = OrderedDict()
 
     async def load(self) -> None:
         rows = await asyncio.to_thread(self._store.active_tasks)
@@ -173,6 +179,10 @@ class TaskQueue:
                 worker.to_kill.add(task_id)
                 worker.notify()
             await self._complete(row, TaskState.FAILED, f"killed: {reason}", None)
+            if row.worker is not None:
+                self._killed[task_id] = row
+                while len(self._killed) > KILLED_REMEMBERED:
+                    self._killed.popitem(last=False)
 
     async def tasks_for(self, datasource: str) -> list[TaskInfo]:
         return [_info(r) for r in self._active.values() if r.datasource == datasource]
@@ -270,6 +280,12 @@ class TaskQueue:
                 worker.running.discard(tid)
                 worker.assigned.discard(tid)
                 if row is None:
+                    killed = self._killed.pop(tid, None)
+                    if killed is not None and done.status is TaskState.SUCCESS:
+                        # it ended on its own before the kill took effect: its own end stands
+                        logger.info("task [%s] had succeeded before its kill reached it", tid)
+                        await self._complete(killed, done.status, done.error, done.report)
+                        changed.add(killed.datasource)
                     continue
                 await self._complete(row, done.status, done.error, done.report)
                 changed.add(row.datasource)

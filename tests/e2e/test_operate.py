@@ -142,8 +142,11 @@ def test_supervisor_api_surface(pg_cluster: Cluster, kafka_bootstrap: str) -> No
     assert code == 200 and "reading" in text
     code, body = http("POST", f"{c.url}{V1}/taskStatus", [task_id, "nope"])
     assert code == 200 and list(body) == [task_id]
+    # as Druid's OverlordResource.getTasks, `max` bounds the completed tasks only
     code, body = http("GET", f"{c.url}{V1}/tasks?state=running&datasource={ds}&max=1")
-    assert code == 200 and len(body) == 1
+    assert code == 200 and body and all(t["statusCode"] == "RUNNING" and t["dataSource"] == ds for t in body)
+    code, body = http("GET", f"{c.url}{V1}/tasks?state=complete&datasource={ds}&max=0")
+    assert code == 200 and body == []
     assert http("GET", f"{c.url}{V1}/tasks?state=bogus")[0] == 400
     code, metrics = http("GET", f"{c.url}/metrics")
     assert code == 200 and "kafka_indexer_lag_records" in str(metrics)

@@ -117,6 +117,34 @@ def test_completion_kill_and_vanished_tasks(queue: TaskQueue) -> None:
     asyncio.run(go())
 
 
+def test_a_task_that_succeeded_before_its_kill_reached_it_is_recorded_succeeded(queue: TaskQueue) -> None:
+    """The supervisor may kill a task of a group it sees committed while that very task is exiting
+    SUCCESS (it published): the worker's report of that end stands; a FAILED end keeps the kill."""
+
+    async def go() -> None:
+        await queue.register(WorkerRegistration(host="a", port=1, capacity=3, version="1"))
+        for i in range(2):
+            await queue.submit(_spec(f"t{i}"))
+        await send_beat(queue, hb("a", 1, capacity=3))
+        await send_beat(queue, hb("a", 1, [("t0", 1), ("t1", 2)], capacity=3))
+        await queue.kill("t0", "its group is already committed")
+        await queue.kill("t1", "test")
+        assert (await queue.get("t0")).state is TaskState.FAILED  # type: ignore[union-attr]
+        report = {"ingestionStatsAndErrors": {"payload": {"rowStats": {"buildSegments": {"processed": 5}}}}}
+        done = [
+            {"taskId": "t0", "status": "SUCCESS", "report": report},
+            {"taskId": "t1", "status": "FAILED", "error": "killed by its worker"},
+        ]
+        answer = await send_beat(queue, hb("a", 1, [], done, capacity=3))
+        assert sorted(answer["ack"]) == ["t0", "t1"]
+        t0, t1 = await queue.get("t0"), await queue.get("t1")
+        assert t0 is not None and t0.state is TaskState.SUCCESS and t0.error is None
+        assert (await queue.get_row("t0")).report == report  # type: ignore[union-attr]
+        assert t1 is not None and t1.state is TaskState.FAILED and "killed: test" in (t1.error or "")
+
+    asyncio.run(go())
+
+
 def test_lost_worker_fails_its_tasks(tmp_path: Path, clock: FakeClock) -> None:
     queue = _queue(tmp_path, 0.3, clock)
 
