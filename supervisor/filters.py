@@ -39,9 +39,10 @@ from supervisor._spec_common import (
     spec_problem,
     without_nulls,
 )
-from supervisor.expressions import ExpressionSyntaxError, compile_row, parse_expression
+from supervisor.expressions import compile_row, parse_expression
 from supervisor.expressions import values as expr_values
 from supervisor.expressions.values import EvalError, as_bool
+from supervisor.transforms import ExpressionText
 
 __all__ = [
     "FILTER_TYPES",
@@ -844,17 +845,8 @@ class ExpressionFilter(_Filter):
     """A Druid expression; true when it evaluates to a positive number or ``'true'``."""
 
     type: Literal["expression"] = "expression"
-    expression: str
+    expression: ExpressionText
     _function: Any = PrivateAttr(default=None)
-
-    @field_validator("expression")
-    @classmethod
-    def _parses(cls, value: str) -> str:
-        try:
-            parse_expression(value)
-        except ExpressionSyntaxError as exc:
-            raise spec_problem(f"{exc.message} at position {exc.position}") from None
-        return value
 
     @cached_property
     def parsed(self) -> Any:
