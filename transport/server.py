@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from supervisor.errors import IndexerError, InvalidInput, PayloadTooLarge
 
@@ -138,7 +138,6 @@ class RouteDoc:
     tags: tuple[str, ...] = ()
     # error statuses this route answers besides the generic ones (400, 401, 403, 500)
     errors: tuple[int, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 ROUTE_DOC = "__route_doc__"
@@ -178,7 +177,3 @@ def documented(
 def route_doc(handler: Any) -> RouteDoc | None:
     doc = getattr(handler, ROUTE_DOC, None)
     return doc if isinstance(doc, RouteDoc) else None
-
-
-def json_schema_of(kind: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(kind)
