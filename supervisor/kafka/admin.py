@@ -25,6 +25,10 @@ from supervisor.offsets import (
 
 logger = logging.getLogger(__name__)
 
+# get_watermark_offsets: attempts on a retriable error, and the pause before the second (then 2x, ...)
+WATERMARK_ATTEMPTS = 3
+WATERMARK_RETRY_S = 0.2
+
 
 class KafkaStreamAdmin:
     """Answers the supervisor's questions about one topic, or (``multi_topic``) about every topic
@@ -110,10 +114,18 @@ class KafkaStreamAdmin:
             client = self._client()
             for p in partitions:
                 tp = self._topic_partition(p)
-                try:
-                    low, high = client.get_watermark_offsets(tp, timeout=self._timeout_s, cached=False)
-                except KafkaException as e:
-                    raise wrap(e, f"fetching offsets of [{tp.topic}/{tp.partition}]") from e
+                for attempt in range(1, WATERMARK_ATTEMPTS + 1):
+                    try:
+                        low, high = client.get_watermark_offsets(tp, timeout=self._timeout_s, cached=False)
+                        break
+                    except KafkaException as e:
+                        error = wrap(e, f"fetching offsets of [{tp.topic}/{tp.partition}]")
+                        # Right after a topic is created (or a leader moves) the broker may answer
+                        # NOT_LEADER_OR_FOLLOWER for a moment although the metadata shows a leader.
+                        if not error.retriable or attempt == WATERMARK_ATTEMPTS:
+                            raise error from e
+                        logger.debug("%s; asking again", error)
+                        time.sleep(WATERMARK_RETRY_S * attempt)
                 out[p] = (int(low), int(high))
         return out
 

@@ -19,7 +19,7 @@ from overlord.client import wait_for
 from tests.e2e.test_bad_input import _task_reports
 from tests.e2e.test_input_formats import DIMENSIONS, N, _check_counts, _expected
 from tests.harness.kafka import create_topic, produce
-from tests.harness.processes import Cluster, running_cluster
+from tests.harness.processes import Cluster
 from tests.harness.protos import avro_serializer, compile_proto, protobuf_serializer
 from tests.harness.schema_registry import SchemaRegistryServer, running_schema_registry
 from tests.harness.segments import read_segments
@@ -58,12 +58,6 @@ message Edit {
   message Meta { string lang = 1; }
 }
 """
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with running_cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}", {"mm1": 2}) as c:
-        yield c
 
 
 @pytest.fixture

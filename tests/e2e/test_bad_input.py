@@ -33,7 +33,7 @@ from supervisor.kafka.producer import (
     TRUNCATED_VALUE_BYTES,
 )
 from tests.harness.kafka import create_topic, produce, recreate_topic
-from tests.harness.processes import Cluster, running_cluster
+from tests.harness.processes import Cluster, sqlite_cluster
 from tests.harness.segments import read_segments
 from tests.harness.specs import kafka_spec
 
@@ -45,7 +45,7 @@ BIG = 1024 * 1024 + 100  # over the ingest engine's 1 MiB record limit
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with running_cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}", {"mm1": 4}) as c:
+    with sqlite_cluster(tmp_path, 4) as c:
         yield c
 
 

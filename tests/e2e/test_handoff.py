@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -19,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from overlord.client import wait_for
-from tests.harness.kafka import create_topic, produce
-from tests.harness.processes import Cluster, running_cluster
+from tests.harness.kafka import IdStream, create_topic
+from tests.harness.processes import Cluster, sqlite_cluster
 from tests.harness.segments import published_ids
-from tests.harness.specs import event, id_spec
+from tests.harness.specs import id_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -64,16 +63,11 @@ def test_the_next_task_reads_within_two_seconds_of_the_handoff(tmp_path: Path, k
     tag = uuid.uuid4().hex[:8]
     topic, ds = f"handoff-{tag}", f"handoff_{tag}"
     create_topic(kafka_bootstrap, topic, PARTITIONS)
-    ids: list[str] = []
-
-    def more(n: int) -> None:
-        base = int(time.time() * 1000)
-        batch = [f"{len(ids) + i}" for i in range(n)]
-        produce(kafka_bootstrap, topic, [event(i, base + k) for k, i in enumerate(batch)], PARTITIONS)
-        ids.extend(batch)
+    stream = IdStream(kafka_bootstrap, topic, PARTITIONS)
+    more, ids = stream.more, stream.ids
 
     more(3000)
-    with running_cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}", {"mm1": 2}) as c:
+    with sqlite_cluster(tmp_path) as c:
         task_root = c.workdir / "mm1" / "tasks"
         c.api.submit(id_spec(ds, topic, kafka_bootstrap, taskDuration="PT5S", startDelay="PT0.5S"))
 

@@ -7,7 +7,6 @@ here comes from the limit under test (each publishing task's log names it).
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ import pytest
 
 from overlord.client import wait_for
 from supervisor.ports import TaskState
-from tests.harness.kafka import create_topic, produce
-from tests.harness.processes import running_cluster
+from tests.harness.kafka import IdStream, create_topic
+from tests.harness.processes import sqlite_cluster
 from tests.harness.segments import published_ids
-from tests.harness.specs import event, id_spec
+from tests.harness.specs import id_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -41,18 +40,13 @@ def test_a_task_publishes_mid_task_and_the_next_reads_on(
     tag = uuid.uuid4().hex[:8]
     topic, ds = f"midhandoff-{tag}", f"midhandoff_{tag}"
     create_topic(kafka_bootstrap, topic, PARTITIONS)
-    ids: list[str] = []
-
-    def more(n: int) -> None:
-        base = int(time.time() * 1000)
-        batch = [f"{len(ids) + i}" for i in range(n)]
-        produce(kafka_bootstrap, topic, [event(i, base + k) for k, i in enumerate(batch)], PARTITIONS)
-        ids.extend(batch)
+    stream = IdStream(kafka_bootstrap, topic, PARTITIONS)
+    more, ids = stream.more, stream.ids
 
     more(300)
     spec = id_spec(ds, topic, kafka_bootstrap, taskDuration="PT10M")
     spec["spec"]["tuningConfig"].update(tuning)
-    with running_cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}", {"mm1": 2}) as c:
+    with sqlite_cluster(tmp_path) as c:
         assert c.api.submit(spec) == ds
 
         def succeeded() -> list[dict[str, Any]] | None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -19,19 +17,13 @@ from middlemanager.ingest.schema import JSON_OUTPUT_TYPE
 from overlord.client import wait_for
 from tests.harness.http import request
 from tests.harness.kafka import create_topic, produce
-from tests.harness.processes import Cluster, running_cluster
+from tests.harness.processes import Cluster
 from tests.harness.segments import read_segments
 from tests.harness.specs import kafka_spec
 
 pytestmark = pytest.mark.e2e
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with running_cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}", {"mm1": 2}) as c:
-        yield c
 
 
 def test_schema_discovery_and_json_dimension_end_to_end(cluster: Cluster, kafka_bootstrap: str) -> None:

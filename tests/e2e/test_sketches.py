@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import datasketches as ds
@@ -19,19 +17,13 @@ import pytest
 from overlord.client import wait_for
 from tests.harness.http import request
 from tests.harness.kafka import create_topic, produce
-from tests.harness.processes import Cluster, running_cluster
+from tests.harness.processes import Cluster
 from tests.harness.segments import read_segments
 from tests.harness.specs import kafka_spec
 
 pytestmark = pytest.mark.e2e
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with running_cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}", {"mm1": 2}) as c:
-        yield c
 
 
 def test_theta_sketch_and_long_last_end_to_end(cluster: Cluster, kafka_bootstrap: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from overlord.client import wait_for
 from tests.harness.kafka import create_topic, produce
-from tests.harness.processes import Cluster, running_cluster
+from tests.harness.processes import Cluster, sqlite_cluster
 from tests.harness.segments import read_segments
 from tests.harness.specs import event, id_spec
 
@@ -25,7 +25,7 @@ PER_PARTITION = 150
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with running_cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}", {"mm1": 4}) as c:
+    with sqlite_cluster(tmp_path, 4) as c:
         yield c
 
 

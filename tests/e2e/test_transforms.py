@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +13,7 @@ import pytest
 from overlord.client import wait_for
 from tests.harness.http import request
 from tests.harness.kafka import create_topic, produce
-from tests.harness.processes import Cluster, running_cluster
+from tests.harness.processes import Cluster
 from tests.harness.segments import read_segments
 from tests.harness.specs import kafka_spec
 
@@ -23,12 +21,6 @@ pytestmark = pytest.mark.e2e
 
 HOUR = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with running_cluster(tmp_path / "cluster", f"sqlite:///{tmp_path / 'metadata.db'}", {"mm1": 2}) as c:
-        yield c
 
 
 def _spec(datasource: str, topic: str, bootstrap: str) -> dict[str, Any]:

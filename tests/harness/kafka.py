@@ -289,3 +289,22 @@ def latest_offsets(bootstrap: str, topic: str, partitions: Sequence[int] | None 
         }
     finally:
         consumer.close()
+
+
+class IdStream:
+    """Produces ``id_spec`` events with unique ids ``"0"``, ``"1"``, ... to a topic, stamped now;
+    ``ids`` lists every id produced so far."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
+        self.ids: list[str] = []
+
+    def more(self, n: int) -> None:
+        from tests.harness.specs import event
+
+        base = int(time.time() * 1000)
+        batch = [str(len(self.ids) + i) for i in range(n)]
+        produce(
+            self.bootstrap, self.topic, [event(i, base + k) for k, i in enumerate(batch)], self.partitions
+        )
+        self.ids.extend(batch)

@@ -303,3 +303,13 @@ def running_cluster(
         raise
     finally:
         c.stop()
+
+
+@contextlib.contextmanager
+def sqlite_cluster(root: Path, slots: int = 2, **kwargs: Any) -> Iterator[Cluster]:
+    """The common e2e cluster: SQLite metadata in ``root``, an Overlord and one MiddleManager
+    (``mm1``) with ``slots`` task slots; ``kwargs`` as for :func:`running_cluster`."""
+    with running_cluster(
+        root / "cluster", f"sqlite:///{root / 'metadata.db'}", {"mm1": slots}, **kwargs
+    ) as c:
+        yield c
