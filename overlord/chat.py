@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, TypeVar
 
@@ -19,6 +20,11 @@ M = TypeVar("M", bound=BaseModel)
 _OFFSETS: TypeAdapter[wire.Offsets] = TypeAdapter(wire.Offsets)
 _MAYBE_OFFSETS: TypeAdapter[wire.Offsets | None] = TypeAdapter(wire.Offsets | None)
 _STATUS: TypeAdapter[TaskRunStatus] = TypeAdapter(TaskRunStatus)
+
+
+@functools.cache
+def _adapter(model: type[BaseModel]) -> TypeAdapter[Any]:
+    return TypeAdapter(model)
 
 
 def _chat(loc: TaskLocation, task_id: str, path: str) -> str:
@@ -58,11 +64,8 @@ class HttpTaskClient:
             raise Unavailable(f"task [{task_id}] {path}: answer outside the contract: {e}") from e
 
     async def _model(self, model: type[M], method: str, loc: TaskLocation, task_id: str, path: str) -> M:
-        value = await self._call(method, loc, task_id, path)
-        try:
-            return model.model_validate(value)
-        except ValidationError as e:
-            raise Unavailable(f"task [{task_id}] {path}: answer outside the contract: {e}") from e
+        result: M = await self._typed(_adapter(model), method, loc, task_id, path)
+        return result
 
     async def status(self, loc: TaskLocation, task_id: str) -> TaskRunStatus:
         result: TaskRunStatus = await self._typed(_STATUS, "GET", loc, task_id, "status")
