@@ -24,8 +24,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from broker import udfs
-from broker.catalog import Snapshot
+from broker import timeline, udfs
+from broker.catalog import Segment, Snapshot
 from broker.errors import QueryError, QueryFailed, QueryTimeout, ResourceLimitExceeded
 from broker.sql import DRUID_SCHEMA, INFO_SCHEMA, SYS_SCHEMA, Translated
 from supervisor.chronology import format_instant
@@ -101,10 +101,31 @@ def json_value(value: Any, zone: dt.tzinfo | None = None) -> Any:
     return value
 
 
-def _view_sql(paths: Sequence[str]) -> str:
+def _reader(paths: Sequence[str]) -> str:
     files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-    reader = f"read_parquet([{files}], union_by_name = true)"
-    return f'SELECT * REPLACE (epoch_ms("__time") AS "__time") FROM {reader}'
+    return f"read_parquet([{files}], union_by_name = true)"
+
+
+def _timeline_sql(segments: tuple[Segment, ...]) -> tuple[str, list[str]] | None:
+    """The view of a datasource's segments as its timeline serves them (:mod:`broker.timeline`):
+    overshadowed segments left out, a partly overshadowed one read only for the time it still
+    holds; and the files it reads. None when no segment is visible."""
+    shown = timeline.visible(segments)
+    whole = [str(v.segment.path) for v in shown if v.whole]
+    sources = [_reader(whole)] if whole else []
+    for v in shown:
+        if not v.whole:
+            cond = " OR ".join(f'("__time" >= {a} AND "__time" < {b})' for a, b in v.ranges)
+            sources.append(f"(SELECT * FROM {_reader([str(v.segment.path)])} WHERE {cond})")
+    if not sources:
+        return None
+    source = (
+        sources[0]
+        if len(sources) == 1
+        else "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {x}" for x in sources) + ")"
+    )
+    sql = f'SELECT * REPLACE (epoch_ms("__time") AS "__time") FROM {source}'
+    return sql, [str(v.segment.path) for v in shown]
 
 
 def _quote(name: str) -> str:
@@ -132,10 +153,10 @@ class Engine:
         con.execute(f"CREATE SCHEMA {DRUID_SCHEMA}; CREATE SCHEMA {INFO_SCHEMA}; CREATE SCHEMA {SYS_SCHEMA}")
         paths: list[str] = []
         for ds in sorted(plan.datasources):
-            files = [str(s.path) for s in snapshot.segments.get(ds, ())]
-            if files:
-                con.execute(f"CREATE VIEW {DRUID_SCHEMA}.{_quote(ds)} AS {_view_sql(files)}")
-                paths.extend(files)
+            view = _timeline_sql(snapshot.segments.get(ds, ()))
+            if view is not None:
+                con.execute(f"CREATE VIEW {DRUID_SCHEMA}.{_quote(ds)} AS {view[0]}")
+                paths.extend(view[1])
         for name, table in tables.items():
             con.register("_incoming", table)
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM _incoming")
@@ -153,9 +174,9 @@ class Engine:
         con = duckdb.connect(":memory:", config={"threads": 1})
         try:
             for ds in datasources:
-                files = [str(s.path) for s in snapshot.segments.get(ds, ())]
-                if files:
-                    rows = con.execute(f"DESCRIBE {_view_sql(files)}").fetchall()
+                view = _timeline_sql(snapshot.segments.get(ds, ()))
+                if view is not None:
+                    rows = con.execute(f"DESCRIBE {view[0]}").fetchall()
                     out[ds] = [(str(r[0]), str(r[1])) for r in rows]
         finally:
             con.close()

@@ -50,6 +50,34 @@ class SqlParseError(QueryError):
     error_class = "org.apache.druid.sql.calcite.parser.DruidSqlParseException"
 
 
+class JsonParseFailed(QueryError):
+    """A native query Druid could not read (querying/querying.md; QueryException's
+    ``Json parse failed``): a bad interval, a value of the wrong type. 400."""
+
+    error = "Json parse failed"
+    error_code = "invalidInput"
+    error_class = "com.fasterxml.jackson.databind.JsonMappingException"
+
+
+class UnknownQueryType(JsonParseFailed):
+    """A ``queryType`` Druid does not know (or none): Jackson's type-id error, 400."""
+
+    error_class = "com.fasterxml.jackson.databind.exc.InvalidTypeIdException"
+
+    def __init__(self, kind: object, known: tuple[str, ...]) -> None:
+        if kind is None:
+            text = (
+                "Missing type id when trying to resolve subtype of [simple type, class "
+                "org.apache.druid.query.Query]: missing type id property 'queryType'"
+            )
+        else:
+            text = (
+                f"Could not resolve type id '{kind}' as a subtype of `org.apache.druid.query.Query`: "
+                f"known type ids = [{', '.join(sorted(known))}]"
+            )
+        super().__init__(text)
+
+
 class Unsupported(QueryError):
     """Valid SQL Druid users write, not (yet) served here: 400 as Druid's ``Unsupported operation``."""
 

@@ -8,21 +8,39 @@ compiled to SQL; post-aggregations are computed on the grouped rows, as Druid do
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import TypeAdapter, ValidationError
 
+from broker import timeline
 from broker.catalog import Snapshot
 from broker.engine import Result
-from broker.errors import QueryError, Unsupported
+from broker.errors import JsonParseFailed, QueryError, UnknownQueryType, Unsupported
 from broker.sql import DRUID_SCHEMA, Translated
 from supervisor import filters as F
 from supervisor.chronology import format_instant
 from supervisor.expressions import values as tv
 
 Run = Callable[[Translated], Awaitable[Result]]
+Describe = Callable[[str], Awaitable[list[tuple[str, str]]]]
+# querying/querying.md, "Available queries"
+QUERY_TYPES = (
+    "timeBoundary",
+    "timeseries",
+    "topN",
+    "groupBy",
+    "scan",
+    "search",
+    "segmentMetadata",
+    "dataSourceMetadata",
+)
 _FILTER = TypeAdapter(F.DimFilter)
 ETERNITY = (-(2**62), 2**62)
 
@@ -152,19 +170,20 @@ def filter_sql(spec: Any) -> str:
 
 
 def intervals_of(query: dict[str, Any]) -> list[tuple[int, int]]:
+    """The query's intervals; one Druid cannot read is its ``Json parse failed`` (400)."""
     raw = query.get("intervals")
     if raw is None:
-        raise QueryError("intervals: required")
+        raise JsonParseFailed("intervals: required")
     if isinstance(raw, dict):  # {"type": "intervals", "intervals": [...]}
         raw = raw.get("intervals")
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not raw:
-        raise QueryError("intervals: a list of ISO-8601 intervals (start/end)")
+        raise JsonParseFailed("intervals: a list of ISO-8601 intervals (start/end)")
     try:
         return [F.interval_bounds(str(i)) for i in raw]
     except ValueError as e:
-        raise QueryError(f"intervals: {e}") from e
+        raise JsonParseFailed(f"intervals: {e}") from e
 
 
 def _where(query: dict[str, Any]) -> str:
@@ -173,32 +192,70 @@ def _where(query: dict[str, Any]) -> str:
     return f"({ranges}) AND COALESCE({filter_sql(query.get('filter'))}, FALSE)"
 
 
-def _bucket(granularity: Any) -> str | None:
-    """The SQL of a row's time bucket in ms, or None for ``all``."""
+@dataclass(frozen=True)
+class Granularity:
+    """A query's granularity (granularities.md): ``all``, ``none``, a period or a duration."""
+
+    kind: str
+    period: str = ""
+    zone: str = "UTC"
+    origin: int | None = None
+    duration: int = 0
+
+    def sql(self) -> str | None:
+        """The SQL of a row's time bucket in ms, or None for ``all``."""
+        if self.kind == "all":
+            return None
+        if self.kind == "none":
+            return 'epoch_ms("__time")'
+        if self.kind == "period":
+            origin = "NULL" if self.origin is None else str(self.origin)
+            return f'druid_time_floor(epoch_ms("__time"), {lit(self.period)}, {origin}, {lit(self.zone)})'
+        base = self.origin or 0
+        return f'(epoch_ms("__time") - {base}) // {self.duration} * {self.duration} + {base}'
+
+    def floor(self, ms: int) -> int:
+        if self.kind == "period":
+            return tv.floor_time(ms, tv.parse_period(self.period), self.origin, tv.parse_zone(self.zone))
+        if self.kind == "duration":
+            base = self.origin or 0
+            return ms - (ms - base) % self.duration
+        return ms
+
+    def next(self, bucket: int) -> int:
+        """The start of the bucket after the one starting at ``bucket``."""
+        if self.kind == "duration":
+            return bucket + self.duration
+        if self.kind == "none":
+            return bucket + 1
+        period, zone = tv.parse_period(self.period), tv.parse_zone(self.zone)
+        for step in (1, 2):  # a zone's transition can floor one step back onto the same bucket
+            after = self.floor(tv.shift_time(bucket, period, step, zone))
+            if after > bucket:
+                return after
+        raise QueryError(f"granularity: period '{self.period}' does not advance in {self.zone}")
+
+
+def granularity_of(granularity: Any) -> Granularity:
     g = granularity if granularity is not None else "all"
     if isinstance(g, str):
         name = g.lower()
-        if name == "all":
-            return None
-        if name == "none":
-            return 'epoch_ms("__time")'
+        if name in ("all", "none"):
+            return Granularity(name)
         if name not in _SIMPLE:
             raise QueryError(f"granularity: unknown '{g}'")
         g = {"type": "period", "period": _SIMPLE[name]}
     if not isinstance(g, dict):
         raise QueryError("granularity: a name or an object")
     kind = g.get("type")
-    if kind == "all":
-        return None
-    if kind == "none":
-        return 'epoch_ms("__time")'
+    if kind in ("all", "none"):
+        return Granularity(str(kind))
     origin = g.get("origin")
-    origin_ms = "NULL"
+    origin_ms: int | None = None
     if origin is not None:
-        parsed = tv.parse_iso(str(origin))
-        if parsed is None:
+        origin_ms = tv.parse_iso(str(origin))
+        if origin_ms is None:
             raise QueryError(f"granularity.origin: '{origin}' is not ISO-8601")
-        origin_ms = str(parsed)
     if kind == "period":
         period, zone = str(g.get("period", "")), str(g.get("timeZone") or "UTC")
         try:
@@ -206,14 +263,17 @@ def _bucket(granularity: Any) -> str | None:
             tv.parse_zone(zone)
         except ValueError as e:
             raise QueryError(f"granularity: {e}") from e
-        return f'druid_time_floor(epoch_ms("__time"), {lit(period)}, {origin_ms}, {lit(zone)})'
+        return Granularity("period", period, zone, origin_ms)
     if kind == "duration":
         duration = g.get("duration")
-        if not isinstance(duration, int) or duration <= 0:
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration <= 0:
             raise QueryError("granularity.duration: a positive number of milliseconds")
-        base = 0 if origin is None else int(origin_ms)
-        return f'(epoch_ms("__time") - {base}) // {duration} * {duration} + {base}'
+        return Granularity("duration", origin=origin_ms, duration=duration)
     raise QueryError(f"granularity: unknown type '{kind}'")
+
+
+def _bucket(granularity: Any) -> str | None:
+    return granularity_of(granularity).sql()
 
 
 def _agg_sql(agg: dict[str, Any]) -> str:
@@ -316,13 +376,97 @@ def _aggs(query: dict[str, Any]) -> list[tuple[str, str]]:
     return [(str(a.get("name")), _agg_sql(a)) for a in aggs]
 
 
-def _time_min(snapshot: Snapshot, ds: str, intervals: list[tuple[int, int]]) -> int:
-    """The timestamp of a granularity-``all`` row: the query's start, not before the data's first segment."""
-    start = min(a for a, _ in intervals)
-    segs = [
-        s for s in snapshot.segments.get(ds, ()) if any(s.start_ms < b and s.end_ms > a for a, b in intervals)
+Span = tuple[int, int, int, int]  # first and last row time of a segment's visible part, and the part
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_span(path: str, size: int) -> tuple[int, int] | None:
+    """The first and last ``__time`` of a segment file, from its Parquet footer's statistics
+    (segment files never change: cached by path and size)."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (OSError, pa.ArrowException):
+        return None
+    lo: int | None = None
+    hi: int | None = None
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            col = group.column(j)
+            if col.path_in_schema != "__time":
+                continue
+            stats = col.statistics
+            if stats is None or not stats.has_min_max:
+                return None
+            lo = stats.min if lo is None else min(lo, stats.min)
+            hi = stats.max if hi is None else max(hi, stats.max)
+    return None if lo is None or hi is None else (int(lo), int(hi))
+
+
+def _spans(shown: tuple[timeline.Visible, ...]) -> list[Span]:
+    """Each visible segment part's data interval: Druid's cursors run over a segment's data
+    (its first to last row), not its whole interval."""
+    out: list[Span] = []
+    for v in shown:
+        seg = v.segment
+        first, last = _file_span(str(seg.path), seg.size) or (seg.start_ms, seg.end_ms - 1)
+        for a, b in v.ranges:
+            lo, hi = max(first, a), min(last, b - 1)
+            if lo <= hi:
+                out.append((lo, hi, a, b))
+    return out
+
+
+def _all_time(spans: list[Span], intervals: list[tuple[int, int]]) -> int | None:
+    """The timestamp of a granularity-``all`` row: the earliest start of a cursor, which is the
+    query interval clipped to a segment's data (Druid's tutorial: the top-N over 2015-09-12/
+    2015-09-13 answers at 2015-09-12T00:46:58.771Z, the first edit); None when no segment part
+    overlaps the query."""
+    starts = [
+        max(qa, lo)
+        for lo, _hi, a, b in spans
+        for qa, qb in intervals
+        if a < qb and b > qa and max(qa, lo) < qb
     ]
-    return max(start, min((s.start_ms for s in segs), default=start))
+    return min(starts, default=None)
+
+
+MAX_BUCKETS = 1_000_000
+
+
+def _filled_buckets(g: Granularity, spans: list[Span], intervals: list[tuple[int, int]]) -> set[int]:
+    """The buckets Druid's timeseries answers for, rows or not (timeseriesquery.md, "Empty bucket
+    values"): every bucket of each segment's data interval within the query intervals; buckets
+    outside any segment's data are not filled."""
+    out: set[int] = set()
+    for lo, hi, a, b in spans:
+        for qa, qb in intervals:
+            if a >= qb or b <= qa:
+                continue
+            end = min(qb, g.next(g.floor(hi)))
+            bucket = g.floor(max(qa, lo))
+            while bucket < end:
+                out.add(bucket)
+                if len(out) > MAX_BUCKETS:
+                    raise QueryError(f"the query's granularity makes more than {MAX_BUCKETS} time buckets")
+                bucket = g.next(bucket)
+    return out
+
+
+def _empty_value(agg: dict[str, Any]) -> Any:
+    """An aggregator's value over no rows: 0 for counts and distinct counts, null for the rest
+    (Druid's SQL-compatible null handling; timeseriesquery.md shows a SUM's empty bucket as NULL)."""
+    kind = agg.get("type")
+    if kind == "filtered":
+        return _empty_value(dict(agg.get("aggregator") or {}))
+    if kind in ("count", "cardinality", "hyperUnique", "HLLSketchBuild", "HLLSketchMerge", "thetaSketch"):
+        return 0
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    """A boolean of a query or its context; Druid's docs write some as strings (``"true"``)."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
 def _dims(query: dict[str, Any]) -> list[tuple[str, str]]:
@@ -359,12 +503,15 @@ async def run(
     query: dict[str, Any],
     snapshot: Snapshot,
     execute: Run,
-    describe: Callable[[str], Awaitable[list[tuple[str, str]]]],
+    describe: Describe,
 ) -> list[Any]:
     kind = query.get("queryType")
+    if kind not in QUERY_TYPES:
+        raise UnknownQueryType(kind, QUERY_TYPES)
     ds = _datasource(query, snapshot)
-    if ds not in snapshot.segments:
-        return []  # Druid answers an empty list for a datasource without segments
+    shown = timeline.visible(snapshot.segments.get(ds, ()))
+    if not shown:
+        return []  # Druid answers an empty list for a datasource without (visible) segments
     if kind == "timeBoundary":
         bound = query.get("bound")
         where = filter_sql(query.get("filter"))
@@ -397,23 +544,25 @@ async def run(
         grouped = await execute(_plan(sql, ds))
         cols = list(grouped.columns)
         rows = [_apply_posts(query, dict(zip(cols, r, strict=True))) for r in grouped.rows]
-        all_time = format_instant(_time_min(snapshot, ds, intervals))
         if kind == "groupBy":
             return _group_by_result(query, rows, format_instant(min(a for a, _ in intervals)))
+        spans = _spans(shown)
+        if kind == "timeseries":
+            return await _timeseries(query, ds, rows, spans, intervals, execute)
+        all_time = _all_time(spans, intervals)
         by_bucket: dict[Any, list[dict[str, Any]]] = {}
         for row in rows:
             by_bucket.setdefault(row.pop("__bucket"), []).append(row)
         buckets = sorted(by_bucket, key=lambda b: (b is not None, b))
-        if query.get("descending"):
+        if _truthy(query.get("descending")):
             buckets.reverse()
         out: list[Any] = []
         for b in buckets:
-            stamp = all_time if b is None else format_instant(int(b))
-            if kind == "timeseries":
-                out.append({"timestamp": stamp, "result": by_bucket[b][0]})
-            else:
-                out.append({"timestamp": stamp, "result": _top(query, by_bucket[b])})
+            stamp = format_instant(all_time if b is None and all_time is not None else int(b or 0))
+            out.append({"timestamp": stamp, "result": _top(query, by_bucket[b])})
         return out
+    if kind == "search":
+        return await _search(query, ds, snapshot, shown, execute, describe)
     if kind == "scan":
         return await _scan(query, ds, snapshot, execute)
     if kind == "segmentMetadata":
@@ -477,6 +626,176 @@ def _group_by_result(query: dict[str, Any], rows: list[dict[str, Any]], all_time
     return out
 
 
+async def _timeseries(
+    query: dict[str, Any],
+    ds: str,
+    rows: list[dict[str, Any]],
+    spans: list[Span],
+    intervals: list[tuple[int, int]],
+    execute: Run,
+) -> list[Any]:
+    """timeseriesquery.md: one row per bucket, empty buckets of the data's time filled with the
+    aggregators' empty values unless ``context.skipEmptyBuckets``; ``descending``, ``limit`` and the
+    ``context.grandTotal`` row (last, without a timestamp)."""
+    context = query.get("context") if isinstance(query.get("context"), dict) else {}
+    assert isinstance(context, dict)
+    skip_empty = _truthy(context.get("skipEmptyBuckets"))
+    aggs = query.get("aggregations") or []
+
+    def empty() -> dict[str, Any]:
+        return _apply_posts(query, {str(a.get("name")): _empty_value(a) for a in aggs})
+
+    g = granularity_of(query.get("granularity"))
+    by_bucket = {row.pop("__bucket"): row for row in rows}
+    out: list[dict[str, Any]] = []
+    if g.kind == "all":
+        stamp = _all_time(spans, intervals)
+        row = by_bucket.get(None)
+        if stamp is not None and (row is not None or not skip_empty):
+            out.append({"timestamp": format_instant(stamp), "result": row if row is not None else empty()})
+    else:
+        buckets = {int(b) for b in by_bucket if b is not None}
+        if not skip_empty and g.kind != "none":  # "none": a bucket per millisecond, never filled
+            buckets |= _filled_buckets(g, spans, intervals)
+        for b in sorted(buckets, reverse=_truthy(query.get("descending"))):
+            row = by_bucket.get(b)
+            out.append({"timestamp": format_instant(b), "result": row if row is not None else empty()})
+    limit = query.get("limit")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise QueryError("limit: a non-negative integer")
+        out = out[:limit]
+    if _truthy(context.get("grandTotal")):
+        sql, _names = _grouped(ds, {**query, "granularity": "all"}, [])
+        total = await execute(_plan(sql, ds))
+        cols = list(total.columns)
+        found = [dict(zip(cols, r, strict=True)) for r in total.rows]
+        for row in found:
+            row.pop("__bucket")
+        out.append({"timestamp": None, "result": _apply_posts(query, found[0]) if found else empty()})
+    return out
+
+
+def _search_match(spec: Any, cell: str) -> str:
+    """searchqueryspec.md's match as SQL over ``cell`` (a VARCHAR)."""
+    if not isinstance(spec, dict):
+        raise QueryError("query: a search query spec ({'type': 'insensitive_contains', 'value': ...})")
+    if "case_sensitive" in spec:  # the docs' spelling; the model's alias is caseSensitive
+        spec = {("caseSensitive" if k == "case_sensitive" else k): v for k, v in spec.items()}
+    try:
+        model = _SEARCH_SPEC.validate_python(spec)
+    except ValidationError as e:
+        raise QueryError(f"query: {e.errors(include_url=False)[0]['msg']}") from e
+    if isinstance(model, F.RegexSearchQuery):
+        return f"regexp_matches({cell}, {lit(model.pattern)})"
+    if isinstance(model, F.FragmentSearchQuery):
+        values = list(model.values)
+        sensitive = model.case_sensitive
+    else:
+        values = [model.value]
+        sensitive = isinstance(model, F.ContainsSearchQuery) and model.case_sensitive
+    if not values:
+        return "TRUE"
+    if sensitive:
+        return "(" + " AND ".join(f"contains({cell}, {lit(v)})" for v in values) + ")"
+    return "(" + " AND ".join(f"contains(lower({cell}), {lit(v.lower())})" for v in values) + ")"
+
+
+_SEARCH_SPEC: TypeAdapter[Any] = TypeAdapter(F.SearchQuery)
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _hit_order(kind: str) -> Callable[[dict[str, Any]], Any]:
+    """sorting-orders.md: a search hit's order by value, then by dimension (SearchSortSpec)."""
+
+    def by(value_key: Callable[[str], Any]) -> Callable[[dict[str, Any]], Any]:
+        return lambda hit: (value_key(hit["value"]), hit["dimension"].encode())
+
+    if kind == "lexicographic":
+        return by(lambda v: v.encode())  # UTF-8 bytes
+    if kind == "strlen":
+        return by(lambda v: (len(v), v))
+    if kind == "alphanumeric":
+        return by(lambda v: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in _DIGITS.split(v) if p])
+    if kind == "numeric":
+
+        def number(v: str) -> tuple[int, float, str]:
+            try:
+                return (1, float(v), "")
+            except ValueError:
+                return (0, 0.0, v)  # unparseable values are nulls, before numbers, among themselves by text
+
+        return by(number)
+    raise QueryError(f"sort.type: unknown '{kind}' (lexicographic, alphanumeric, strlen, numeric)")
+
+
+async def _search(
+    query: dict[str, Any],
+    ds: str,
+    snapshot: Snapshot,
+    shown: tuple[timeline.Visible, ...],
+    execute: Run,
+    describe: Describe,
+) -> list[Any]:
+    """searchquery.md: the dimension values matching ``query`` with their row counts, per bucket,
+    sorted by ``sort`` and cut at ``limit`` (default 1000)."""
+    intervals = intervals_of(query)
+    types = dict(await describe(ds))
+    dims: list[str] = []
+    raw_dims = query.get("searchDimensions")
+    if raw_dims is None:
+        known = sorted({d for v in shown for d in v.segment.dimensions})
+        dims = known or [c for c, t in types.items() if c != "__time" and t in ("VARCHAR", "VARCHAR[]")]
+    else:
+        if not isinstance(raw_dims, list):
+            raise QueryError("searchDimensions: a list of dimensions")
+        for d in raw_dims:
+            name = d.get("dimension") if isinstance(d, dict) else d
+            if not isinstance(name, str):
+                raise QueryError("searchDimensions: each a name or a dimension spec with 'dimension'")
+            dims.append(name)
+    sort = query.get("sort") or {}
+    order = _hit_order(str((sort.get("type") if isinstance(sort, dict) else sort) or "lexicographic"))
+    limit = query.get("limit", 1000)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise QueryError("limit: a non-negative integer")
+    g = granularity_of(query.get("granularity"))
+    bucket = g.sql() or "NULL"
+    parts = []
+    for d in dims:
+        if d not in types:
+            continue  # Druid: a dimension the segments lack matches nothing
+        cell = "__v" if types[d].endswith("[]") else f"CAST({q(d)} AS VARCHAR)"
+        source = (
+            f"(SELECT *, unnest({q(d)}) AS __v FROM {DRUID_SCHEMA}.{q(ds)})"
+            if cell == "__v"
+            else (f"{DRUID_SCHEMA}.{q(ds)}")
+        )
+        match = _search_match(query.get("query"), cell)
+        parts.append(
+            f"SELECT {bucket} AS __bucket, {lit(d)} AS dimension, {cell} AS value, COUNT(*) AS count "
+            f"FROM {source} WHERE {_where(query)} AND {cell} IS NOT NULL AND {match} GROUP BY 1, 2, 3"
+        )
+    if not parts:
+        return []
+    result = await execute(_plan(" UNION ALL ".join(parts), ds))
+    by_bucket: dict[Any, list[dict[str, Any]]] = {}
+    for b, dim, value, count in result.rows:
+        by_bucket.setdefault(b, []).append({"dimension": dim, "value": value, "count": count})
+    if None in by_bucket:
+        # granularity all: the result carries the earliest queried segment's start (a search answers
+        # per segment at its interval's start; the Broker's merge keeps the first)
+        starts = [s for v in shown for s, e in v.ranges for a, b in intervals if s < b and e > a]
+        stamps = {None: min(starts, default=min(a for a, _ in intervals))}
+    else:
+        stamps = {b: b for b in by_bucket}
+    out = []
+    for b in sorted(by_bucket, key=lambda x: (x is not None, x)):
+        hits = sorted(by_bucket[b], key=order)[:limit]
+        out.append({"timestamp": format_instant(int(stamps[b] or 0)), "result": hits})
+    return out
+
+
 async def _scan(query: dict[str, Any], ds: str, snapshot: Snapshot, execute: Run) -> list[Any]:
     columns = query.get("columns") or []
     select = (
@@ -503,7 +822,7 @@ async def _scan(query: dict[str, Any], ds: str, snapshot: Snapshot, execute: Run
     events: list[Any] = [list(r) if compact else dict(zip(cols, r, strict=True)) for r in result.rows]
     if not events:
         return []
-    segment = snapshot.segments[ds][0].id
+    segment = timeline.visible(snapshot.segments[ds])[0].segment.id
     return [{"segmentId": segment, "columns": cols, "events": events}]
 
 
@@ -516,7 +835,11 @@ async def _segment_metadata(
     from broker.engine import druid_types
 
     intervals = intervals_of(query) if query.get("intervals") is not None else [ETERNITY]
-    segs = [s for s in snapshot.segments[ds] if any(s.start_ms < b and s.end_ms > a for a, b in intervals)]
+    segs = [
+        v.segment
+        for v in timeline.visible(snapshot.segments[ds])
+        if any(s < b and e > a for a, b in intervals for s, e in v.ranges)
+    ]
     cols = await describe(ds)
     columns = {
         name: {

@@ -9,12 +9,31 @@ from typing import Any
 
 import pyarrow as pa
 
+from broker import timeline
 from broker.catalog import SegmentCatalog, Snapshot
 from broker.engine import druid_types
 from broker.sql import INFO_SCHEMA, INFO_TABLES, SYS_SCHEMA, SYS_TABLES, Translated
 from supervisor.chronology import format_instant
 
 S, L, B = pa.string(), pa.int64(), pa.bool_()
+
+
+# java.sql.Types of Druid's SQL types: INFORMATION_SCHEMA.COLUMNS.JDBC_TYPE (clients such as pydruid's
+# SQLAlchemy dialect map columns by it); 1111 is OTHER (COMPLEX), 2003 ARRAY
+_JDBC_TYPES = {
+    "VARCHAR": 12,
+    "BIGINT": -5,
+    "INTEGER": 4,
+    "SMALLINT": 5,
+    "TINYINT": -6,
+    "DOUBLE": 8,
+    "FLOAT": 6,
+    "DECIMAL": 3,
+    "BOOLEAN": 16,
+    "TIMESTAMP": 93,
+    "DATE": 91,
+    "ARRAY": 2003,
+}
 
 
 def _table(rows: list[dict[str, Any]], fields: list[tuple[str, pa.DataType]]) -> pa.Table:
@@ -95,7 +114,7 @@ def _info(name: str, snapshot: Snapshot, columns: dict[str, list[tuple[str, str]
                     "DATETIME_PRECISION": None,
                     "CHARACTER_SET_NAME": None,
                     "COLLATION_NAME": None,
-                    "JDBC_TYPE": None,
+                    "JDBC_TYPE": _JDBC_TYPES.get(sql_type.split(" ")[-1], 1111),
                 }
             )
     fields = [
@@ -121,6 +140,8 @@ def _info(name: str, snapshot: Snapshot, columns: dict[str, list[tuple[str, str]
 
 
 def _segments(snapshot: Snapshot) -> pa.Table:
+    # is_overshadowed by Druid's timeline (broker/timeline.py); is_active: published and not overshadowed
+    shadowed = {i for segs in snapshot.segments.values() for i in timeline.timeline(segs).overshadowed}
     rows = [
         {
             "segment_id": s.id,
@@ -132,11 +153,11 @@ def _segments(snapshot: Snapshot) -> pa.Table:
             "partition_num": s.partition_num,
             "num_replicas": 1,
             "num_rows": s.num_rows,
-            "is_active": 1,
+            "is_active": 0 if s.id in shadowed else 1,
             "is_published": 1,
             "is_available": 1,
             "is_realtime": 0,
-            "is_overshadowed": 0,
+            "is_overshadowed": 1 if s.id in shadowed else 0,
             "shard_spec": json.dumps(s.payload.get("shardSpec")),
             "dimensions": json.dumps(list(s.dimensions)),
             "metrics": json.dumps(list(s.metrics)),

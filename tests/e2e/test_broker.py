@@ -103,7 +103,9 @@ def test_tutorial_sql_after_publish(tmp_path: Path, kafka_bootstrap: str) -> Non
                 intervals="2015-09-12/2015-09-13",
                 aggregations={"rows": {"type": "count"}},
             )
-            assert series.result == [{"timestamp": "2015-09-12T00:00:00.000Z", "result": {"rows": 39244}}]
+            # Druid's tutorial (tutorials/tutorial-query.md): granularity all answers at the first edit's time
+            assert top.result[0]["timestamp"] == "2015-09-12T00:46:58.771Z"
+            assert series.result == [{"timestamp": "2015-09-12T00:46:58.771Z", "result": {"rows": 39244}}]
         finally:
             proc.terminate()
             proc.wait(10)
