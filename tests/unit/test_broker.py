@@ -427,3 +427,325 @@ def test_datasources(snapshot: Snapshot) -> None:
         "metrics": ["added"],
     }
     assert _call(snapshot, "GET", "/druid/v2/datasources/nope", None)[0] == 404
+
+
+# ------------------------------------------------------------------ Druid's timeline: overshadowing
+
+
+def _published(
+    tmp_path: Path,
+    name: str,
+    interval: str,
+    version: str,
+    rows: list[tuple[Any, ...]],
+    part: int = 0,
+    core: int = 0,
+) -> Segment:
+    """A segment from a Druid DataSegment payload, as the Overlord lists it (numbered shard spec)."""
+    path = tmp_path / f"{name}.parquet"
+    _write(path, rows)
+    start, end = interval.split("/")
+    return Segment.from_payload(
+        {
+            "dataSource": "wiki",
+            "interval": interval,
+            "version": version,
+            "loadSpec": {"type": "local", "path": str(path)},
+            "shardSpec": {"type": "numbered", "partitionNum": part, "partitions": core},
+            "identifier": f"wiki_{start}_{end}_{version}" + (f"_{part}" if part else ""),
+            "dimensions": "page,user",
+            "metrics": "added",
+            "numRows": len(rows),
+            "size": path.stat().st_size,
+        }
+    )
+
+
+DAY = "2015-09-12T00:00:00.000Z/2015-09-13T00:00:00.000Z"
+HOUR2 = "2015-09-12T02:00:00.000Z/2015-09-12T03:00:00.000Z"
+
+
+def _count_by_page(snapshot: Snapshot) -> dict[str, int]:
+    got = sql(snapshot, "SELECT page, COUNT(*) AS n FROM wiki GROUP BY page")
+    return {r["page"]: r["n"] for r in got}
+
+
+def _shadowed(snapshot: Snapshot) -> dict[str, tuple[int, int]]:
+    got = sql(snapshot, "SELECT segment_id, is_overshadowed, is_active FROM sys.segments")
+    return {r["segment_id"]: (r["is_overshadowed"], r["is_active"]) for r in got}
+
+
+def test_higher_version_overshadows_lower(tmp_path: Path) -> None:
+    old = _published(tmp_path, "old", DAY, "2015-09-13T00:00:00.000Z", ROWS)
+    # a re-index of the same day (a newer version, two core partitions, both present)
+    new0 = _published(tmp_path, "new0", DAY, "2015-09-14T00:00:00.000Z", [(DAY0 + 5, "Main", "x", 1)], 0, 2)
+    new1 = _published(tmp_path, "new1", DAY, "2015-09-14T00:00:00.000Z", [(DAY0 + 6, "Talk", "y", 2)], 1, 2)
+    snap = Snapshot.of([old, new0, new1])
+    assert _count_by_page(snap) == {"Main": 1, "Talk": 1}
+    assert _shadowed(snap) == {old.id: (1, 0), new0.id: (0, 1), new1.id: (0, 1)}
+    ts = native(
+        snap,
+        {
+            "queryType": "timeseries",
+            "granularity": "all",
+            "intervals": ALL,
+            "aggregations": [{"type": "longSum", "name": "added", "fieldName": "added"}],
+        },
+    )
+    assert ts == [{"timestamp": "2015-09-12T00:00:00.005Z", "result": {"added": 3}}]
+    meta = native(snap, {"queryType": "segmentMetadata", "intervals": ALL})
+    assert sorted(m["id"] for m in meta) == sorted([new0.id, new1.id])
+
+
+def test_incomplete_partition_set_overshadows_nothing(tmp_path: Path) -> None:
+    old = _published(tmp_path, "old", DAY, "v1", ROWS)
+    # partition 0 of 2 only: the set is incomplete, so it serves nothing and hides nothing
+    half = _published(tmp_path, "half", DAY, "v2", [(DAY0 + 5, "Other", "x", 1)], 0, 2)
+    snap = Snapshot.of([old, half])
+    assert _count_by_page(snap) == {"Main": 3, "Talk": 1, "Vandalism": 3}
+    assert _shadowed(snap) == {old.id: (0, 1), half.id: (0, 1)}
+
+
+def test_appended_partitions_join_and_partial_overlap_splits(tmp_path: Path) -> None:
+    # partitions=0: each partition is whole on its own (Druid's NumberedPartitionChunk); appends add up
+    a = _published(tmp_path, "a", DAY, "v1", ROWS[:4])
+    b = _published(tmp_path, "b", DAY, "v1", ROWS[4:], 1)
+    assert _count_by_page(Snapshot.of([a, b])) == {"Main": 3, "Talk": 1, "Vandalism": 3}
+    # a newer version of hour 2 only: the day's older segments keep the other hours
+    fix = _published(tmp_path, "fix", HOUR2, "v2", [(DAY0 + 2 * H + 9, "Fixed", "z", 1)])
+    snap = Snapshot.of([a, b, fix])
+    assert _count_by_page(snap) == {"Main": 3, "Talk": 1, "Fixed": 1}
+    assert _shadowed(snap) == {a.id: (0, 1), b.id: (0, 1), fix.id: (0, 1)}
+    # and an even newer day version hides all three
+    day = _published(tmp_path, "day", DAY, "v3", [(DAY0 + 7, "Last", "z", 1)])
+    snap = Snapshot.of([a, b, fix, day])
+    assert _count_by_page(snap) == {"Last": 1}
+    assert _shadowed(snap) == {a.id: (1, 0), b.id: (1, 0), fix.id: (1, 0), day.id: (0, 1)}
+
+
+def test_timeline_unit() -> None:
+    from broker import timeline
+
+    def seg(interval: tuple[int, int], version: str, part: int = 0, core: int = 0) -> Segment:
+        return Segment(
+            id=f"s_{interval[0]}_{interval[1]}_{version}_{part}",
+            datasource="wiki",
+            start_ms=interval[0],
+            end_ms=interval[1],
+            version=version,
+            partition_num=part,
+            path=Path("/nonexistent"),
+            num_rows=0,
+            size=0,
+            dimensions=(),
+            metrics=(),
+            payload={"shardSpec": {"type": "numbered", "partitionNum": part, "partitions": core}},
+        )
+
+    day, mid = (0, 24), (6, 12)
+    low, high = seg(day, "a"), seg(mid, "b")
+    shown = {v.segment.id: v.ranges for v in timeline.visible((low, high))}
+    assert shown == {low.id: ((0, 6), (12, 24)), high.id: ((6, 12),)}
+    # versions compare as strings; a linear shard spec is always complete
+    lin = Segment(
+        **{**seg(day, "c").__dict__, "payload": {"shardSpec": {"type": "linear", "partitionNum": 3}}}
+    )
+    t = timeline.timeline((low, high, lin))
+    assert [v.segment.id for v in t.visible] == [lin.id] and t.overshadowed == {low.id, high.id}
+    # core partitions 0..2 must all be there; partition 3 (appended) joins once they are
+    parts = [seg(day, "z", p, 3) for p in (0, 1, 3)]
+    assert {v.segment.id for v in timeline.visible((low, *parts))} == {low.id}
+    parts.append(seg(day, "z", 2, 3))
+    assert {v.segment.id for v in timeline.visible((low, *parts))} == {p.id for p in parts}
+
+
+# ------------------------------------------------------------------ timeseries: empty buckets
+
+
+def _jan(tmp_path: Path) -> Snapshot:
+    """Druid's docs' example (timeseriesquery.md, "Empty bucket values"): data on 2012-01-01 and
+    2012-01-03, none on 2012-01-02, in one segment of the three days."""
+    jan1, jan3 = 1_325_376_000_000, 1_325_376_000_000 + 2 * 86_400_000
+    seg = _published(
+        tmp_path,
+        "jan",
+        "2012-01-01T00:00:00.000Z/2012-01-04T00:00:00.000Z",
+        "v1",
+        [(jan1 + 5, "a", "u", 3), (jan3 + 7, "b", "u", 4)],
+    )
+    return Snapshot.of([seg])
+
+
+def test_timeseries_fills_interior_empty_buckets(tmp_path: Path) -> None:
+    snap = _jan(tmp_path)
+    query = {
+        "queryType": "timeseries",
+        "granularity": "day",
+        "intervals": ["2012-01-01T00:00:00.000/2012-01-04T00:00:00.000"],
+        "aggregations": [
+            {"type": "longSum", "name": "sample_name1", "fieldName": "added"},
+            {"type": "count", "name": "rows"},
+        ],
+    }
+    assert native(snap, query) == [
+        {"timestamp": "2012-01-01T00:00:00.000Z", "result": {"sample_name1": 3, "rows": 1}},
+        {"timestamp": "2012-01-02T00:00:00.000Z", "result": {"sample_name1": None, "rows": 0}},
+        {"timestamp": "2012-01-03T00:00:00.000Z", "result": {"sample_name1": 4, "rows": 1}},
+    ]
+    skipped = native(snap, {**query, "context": {"skipEmptyBuckets": "true"}})
+    assert [r["timestamp"][:10] for r in skipped] == ["2012-01-01", "2012-01-03"]
+    # buckets outside the data (here the hours after the last row) are not filled
+    hourly = native(snap, {**query, "granularity": "hour", "intervals": ["2012-01-03/2012-01-04"]})
+    assert hourly == [{"timestamp": "2012-01-03T00:00:00.000Z", "result": {"sample_name1": 4, "rows": 1}}]
+    # descending (the docs write it as a string), limit, and the grand total row last, without a timestamp
+    down = native(snap, {**query, "descending": "true", "limit": 2, "context": {"grandTotal": True}})
+    assert down == [
+        {"timestamp": "2012-01-03T00:00:00.000Z", "result": {"sample_name1": 4, "rows": 1}},
+        {"timestamp": "2012-01-02T00:00:00.000Z", "result": {"sample_name1": None, "rows": 0}},
+        {"timestamp": None, "result": {"sample_name1": 7, "rows": 2}},
+    ]
+
+
+def test_timeseries_filter_matching_nothing(snapshot: Snapshot) -> None:
+    query = {
+        "queryType": "timeseries",
+        "granularity": "hour",
+        "intervals": ALL,
+        "filter": {"type": "selector", "dimension": "page", "value": "Talk"},
+        "aggregations": [
+            {"type": "count", "name": "rows"},
+            {"type": "longSum", "name": "added", "fieldName": "added"},
+        ],
+        "postAggregations": [
+            {
+                "type": "arithmetic",
+                "name": "twice",
+                "fn": "*",
+                "fields": [{"type": "fieldAccess", "fieldName": "rows"}, {"type": "constant", "value": 2}],
+            }
+        ],
+    }
+    assert native(snapshot, query) == [
+        {"timestamp": "2015-09-12T00:00:00.000Z", "result": {"rows": 0, "added": None, "twice": 0.0}},
+        {"timestamp": "2015-09-12T01:00:00.000Z", "result": {"rows": 1, "added": 7, "twice": 2.0}},
+        {"timestamp": "2015-09-12T02:00:00.000Z", "result": {"rows": 0, "added": None, "twice": 0.0}},
+    ]
+    nothing = {
+        **query,
+        "granularity": "all",
+        "filter": {"type": "selector", "dimension": "page", "value": "-"},
+    }
+    # granularity all: one row, the aggregators' empty values, at the data's first time
+    assert native(snapshot, nothing) == [
+        {"timestamp": "2015-09-12T00:00:00.001Z", "result": {"rows": 0, "added": None, "twice": 0.0}}
+    ]
+    assert native(snapshot, {**nothing, "context": {"skipEmptyBuckets": True}}) == []
+    # no segment in the intervals: nothing at all
+    assert native(snapshot, {**query, "intervals": ["2016-01-01/2016-01-02"]}) == []
+
+
+# ------------------------------------------------------------------ the search query
+
+
+def _search(snapshot: Snapshot, **query: Any) -> Any:
+    return native(snapshot, {"queryType": "search", "intervals": ALL, **query})
+
+
+def test_search_query(snapshot: Snapshot) -> None:
+    # searchquery.md's result shape: per bucket, the matching values of each dimension with their counts
+    got = _search(
+        snapshot, searchDimensions=["page", "user"], query={"type": "insensitive_contains", "value": "A"}
+    )
+    hits = [(h["dimension"], h["value"], h["count"]) for h in got[0]["result"]]
+    assert got[0]["timestamp"] == "2015-09-12T00:00:00.000Z" and len(got) == 1
+    # lexicographic (the default) compares UTF-8 bytes: upper case before lower case
+    assert hits == [
+        ("page", "Main", 3),
+        ("page", "Talk", 1),
+        ("page", "Vandalism", 3),
+        ("user", "alice", 2),
+        ("user", "carol", 1),
+        ("user", "dave", 2),
+    ]
+    assert set(got[0]["result"][0]) == {"dimension", "value", "count"}
+    # contains is case-sensitive when asked (the docs' key is case_sensitive)
+    exact = _search(
+        snapshot, searchDimensions=["page"], query={"type": "contains", "value": "m", "case_sensitive": True}
+    )
+    assert [h["value"] for h in exact[0]["result"]] == ["Vandalism"]
+    loose = _search(snapshot, searchDimensions=["page"], query={"type": "contains", "value": "m"})
+    assert [h["value"] for h in loose[0]["result"]] == ["Main", "Vandalism"]
+    # fragment: every fragment in the value; all dimensions when searchDimensions is left out; strlen sort
+    frag = _search(snapshot, query={"type": "fragment", "values": ["A", "l"]}, sort={"type": "strlen"})
+    assert [h["value"] for h in frag[0]["result"]] == ["Talk", "alice", "carol", "Vandalism"]
+    assert [
+        h["value"]
+        for h in _search(snapshot, query={"type": "fragment", "values": ["a", "l"]}, limit=2)[0]["result"]
+    ] == ["Talk", "Vandalism"]
+    # a filter and a granularity: buckets by the rows' time
+    hourly = _search(
+        snapshot,
+        granularity="hour",
+        searchDimensions=["page"],
+        filter={"type": "selector", "dimension": "user", "value": "alice"},
+        query={"type": "insensitive_contains", "value": "a"},
+    )
+    assert hourly == [
+        {
+            "timestamp": "2015-09-12T00:00:00.000Z",
+            "result": [{"dimension": "page", "value": "Main", "count": 1}],
+        },
+        {
+            "timestamp": "2015-09-12T01:00:00.000Z",
+            "result": [{"dimension": "page", "value": "Talk", "count": 1}],
+        },
+    ]
+    assert _search(snapshot, query={"type": "regex", "pattern": "^V.n"})[0]["result"] == [
+        {"dimension": "page", "value": "Vandalism", "count": 3}
+    ]
+    assert _search(snapshot, query={"type": "insensitive_contains", "value": "zzz"}) == []
+
+
+def test_search_sort_orders() -> None:
+    from broker.native import _hit_order
+
+    hits = [{"dimension": "d", "value": v} for v in ["file12", "file2", "-1.5", "10", "x", "9"]]
+    order = lambda kind: [h["value"] for h in sorted(hits, key=_hit_order(kind))]  # noqa: E731
+    assert order("lexicographic") == ["-1.5", "10", "9", "file12", "file2", "x"]
+    # alphanumeric (sorting-orders.md): "file12 sorts after file2", "1.3" before "1.15", negatives last
+    assert order("alphanumeric") == ["9", "10", "-1.5", "file2", "file12", "x"]
+    assert sorted(
+        ["1.15", "1.3"], key=lambda v: _hit_order("alphanumeric")({"value": v, "dimension": ""})
+    ) == [
+        "1.3",
+        "1.15",
+    ]
+    # numeric: unparseable values are nulls, first, among themselves by text
+    assert order("numeric") == ["file12", "file2", "x", "-1.5", "9", "10"]
+    assert order("strlen") == ["9", "x", "10", "-1.5", "file2", "file12"]
+
+
+def test_native_error_bodies(snapshot: Snapshot) -> None:
+    def error(query: dict[str, Any]) -> dict[str, Any]:
+        status, data, headers = _call(snapshot, "POST", "/druid/v2", query)
+        assert status == 400, data
+        assert set(data) >= {"error", "errorMessage", "errorClass", "host"} and headers["X-Druid-Query-Id"]
+        return data
+
+    # querying/querying.md, "Query errors"; QueryException's "Json parse failed" for what Jackson cannot read
+    unknown = error({"queryType": "nope", "dataSource": "wiki"})
+    assert unknown["error"] == "Json parse failed"
+    assert unknown["errorClass"] == "com.fasterxml.jackson.databind.exc.InvalidTypeIdException"
+    assert "'nope'" in unknown["errorMessage"] and "timeseries" in unknown["errorMessage"]
+    assert "queryType" in error({"dataSource": "wiki"})["errorMessage"]
+    bad = error({"queryType": "timeseries", "dataSource": "wiki", "intervals": ["2015-13-45/x"]})
+    assert bad["error"] == "Json parse failed" and "intervals" in bad["errorMessage"]
+    assert error({"queryType": "scan", "dataSource": "wiki"})["error"] == "Json parse failed"  # no intervals
+    # a datasource without segments answers an empty result, as Druid's Broker does
+    status, data, _ = _call(
+        snapshot,
+        "POST",
+        "/druid/v2",
+        {"queryType": "timeseries", "dataSource": "nope", "intervals": ALL, "granularity": "all"},
+    )
+    assert (status, data) == (200, [])
