@@ -749,3 +749,66 @@ def test_native_error_bodies(snapshot: Snapshot) -> None:
         {"queryType": "timeseries", "dataSource": "nope", "intervals": ALL, "granularity": "all"},
     )
     assert (status, data) == (200, [])
+
+
+# ------------------------------------------------------------------ SQL JOIN of datasources
+
+
+@pytest.fixture
+def two(tmp_path: Path, snapshot: Snapshot) -> Snapshot:
+    """``wiki`` and a second datasource ``pages`` (a page's category, one row per page)."""
+    path = tmp_path / "pages.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "__time": pa.array([DAY0, DAY0], pa.int64()),
+                "page": ["Main", "Talk"],
+                "category": ["article", "discussion"],
+            }
+        ),
+        path,
+    )
+    pages = Segment.from_payload(
+        {
+            "dataSource": "pages",
+            "interval": "2015-09-12/2015-09-13",
+            "version": "v1",
+            "loadSpec": {"type": "local", "path": str(path)},
+            "identifier": "pages_2015-09-12_2015-09-13_v1",
+        }
+    )
+    return Snapshot.of([*snapshot.segments["wiki"], pages])
+
+
+def test_sql_join_of_two_datasources(two: Snapshot) -> None:
+    # Druid's docs (querying/datasource.md "join", sql.md): INNER and LEFT joins on an equality
+    inner = sql(
+        two,
+        "SELECT w.page, p.category, COUNT(*) AS n FROM wiki w INNER JOIN pages p ON w.page = p.page "
+        "GROUP BY 1, 2 ORDER BY 1",
+    )
+    assert inner == [
+        {"page": "Main", "category": "article", "n": 3},
+        {"page": "Talk", "category": "discussion", "n": 1},
+    ]
+    left = sql(
+        two,
+        "SELECT w.page, p.category, SUM(w.added) AS a FROM druid.wiki AS w LEFT JOIN druid.pages AS p "
+        "ON w.page = p.page GROUP BY 1, 2 ORDER BY 1",
+    )
+    assert left[-1] == {"page": "Vandalism", "category": None, "a": 150} and len(left) == 3
+    # table names as qualifiers, a filter, and a subquery on the right
+    assert sql(
+        two,
+        "SELECT wiki.page, pages.category FROM wiki JOIN pages ON wiki.page = pages.page "
+        "WHERE wiki.\"user\" = 'bob'",
+    ) == [{"page": "Main", "category": "article"}]
+    sub = sql(
+        two,
+        "SELECT w.page, COUNT(*) AS n FROM wiki w INNER JOIN "
+        "(SELECT page FROM pages WHERE category = 'article') p ON w.page = p.page GROUP BY 1",
+    )
+    assert sub == [{"page": "Main", "n": 3}]
+    assert (
+        "not found" in sql_error(two, "SELECT * FROM wiki w JOIN nope n ON w.page = n.page")["errorMessage"]
+    )
