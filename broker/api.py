@@ -185,6 +185,18 @@ async def post_sql(request: web.Request) -> web.StreamResponse:
 
 
 @documented(
+    "Druid SQL query (with the slash, the path pydruid's DB-API and SQLAlchemy dialect post to)",
+    request=SqlQuery,
+    response=list[dict[str, Any]],
+    errors=(504,),
+    tags=("query",),
+)
+async def post_sql_slash(request: web.Request) -> web.StreamResponse:
+    """As `POST /druid/v2/sql`."""
+    return await post_sql(request)
+
+
+@documented(
     "Druid native query",
     request=dict[str, Any],
     response=list[dict[str, Any]],
@@ -192,7 +204,7 @@ async def post_sql(request: web.Request) -> web.StreamResponse:
     tags=("query",),
 )
 async def post_native(request: web.Request) -> web.StreamResponse:
-    """Druid's native query API: `timeBoundary`, `timeseries`, `topN`, `groupBy`, `scan`,
+    """Druid's native query API: `timeBoundary`, `timeseries`, `topN`, `groupBy`, `scan`, `search`,
     `segmentMetadata`, `dataSourceMetadata`, with Druid's result shapes."""
     query_id = str(uuid.uuid4())
     try:
@@ -251,6 +263,7 @@ def add_routes(app: web.Application, broker: Broker) -> None:
     """The Broker's query routes on ``app`` (its own, or the Overlord's when embedded)."""
     app[BROKER] = broker
     app.router.add_post(f"{QUERY_PATH}/sql", post_sql)
+    app.router.add_post(f"{QUERY_PATH}/sql/", post_sql_slash)  # pydruid's default path
     app.router.add_post(QUERY_PATH, post_native)
     app.router.add_post(f"{QUERY_PATH}/", post_native_slash)  # Druid's docs post to /druid/v2/
     app.router.add_get(f"{QUERY_PATH}/datasources", list_datasources)

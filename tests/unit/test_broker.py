@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -709,17 +710,14 @@ def test_search_query(snapshot: Snapshot) -> None:
 def test_search_sort_orders() -> None:
     from broker.native import _hit_order
 
-    hits = [{"dimension": "d", "value": v} for v in ["file12", "file2", "-1.5", "10", "x", "9"]]
-    order = lambda kind: [h["value"] for h in sorted(hits, key=_hit_order(kind))]  # noqa: E731
+    def order(kind: str, values: tuple[str, ...] = ("file12", "file2", "-1.5", "10", "x", "9")) -> list[str]:
+        hits = [{"dimension": "d", "value": v} for v in values]
+        return [h["value"] for h in sorted(hits, key=_hit_order(kind))]
+
     assert order("lexicographic") == ["-1.5", "10", "9", "file12", "file2", "x"]
     # alphanumeric (sorting-orders.md): "file12 sorts after file2", "1.3" before "1.15", negatives last
     assert order("alphanumeric") == ["9", "10", "-1.5", "file2", "file12", "x"]
-    assert sorted(
-        ["1.15", "1.3"], key=lambda v: _hit_order("alphanumeric")({"value": v, "dimension": ""})
-    ) == [
-        "1.3",
-        "1.15",
-    ]
+    assert order("alphanumeric", ("1.15", "1.3")) == ["1.3", "1.15"]
     # numeric: unparseable values are nulls, first, among themselves by text
     assert order("numeric") == ["file12", "file2", "x", "-1.5", "9", "10"]
     assert order("strlen") == ["9", "x", "10", "-1.5", "file2", "file12"]
@@ -728,7 +726,7 @@ def test_search_sort_orders() -> None:
 def test_native_error_bodies(snapshot: Snapshot) -> None:
     def error(query: dict[str, Any]) -> dict[str, Any]:
         status, data, headers = _call(snapshot, "POST", "/druid/v2", query)
-        assert status == 400, data
+        assert status == 400 and isinstance(data, dict), data
         assert set(data) >= {"error", "errorMessage", "errorClass", "host"} and headers["X-Druid-Query-Id"]
         return data
 
@@ -812,3 +810,126 @@ def test_sql_join_of_two_datasources(two: Snapshot) -> None:
     assert (
         "not found" in sql_error(two, "SELECT * FROM wiki w JOIN nope n ON w.page = n.page")["errorMessage"]
     )
+
+
+# ------------------------------------------------------------------ pydruid, unchanged, as a client
+
+
+@pytest.fixture
+def served(two: Snapshot) -> Iterator[tuple[str, int]]:
+    """The Broker over ``wiki`` and ``pages`` on a loopback port: (host, port)."""
+    from tests.harness.http import serve_app
+
+    app = web.Application()
+    add_routes(app, Broker(FixedCatalog(two), BrokerSettings()))
+    with serve_app(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+def test_pydruid_db_api(served: tuple[str, int]) -> None:
+    import pydruid.db
+
+    host, port = served
+    conn = pydruid.db.connect(host=host, port=port, path="/druid/v2/sql/", scheme="http")
+    cur = conn.cursor()
+    cur.execute("SELECT page, COUNT(*) AS n FROM wiki GROUP BY page ORDER BY n DESC, page")
+    assert [tuple(r) for r in cur.fetchall()] == [("Main", 3), ("Vandalism", 3), ("Talk", 1)]
+    assert [d[0] for d in cur.description] == ["page", "n"]
+    # pyformat parameters, escaped by pydruid into the SQL
+    cur.execute('SELECT COUNT(*) AS n FROM wiki WHERE "user" = %(user)s', {"user": "dave"})
+    assert cur.fetchone().n == 2
+    # header=True: pydruid asks for the header row and reads the column names from it
+    with_header = pydruid.db.connect(host=host, port=port, path="/druid/v2/sql/", header=True).cursor()
+    with_header.execute("SELECT page, category FROM pages ORDER BY page")
+    assert [d[0] for d in with_header.description] == ["page", "category"]
+    assert [tuple(r) for r in with_header.fetchall()] == [("Main", "article"), ("Talk", "discussion")]
+    # Druid's error body reaches pydruid's exception
+    with pytest.raises(pydruid.db.exceptions.ProgrammingError, match="not found"):
+        cur.execute("SELECT * FROM nope")
+
+
+def test_pydruid_sqlalchemy(served: tuple[str, int]) -> None:
+    import sqlalchemy as sa
+
+    host, port = served
+    engine = sa.create_engine(f"druid://{host}:{port}/druid/v2/sql/")
+    inspector = sa.inspect(engine)
+    assert "druid" in inspector.get_schema_names()
+    assert set(inspector.get_table_names(schema="druid")) == {"wiki", "pages"}
+    columns = {c["name"]: c["type"] for c in inspector.get_columns("wiki", schema="druid")}
+    assert list(columns) == ["__time", "page", "user", "added"]
+    assert isinstance(columns["__time"], sa.TIMESTAMP) and isinstance(columns["added"], sa.BigInteger)
+    assert isinstance(columns["page"], sa.String)
+    with engine.connect() as conn:
+        assert engine.dialect.has_table(conn, "wiki") and not engine.dialect.has_table(conn, "nope")
+        wiki = sa.Table("wiki", sa.MetaData(), autoload_with=conn)
+        pages = sa.Table("pages", sa.MetaData(), autoload_with=conn)
+        query = (
+            sa.select(wiki.c.page, sa.func.count().label("n"), sa.func.sum(wiki.c.added).label("a"))
+            .where(wiki.c.user != "bob")
+            .group_by(wiki.c.page)
+            .order_by(sa.desc("a"))
+            .limit(2)
+        )
+        assert [tuple(r) for r in conn.execute(query)] == [("Vandalism", 3, 150), ("Main", 2, 11)]
+        joined = (
+            sa.select(pages.c.category, sa.func.count().label("n"))
+            .select_from(wiki.join(pages, wiki.c.page == pages.c.page))
+            .group_by(pages.c.category)
+            .order_by(pages.c.category)
+        )
+        assert [tuple(r) for r in conn.execute(joined)] == [("article", 3), ("discussion", 1)]
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+def test_pydruid_native_client(served: tuple[str, int]) -> None:
+    from pydruid.client import PyDruid
+    from pydruid.utils.aggregators import count, longsum
+    from pydruid.utils.filters import Dimension
+
+    host, port = served
+    client = PyDruid(f"http://{host}:{port}", "druid/v2")
+    grouped = client.groupby(
+        datasource="wiki",
+        granularity="all",
+        intervals="2015-09-12/2015-09-13",
+        dimensions=["page"],
+        filter=Dimension("user") != "bob",
+        aggregations={"edits": count("page"), "added": longsum("added")},
+        limit_spec={
+            "type": "default",
+            "limit": 2,
+            "columns": [{"dimension": "added", "direction": "descending"}],
+        },
+    )
+    assert grouped.result == [
+        {
+            "version": "v1",
+            "timestamp": "2015-09-12T00:00:00.000Z",
+            "event": {"page": "Vandalism", "edits": 3, "added": 150},
+        },
+        {
+            "version": "v1",
+            "timestamp": "2015-09-12T00:00:00.000Z",
+            "event": {"page": "Main", "edits": 2, "added": 11},
+        },
+    ]
+    series = client.timeseries(
+        datasource="wiki",
+        granularity="hour",
+        intervals="2015-09-12/2015-09-13",
+        filter=Dimension("page") == "Talk",
+        aggregations={"edits": count("page")},
+    )
+    assert [r["result"]["edits"] for r in series.result] == [0, 1, 0]  # empty buckets filled
+    search = client.query_builder.search(
+        {
+            "datasource": "wiki",
+            "granularity": "all",
+            "intervals": "2015-09-12/2015-09-13",
+            "searchDimensions": ["user"],
+            "query": {"type": "insensitive_contains", "value": "AR"},
+        }
+    )
+    assert client._post(search).result[0]["result"] == [{"dimension": "user", "value": "carol", "count": 1}]
