@@ -20,7 +20,8 @@ querying/sql-metadata-tables.md ``is_overshadowed``):
 from __future__ import annotations
 
 import bisect
-import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -76,10 +77,31 @@ class Timeline:
     overshadowed: frozenset[str]
 
 
-@functools.lru_cache(maxsize=256)
+_CACHE: OrderedDict[int, tuple[tuple[Segment, ...], Timeline]] = OrderedDict()
+_CACHE_SIZE = 256
+_LOCK = threading.Lock()
+
+
 def timeline(segments: tuple[Segment, ...]) -> Timeline:
-    """The timeline of one datasource's segments (cached: a snapshot's tuples are reused by every
-    query until the segment list changes)."""
+    """The timeline of one datasource's segments, cached by the tuple's identity: a snapshot's
+    tuples serve every query until the segment list changes, and hashing thousands of segments per
+    query would cost more than the lookup saves."""
+    key = id(segments)
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] is segments:
+            _CACHE.move_to_end(key)
+            return hit[1]
+    built = _build(segments)
+    with _LOCK:
+        _CACHE[key] = (segments, built)  # the tuple is kept alive, so its id is not reused meanwhile
+        _CACHE.move_to_end(key)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return built
+
+
+def _build(segments: tuple[Segment, ...]) -> Timeline:
     sets: dict[tuple[int, int, str], list[Segment]] = {}
     for seg in segments:
         sets.setdefault((seg.start_ms, seg.end_ms, seg.version), []).append(seg)
