@@ -360,13 +360,100 @@ def _apply_posts(query: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _datasource(query: dict[str, Any], snapshot: Snapshot) -> str:
-    ds = query.get("dataSource")
-    if isinstance(ds, dict) and ds.get("type") == "table":
-        ds = ds.get("name")
-    if not isinstance(ds, str):
-        raise Unsupported("dataSource: only a table datasource (a name) is supported")
-    return ds
+@dataclass(frozen=True)
+class Source:
+    """What a native query reads: a table, or a ``join`` of a table with others (datasource.md).
+
+    ``base`` is the leftmost table (its timeline decides the segments and the empty buckets),
+    ``sql`` the FROM clause, ``tables`` every datasource the engine must give a view of."""
+
+    base: str
+    sql: str
+    tables: frozenset[str]
+
+    def plan(self, sql: str) -> Translated:
+        return Translated(sql, self.tables)
+
+
+_JOIN_TYPES = {"INNER": "INNER JOIN", "LEFT": "LEFT JOIN", "RIGHT": "RIGHT JOIN", "FULL": "FULL JOIN"}
+_IDENT = r'(?:"((?:[^"\\]|\\.)+)"|([A-Za-z_$][\w$.]*))'
+_EQUALITY = re.compile(rf"\s*{_IDENT}\s*==\s*{_IDENT}\s*")
+
+
+def _table_name(spec: Any) -> str | None:
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict) and spec.get("type") == "table" and isinstance(spec.get("name"), str):
+        return str(spec["name"])
+    return None
+
+
+def _inline_sql(spec: dict[str, Any]) -> tuple[str, list[str]]:
+    """datasource.md ``inline``: ``columnNames`` and ``rows``, as a VALUES table."""
+    names, rows = spec.get("columnNames"), spec.get("rows")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise QueryError("dataSource.right.columnNames: a list of column names")
+    if (
+        not isinstance(rows, list)
+        or not rows
+        or any(not isinstance(r, list) or len(r) != len(names) for r in rows)
+    ):
+        raise QueryError("dataSource.right.rows: a list of rows, each with a value per column")
+    values = ", ".join("(" + ", ".join(lit(v) for v in row) + ")" for row in rows)
+    return f"(SELECT * FROM (VALUES {values}) AS __inline({', '.join(q(n) for n in names)}))", list(names)
+
+
+def _join_keys(condition: Any, prefix: str) -> list[tuple[str, str]]:
+    """A join ``condition``: equalities of a left column and a right (prefixed) one, joined by ``&&``
+    (datasource.md: "In native queries, the join condition must be an equality")."""
+    if not isinstance(condition, str) or not condition.strip():
+        raise QueryError("dataSource.condition: an equality such as 'store == \"r.k\"'")
+    keys = []
+    for part in condition.split("&&"):
+        match = _EQUALITY.fullmatch(part)
+        if match is None:
+            raise Unsupported(f"dataSource.condition: only equalities of columns, not '{part.strip()}'")
+        a, b = match.group(1) or match.group(2), match.group(3) or match.group(4)
+        if b.startswith(prefix) and not a.startswith(prefix):
+            keys.append((a, b[len(prefix) :]))
+        elif a.startswith(prefix) and not b.startswith(prefix):
+            keys.append((b, a[len(prefix) :]))
+        else:
+            raise QueryError(f"dataSource.condition: '{part.strip()}': a left column == a '{prefix}' one")
+    return keys
+
+
+async def _source(spec: Any, describe: Describe) -> Source:
+    table = _table_name(spec)
+    if table is not None:
+        return Source(table, f"{DRUID_SCHEMA}.{q(table)}", frozenset({table}))
+    if not isinstance(spec, dict) or spec.get("type") != "join":
+        kind = spec.get("type") if isinstance(spec, dict) else type(spec).__name__
+        raise Unsupported(f"dataSource: type '{kind}' is not supported (a table, or a join)")
+    left = await _source(spec.get("left"), describe)
+    prefix = spec.get("rightPrefix")
+    if not isinstance(prefix, str) or not prefix:
+        raise QueryError("dataSource.rightPrefix: required, a non-empty string")
+    kind = str(spec.get("joinType") or "").upper()
+    if kind not in _JOIN_TYPES:
+        raise QueryError(f"dataSource.joinType: one of {', '.join(_JOIN_TYPES)}")
+    right_spec = spec.get("right")
+    right_table = _table_name(right_spec)
+    tables = left.tables
+    if right_table is not None:
+        columns = [c for c, _t in await describe(right_table)]
+        if not columns:
+            raise QueryError(f"dataSource.right: datasource '{right_table}' not found")
+        right_sql, tables = f"{DRUID_SCHEMA}.{q(right_table)}", tables | {right_table}
+    elif isinstance(right_spec, dict) and right_spec.get("type") == "inline":
+        right_sql, columns = _inline_sql(right_spec)
+    else:
+        kind_r = right_spec.get("type") if isinstance(right_spec, dict) else right_spec
+        raise Unsupported(f"dataSource.right: type '{kind_r}' is not supported (a table or inline)")
+    on = " AND ".join(f"__l.{q(a)} = __r.{q(b)}" for a, b in _join_keys(spec.get("condition"), prefix))
+    renamed = ", ".join(f"__r.{q(c)} AS {q(prefix + c)}" for c in columns)
+    sql = f"(SELECT __l.*, {renamed} FROM {left.sql} AS __l {_JOIN_TYPES[kind]} {right_sql} AS __r ON {on})"
+    return Source(left.base, sql, tables)
 
 
 def _aggs(query: dict[str, Any]) -> list[tuple[str, str]]:
@@ -481,7 +568,7 @@ def _dims(query: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def _grouped(ds: str, query: dict[str, Any], dims: list[tuple[str, str]]) -> tuple[str, list[str]]:
+def _grouped(src: Source, query: dict[str, Any], dims: list[tuple[str, str]]) -> tuple[str, list[str]]:
     bucket = _bucket(query.get("granularity"))
     select = [f"{bucket} AS __bucket" if bucket else "NULL AS __bucket"]
     select += [f"{q(col)} AS {q(out)}" for out, col in dims]
@@ -489,14 +576,10 @@ def _grouped(ds: str, query: dict[str, Any], dims: list[tuple[str, str]]) -> tup
     select += [f"{sql} AS {q(name)}" for name, sql in _aggs(query)]
     groups = ["__bucket", *[q(out) for out, _ in dims]]
     sql = (
-        f"SELECT {', '.join(select)} FROM {DRUID_SCHEMA}.{q(ds)} WHERE {_where(query)} "
+        f"SELECT {', '.join(select)} FROM {src.sql} WHERE {_where(query)} "
         f"GROUP BY {', '.join(groups)} ORDER BY __bucket"
     )
     return sql, names
-
-
-def _plan(sql: str, ds: str) -> Translated:
-    return Translated(sql, frozenset({ds}))
 
 
 async def run(
@@ -508,7 +591,8 @@ async def run(
     kind = query.get("queryType")
     if kind not in QUERY_TYPES:
         raise UnknownQueryType(kind, QUERY_TYPES)
-    ds = _datasource(query, snapshot)
+    src = await _source(query.get("dataSource"), describe)
+    ds = src.base
     shown = timeline.visible(snapshot.segments.get(ds, ()))
     if not shown:
         return []  # Druid answers an empty list for a datasource without (visible) segments
@@ -516,8 +600,8 @@ async def run(
         bound = query.get("bound")
         where = filter_sql(query.get("filter"))
         span = 'epoch_ms(MIN("__time")), epoch_ms(MAX("__time"))'
-        sql = f"SELECT {span} FROM {DRUID_SCHEMA}.{q(ds)} WHERE {where}"
-        lo, hi = (await execute(_plan(sql, ds))).rows[0]
+        sql = f"SELECT {span} FROM {src.sql} WHERE {where}"
+        lo, hi = (await execute(src.plan(sql))).rows[0]
         if lo is None:
             return []
         result = {"minTime": format_instant(lo), "maxTime": format_instant(hi)}
@@ -527,8 +611,8 @@ async def run(
             result.pop("minTime")
         return [{"timestamp": format_instant(hi if bound == "maxTime" else lo), "result": result}]
     if kind == "dataSourceMetadata":
-        sql = f'SELECT epoch_ms(MAX("__time")) FROM {DRUID_SCHEMA}.{q(ds)}'
-        (hi,) = (await execute(_plan(sql, ds))).rows[0]
+        sql = f'SELECT epoch_ms(MAX("__time")) FROM {src.sql}'
+        (hi,) = (await execute(src.plan(sql))).rows[0]
         if hi is None:
             return []
         return [{"timestamp": format_instant(hi), "result": {"maxIngestedEventTime": format_instant(hi)}}]
@@ -540,15 +624,15 @@ async def run(
             dims = _dims({"dimensions": [dim]}) if dim is not None else []
             if len(dims) != 1:
                 raise QueryError("dimension: required for a topN")
-        sql, _names = _grouped(ds, query, dims)
-        grouped = await execute(_plan(sql, ds))
+        sql, _names = _grouped(src, query, dims)
+        grouped = await execute(src.plan(sql))
         cols = list(grouped.columns)
         rows = [_apply_posts(query, dict(zip(cols, r, strict=True))) for r in grouped.rows]
         if kind == "groupBy":
             return _group_by_result(query, rows, format_instant(min(a for a, _ in intervals)))
         spans = _spans(shown)
         if kind == "timeseries":
-            return await _timeseries(query, ds, rows, spans, intervals, execute)
+            return await _timeseries(query, src, rows, spans, intervals, execute)
         all_time = _all_time(spans, intervals)
         by_bucket: dict[Any, list[dict[str, Any]]] = {}
         for row in rows:
@@ -562,9 +646,9 @@ async def run(
             out.append({"timestamp": stamp, "result": _top(query, by_bucket[b])})
         return out
     if kind == "search":
-        return await _search(query, ds, snapshot, shown, execute, describe)
+        return await _search(query, src, shown, execute, describe)
     if kind == "scan":
-        return await _scan(query, ds, snapshot, execute)
+        return await _scan(query, src, shown, execute)
     if kind == "segmentMetadata":
         return await _segment_metadata(query, ds, snapshot, describe)
     raise Unsupported(f"queryType '{kind}' is not supported")
@@ -628,7 +712,7 @@ def _group_by_result(query: dict[str, Any], rows: list[dict[str, Any]], all_time
 
 async def _timeseries(
     query: dict[str, Any],
-    ds: str,
+    src: Source,
     rows: list[dict[str, Any]],
     spans: list[Span],
     intervals: list[tuple[int, int]],
@@ -666,8 +750,8 @@ async def _timeseries(
             raise QueryError("limit: a non-negative integer")
         out = out[:limit]
     if _truthy(context.get("grandTotal")):
-        sql, _names = _grouped(ds, {**query, "granularity": "all"}, [])
-        total = await execute(_plan(sql, ds))
+        sql, _names = _grouped(src, {**query, "granularity": "all"}, [])
+        total = await execute(src.plan(sql))
         cols = list(total.columns)
         found = [dict(zip(cols, r, strict=True)) for r in total.rows]
         for row in found:
@@ -731,8 +815,7 @@ def _hit_order(kind: str) -> Callable[[dict[str, Any]], Any]:
 
 async def _search(
     query: dict[str, Any],
-    ds: str,
-    snapshot: Snapshot,
+    src: Source,
     shown: tuple[timeline.Visible, ...],
     execute: Run,
     describe: Describe,
@@ -740,7 +823,7 @@ async def _search(
     """searchquery.md: the dimension values matching ``query`` with their row counts, per bucket,
     sorted by ``sort`` and cut at ``limit`` (default 1000)."""
     intervals = intervals_of(query)
-    types = dict(await describe(ds))
+    types = dict(await describe(src.base))
     dims: list[str] = []
     raw_dims = query.get("searchDimensions")
     if raw_dims is None:
@@ -766,11 +849,7 @@ async def _search(
         if d not in types:
             continue  # Druid: a dimension the segments lack matches nothing
         cell = "__v" if types[d].endswith("[]") else f"CAST({q(d)} AS VARCHAR)"
-        source = (
-            f"(SELECT *, unnest({q(d)}) AS __v FROM {DRUID_SCHEMA}.{q(ds)})"
-            if cell == "__v"
-            else (f"{DRUID_SCHEMA}.{q(ds)}")
-        )
+        source = f"(SELECT *, unnest({q(d)}) AS __v FROM {src.sql})" if cell == "__v" else src.sql
         match = _search_match(query.get("query"), cell)
         parts.append(
             f"SELECT {bucket} AS __bucket, {lit(d)} AS dimension, {cell} AS value, COUNT(*) AS count "
@@ -778,7 +857,7 @@ async def _search(
         )
     if not parts:
         return []
-    result = await execute(_plan(" UNION ALL ".join(parts), ds))
+    result = await execute(src.plan(" UNION ALL ".join(parts)))
     by_bucket: dict[Any, list[dict[str, Any]]] = {}
     for b, dim, value, count in result.rows:
         by_bucket.setdefault(b, []).append({"dimension": dim, "value": value, "count": count})
@@ -796,7 +875,9 @@ async def _search(
     return out
 
 
-async def _scan(query: dict[str, Any], ds: str, snapshot: Snapshot, execute: Run) -> list[Any]:
+async def _scan(
+    query: dict[str, Any], src: Source, shown: tuple[timeline.Visible, ...], execute: Run
+) -> list[Any]:
     columns = query.get("columns") or []
     select = (
         ", ".join(_col(c) + f" AS {q(c)}" for c in columns)
@@ -804,7 +885,7 @@ async def _scan(query: dict[str, Any], ds: str, snapshot: Snapshot, execute: Run
         else '* REPLACE (epoch_ms("__time") AS "__time")'
     )
     order = str(query.get("order") or "none").lower()
-    sql = f"SELECT {select} FROM {DRUID_SCHEMA}.{q(ds)} WHERE {_where(query)}"
+    sql = f"SELECT {select} FROM {src.sql} WHERE {_where(query)}"
     if order in ("ascending", "descending"):
         sql += (
             f' ORDER BY "__time" {"ASC" if order == "ascending" else "DESC"}'
@@ -816,13 +897,13 @@ async def _scan(query: dict[str, Any], ds: str, snapshot: Snapshot, execute: Run
         sql += f" LIMIT {int(limit)}"
     if offset:
         sql += f" OFFSET {int(offset)}"
-    result = await execute(_plan(sql, ds))
+    result = await execute(src.plan(sql))
     cols = list(result.columns)
     compact = query.get("resultFormat") == "compactedList"
     events: list[Any] = [list(r) if compact else dict(zip(cols, r, strict=True)) for r in result.rows]
     if not events:
         return []
-    segment = timeline.visible(snapshot.segments[ds])[0].segment.id
+    segment = shown[0].segment.id
     return [{"segmentId": segment, "columns": cols, "events": events}]
 
 

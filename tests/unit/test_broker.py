@@ -933,3 +933,68 @@ def test_pydruid_native_client(served: tuple[str, int]) -> None:
         }
     )
     assert client._post(search).result[0]["result"] == [{"dimension": "user", "value": "carol", "count": 1}]
+
+
+def test_native_join_datasource(two: Snapshot) -> None:
+    # datasource.md "join": the right side's columns under rightPrefix, an equality condition
+    def join(right: Any, kind: str = "INNER", condition: str = 'page == "p.page"') -> dict[str, Any]:
+        return {
+            "type": "join",
+            "left": "wiki",
+            "right": right,
+            "rightPrefix": "p.",
+            "condition": condition,
+            "joinType": kind,
+        }
+
+    query = {
+        "queryType": "groupBy",
+        "granularity": "all",
+        "intervals": ALL,
+        "dimensions": [{"type": "default", "outputName": "category", "dimension": "p.category"}],
+        "aggregations": [{"type": "longSum", "name": "added", "fieldName": "added"}],
+        "limitSpec": {"type": "default", "columns": ["category"]},
+    }
+    status, data, _ = _call(two, "POST", "/druid/v2", {**query, "dataSource": join("pages")})
+    assert status == 200, data
+    assert [r["event"] for r in data] == [
+        {"category": "article", "added": 16},
+        {"category": "discussion", "added": 7},
+    ]
+    left = native(two, {**query, "dataSource": join({"type": "table", "name": "pages"}, "LEFT")})
+    assert [r["event"] for r in left][-1] == {"category": None, "added": 150}
+    inline = {"type": "inline", "columnNames": ["page", "kind"], "rows": [["Vandalism", "abuse"]]}
+    status, data, _ = _call(
+        two,
+        "POST",
+        "/druid/v2",
+        {
+            "queryType": "timeseries",
+            "granularity": "all",
+            "intervals": ALL,
+            "dataSource": join(inline),
+            "filter": {"type": "selector", "dimension": "p.kind", "value": "abuse"},
+            "aggregations": [{"type": "count", "name": "rows"}],
+        },
+    )
+    assert status == 200 and data[0]["result"] == {"rows": 3}, data
+    scan = native(
+        two,
+        {
+            "queryType": "scan",
+            "intervals": ALL,
+            "columns": ["__time", "page", "p.category"],
+            "limit": 1,
+            "order": "ascending",
+            "dataSource": join("pages", condition='"p.page" == "page"'),
+        },
+    )
+    assert scan[0]["events"] == [{"__time": DAY0 + 1, "page": "Main", "p.category": "article"}]
+    for bad, word in (
+        (join("pages", "OUTER"), "joinType"),
+        (join("pages", condition="page != p.page"), "condition"),
+        (join("nope"), "nope"),
+        ({**join("pages"), "rightPrefix": ""}, "rightPrefix"),
+    ):
+        status, data, _ = _call(two, "POST", "/druid/v2", {**query, "dataSource": bad})
+        assert status == 400 and word in data["errorMessage"], data
