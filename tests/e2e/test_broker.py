@@ -12,8 +12,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pydruid.db
 import pytest
-from pydruid.client import PyDruid  # type: ignore[import-untyped]
+import sqlalchemy
+from pydruid.client import PyDruid
 
 from overlord.client import wait_for
 from tests.e2e.test_ingestion import WIKI_DATA, WIKI_SPEC, _wait_reading
@@ -40,6 +42,8 @@ TUTORIAL_SQL = (
 )
 
 
+# pydruid's dialect predates SQLAlchemy 2's names (dbapi(), supports_statement_cache): its warnings, not ours
+@pytest.mark.filterwarnings("ignore:.*dbapi.. classmethod:DeprecationWarning", "ignore:Dialect druid.rest")
 def test_tutorial_sql_after_publish(tmp_path: Path, kafka_bootstrap: str) -> None:
     if not kafka_bootstrap.endswith(":9092"):
         pytest.fail("the tutorial spec names localhost:9092; the test broker must listen there")
@@ -106,6 +110,15 @@ def test_tutorial_sql_after_publish(tmp_path: Path, kafka_bootstrap: str) -> Non
             # Druid's tutorial (tutorials/tutorial-query.md): granularity all answers at the first edit's time
             assert top.result[0]["timestamp"] == "2015-09-12T00:46:58.771Z"
             assert series.result == [{"timestamp": "2015-09-12T00:46:58.771Z", "result": {"rows": 39244}}]
+            # pydruid's DB-API and SQLAlchemy dialect: the tutorial's query, SQL over HTTP
+            cursor = pydruid.db.connect(host="127.0.0.1", port=port, path="/druid/v2/sql/").cursor()
+            cursor.execute(TUTORIAL_SQL)
+            assert tuple(cursor.fetchone()) == ("Wikipedia:Vandalismusmeldung", 33)
+            engine = sqlalchemy.create_engine(f"druid://127.0.0.1:{port}/druid/v2/sql/")
+            with engine.connect() as conn:
+                wiki = sqlalchemy.Table("wikipedia", sqlalchemy.MetaData(), autoload_with=conn)
+                total = conn.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(wiki)).scalar()
+                assert total == 39244 and "channel" in wiki.c
         finally:
             proc.terminate()
             proc.wait(10)

@@ -849,6 +849,8 @@ def test_pydruid_db_api(served: tuple[str, int]) -> None:
         cur.execute("SELECT * FROM nope")
 
 
+# pydruid's dialect predates SQLAlchemy 2's names (dbapi(), supports_statement_cache): its warnings, not ours
+@pytest.mark.filterwarnings("ignore:.*dbapi.. classmethod:DeprecationWarning", "ignore:Dialect druid.rest")
 def test_pydruid_sqlalchemy(served: tuple[str, int]) -> None:
     import sqlalchemy as sa
 
