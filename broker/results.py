@@ -38,7 +38,7 @@ def render(
             objects.append(head)
         objects.extend(dict(zip(cols, r, strict=True)) for r in rows)
         if fmt == "object":
-            return json.dumps(objects).encode()
+            return (json.dumps(objects) + "\n").encode()  # Druid's ObjectWriter ends with a LF
         return ("".join(json.dumps(o) + "\n" for o in objects) + "\n").encode()
     arrays: list[list[Any]] = []
     if header:
@@ -49,7 +49,7 @@ def render(
             arrays.append(result.sql_types)
     arrays.extend(rows)
     if fmt == "array":
-        return json.dumps(arrays).encode()
+        return (json.dumps(arrays) + "\n").encode()  # as Druid's ArrayWriter
     if fmt == "arrayLines":
         return ("".join(json.dumps(a) + "\n" for a in arrays) + "\n").encode()
     out = io.StringIO()
