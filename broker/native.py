@@ -633,6 +633,7 @@ async def run(
         spans = _spans(shown)
         if kind == "timeseries":
             return await _timeseries(query, src, rows, spans, intervals, execute)
+        first = min(a for a, _ in intervals)
         all_time = _all_time(spans, intervals)
         by_bucket: dict[Any, list[dict[str, Any]]] = {}
         for row in rows:
@@ -642,7 +643,7 @@ async def run(
             buckets.reverse()
         out: list[Any] = []
         for b in buckets:
-            stamp = format_instant(all_time if b is None and all_time is not None else int(b or 0))
+            stamp = format_instant((first if all_time is None else all_time) if b is None else int(b))
             out.append({"timestamp": stamp, "result": _top(query, by_bucket[b])})
         return out
     if kind == "search":
@@ -735,6 +736,8 @@ async def _timeseries(
     if g.kind == "all":
         stamp = _all_time(spans, intervals)
         row = by_bucket.get(None)
+        if stamp is None and row is not None:  # rows no segment's data span explains: the query's start
+            stamp = min(a for a, _ in intervals)
         if stamp is not None and (row is not None or not skip_empty):
             out.append({"timestamp": format_instant(stamp), "result": row if row is not None else empty()})
     else:
