@@ -165,7 +165,7 @@ def filter_sql(spec: Any) -> str:
     try:
         model = _FILTER.validate_python(spec)
     except ValidationError as e:
-        raise QueryError(f"filter: {e.errors(include_url=False)[0]['msg']}") from e
+        raise JsonParseFailed(f"filter: {e.errors(include_url=False)[0]['msg']}") from e
     return _filter_sql(model)
 
 
@@ -243,10 +243,10 @@ def granularity_of(granularity: Any) -> Granularity:
         if name in ("all", "none"):
             return Granularity(name)
         if name not in _SIMPLE:
-            raise QueryError(f"granularity: unknown '{g}'")
+            raise JsonParseFailed(f"granularity: unknown '{g}'")
         g = {"type": "period", "period": _SIMPLE[name]}
     if not isinstance(g, dict):
-        raise QueryError("granularity: a name or an object")
+        raise JsonParseFailed("granularity: a name or an object")
     kind = g.get("type")
     if kind in ("all", "none"):
         return Granularity(str(kind))
@@ -255,21 +255,21 @@ def granularity_of(granularity: Any) -> Granularity:
     if origin is not None:
         origin_ms = tv.parse_iso(str(origin))
         if origin_ms is None:
-            raise QueryError(f"granularity.origin: '{origin}' is not ISO-8601")
+            raise JsonParseFailed(f"granularity.origin: '{origin}' is not ISO-8601")
     if kind == "period":
         period, zone = str(g.get("period", "")), str(g.get("timeZone") or "UTC")
         try:
             tv.parse_period(period)
             tv.parse_zone(zone)
         except ValueError as e:
-            raise QueryError(f"granularity: {e}") from e
+            raise JsonParseFailed(f"granularity: {e}") from e
         return Granularity("period", period, zone, origin_ms)
     if kind == "duration":
         duration = g.get("duration")
         if isinstance(duration, bool) or not isinstance(duration, int) or duration <= 0:
-            raise QueryError("granularity.duration: a positive number of milliseconds")
+            raise JsonParseFailed("granularity.duration: a positive number of milliseconds")
         return Granularity("duration", origin=origin_ms, duration=duration)
-    raise QueryError(f"granularity: unknown type '{kind}'")
+    raise JsonParseFailed(f"granularity: unknown type '{kind}'")
 
 
 def _bucket(granularity: Any) -> str | None:
@@ -424,6 +424,8 @@ def _join_keys(condition: Any, prefix: str) -> list[tuple[str, str]]:
 
 
 async def _source(spec: Any, describe: Describe) -> Source:
+    if spec is None:
+        raise JsonParseFailed("dataSource: required")
     table = _table_name(spec)
     if table is not None:
         return Source(table, f"{DRUID_SCHEMA}.{q(table)}", frozenset({table}))

@@ -1000,3 +1000,16 @@ def test_native_join_datasource(two: Snapshot) -> None:
     ):
         status, data, _ = _call(two, "POST", "/druid/v2", {**query, "dataSource": bad})
         assert status == 400 and word in data["errorMessage"], data
+
+
+def test_native_unreadable_parts_are_json_parse_failed(snapshot: Snapshot) -> None:
+    # Druid reads a native query with Jackson: a part it cannot read fails the whole query that way
+    base = {"queryType": "timeseries", "dataSource": "wiki", "intervals": ALL, "granularity": "all"}
+    for bad, word in (
+        ({"granularity": "fortnight"}, "granularity"),
+        ({"granularity": {"type": "duration", "duration": -1}}, "duration"),
+        ({"filter": {"type": "nope"}}, "filter"),
+        ({"dataSource": None}, "dataSource"),
+    ):
+        status, data, _ = _call(snapshot, "POST", "/druid/v2", {**base, **bad})
+        assert status == 400 and data["error"] == "Json parse failed" and word in data["errorMessage"], data
