@@ -1,9 +1,12 @@
 """Druid's native queries (``POST /druid/v2``), run as SQL on the same locked-down DuckDB.
 
 Docs followed: querying/timeboundaryquery.md, timeseriesquery.md, topnquery.md, groupbyquery.md,
-scan-query.md, segmentmetadataquery.md, datasourcemetadataquery.md, filters.md, aggregations.md,
-post-aggregations.md, granularities.md. Filters are the ingestion models (``supervisor/filters.py``)
-compiled to SQL; post-aggregations are computed on the grouped rows, as Druid does.
+scan-query.md, searchquery.md (searchqueryspec.md, sorting-orders.md), segmentmetadataquery.md,
+datasourcemetadataquery.md, datasource.md (table, join, inline), filters.md, aggregations.md,
+post-aggregations.md, granularities.md, querying.md ("Query errors"). Filters are the ingestion models
+(``supervisor/filters.py``) compiled to SQL; post-aggregations are computed on the grouped rows, as
+Druid does. The segments read are the timeline's (:mod:`broker.timeline`); results follow Druid's
+cursors, which run over each segment's data (its first to last row).
 """
 
 from __future__ import annotations
@@ -270,10 +273,6 @@ def granularity_of(granularity: Any) -> Granularity:
             raise JsonParseFailed("granularity.duration: a positive number of milliseconds")
         return Granularity("duration", origin=origin_ms, duration=duration)
     raise JsonParseFailed(f"granularity: unknown type '{kind}'")
-
-
-def _bucket(granularity: Any) -> str | None:
-    return granularity_of(granularity).sql()
 
 
 def _agg_sql(agg: dict[str, Any]) -> str:
@@ -571,7 +570,7 @@ def _dims(query: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _grouped(src: Source, query: dict[str, Any], dims: list[tuple[str, str]]) -> tuple[str, list[str]]:
-    bucket = _bucket(query.get("granularity"))
+    bucket = granularity_of(query.get("granularity")).sql()
     select = [f"{bucket} AS __bucket" if bucket else "NULL AS __bucket"]
     select += [f"{q(col)} AS {q(out)}" for out, col in dims]
     names = [n for n, _ in _aggs(query)]
