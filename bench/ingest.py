@@ -106,7 +106,7 @@ def supervisor_spec(
         taskDuration=task_duration,
         startDelay="PT0.1S",
         completionTimeout="PT30M",
-        inputFormat=wikigen.INPUT_FORMATS[fmt],
+        inputFormat=wikigen.input_format(fmt),
     )
 
 

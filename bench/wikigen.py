@@ -11,15 +11,22 @@ reused when it already holds exactly that many records from offset 0 on its part
 
 from __future__ import annotations
 
+import functools
+import io
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import fastavro
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from supervisor.chronology import format_instant
 from tests.harness.kafka import admin_client, recreate_topic
+from tests.harness.protos import compile_proto
 
 # Bump when the shape of the events changes: the topics of older versions are not reused.
 VERSION = 1
@@ -60,12 +67,75 @@ def _csv(event: dict[str, object]) -> bytes:
     return ",".join(str(event[name]) for name in COLUMNS).encode()
 
 
-# The record encoding of each benchmark format (avro, protobuf: add an encoder and an inputFormat).
-ENCODERS: dict[str, Callable[[dict[str, object]], bytes]] = {"json": orjson.dumps, "csv": _csv}
+# avro: the event as a flat record (strings and longs), plain Avro binary (schema_inline: no registry).
+AVRO_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "WikiEvent",
+    "namespace": "bench",
+    "fields": [
+        *({"name": name, "type": "string"} for name in (TIME_COLUMN, *DIMENSION_NAMES)),
+        *({"name": name, "type": "long"} for name in LONG_FIELDS),
+    ],
+}
+_AVRO_PARSED = fastavro.parse_schema(AVRO_SCHEMA)
+
+
+def _avro(event: dict[str, object]) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, _AVRO_PARSED, event)
+    return out.getvalue()
+
+
+# protobuf: the same fields in a proto3 message, compiled by grpcio-tools' protoc (the ``file``
+# decoder reads its descriptor set). proto3 leaves a long at 0 out (null on both paths' sums: 0).
+PROTO_TEXT = (
+    'syntax = "proto3";\npackage bench;\nmessage WikiEvent {\n'
+    + "".join(f"  string {name} = {i + 1};\n" for i, name in enumerate((TIME_COLUMN, *DIMENSION_NAMES)))
+    + "".join(f"  int64 {name} = {i + 2 + len(DIMENSION_NAMES)};\n" for i, name in enumerate(LONG_FIELDS))
+    + "}\n"
+)
+
+
+@functools.cache
+def _proto() -> tuple[Any, Path]:
+    """The generated ``WikiEvent`` class and the descriptor set (compiled once per process)."""
+    module, descriptor = compile_proto(
+        Path(tempfile.gettempdir()) / f"bench-wiki-proto-v{VERSION}", "bench_wiki", PROTO_TEXT
+    )
+    return module.WikiEvent, descriptor
+
+
+def _protobuf(event: dict[str, object]) -> bytes:
+    message: bytes = _proto()[0](**event).SerializeToString()
+    return message
+
+
+# The record encoding of each benchmark format, and its ``inputFormat`` (:func:`input_format`).
+ENCODERS: dict[str, Callable[[dict[str, object]], bytes]] = {
+    "json": orjson.dumps,
+    "csv": _csv,
+    "avro": _avro,
+    "protobuf": _protobuf,
+}
 INPUT_FORMATS: dict[str, dict[str, object]] = {
     "json": {"type": "json"},
     "csv": {"type": "csv", "columns": list(COLUMNS)},
+    "avro": {"type": "avro_stream", "avroBytesDecoder": {"type": "schema_inline", "schema": AVRO_SCHEMA}},
 }
+
+
+def input_format(fmt: str) -> dict[str, object]:
+    """The ``ioConfig.inputFormat`` of the events in ``fmt`` (protobuf: compiles its descriptor)."""
+    if fmt == "protobuf":
+        return {
+            "type": "protobuf",
+            "protoBytesDecoder": {
+                "type": "file",
+                "descriptor": _proto()[1].as_uri(),
+                "protoMessageType": "bench.WikiEvent",
+            },
+        }
+    return INPUT_FORMATS[fmt]
 
 
 def topic_name(count: int, fmt: str = "json") -> str:
