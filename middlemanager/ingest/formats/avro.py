@@ -26,9 +26,13 @@ from collections.abc import Callable
 from typing import Any
 
 import fastavro
+import numpy as np
+import pyarrow as pa
 
+from middlemanager.ingest.formats.avro_columns import flat_avro_columns
 from middlemanager.ingest.formats.errors import DecodeError
 from middlemanager.ingest.formats.registry import SchemaCache, SchemaLookupError, SchemaRegistry
+from middlemanager.ingest.formats.wire import Columns, Frame, merge_parts
 from supervisor.binary_formats import (
     AvroStreamInputFormat,
     InlineSchemaDecoder,
@@ -58,6 +62,10 @@ class _Values:
         self._binary_as_string = binary_as_string
         self._unions_by_type = unions_by_type
         self._named: dict[str, Any] = {}
+
+    @property
+    def unions_by_type(self) -> bool:
+        return self._unions_by_type
 
     def binary(self, value: bytes) -> str:
         if self._binary_as_string:
@@ -188,6 +196,8 @@ class _Reader:
         except Exception as exc:  # fastavro raises several types for a bad schema
             raise SchemaLookupError(f"not a valid Avro schema: {exc}") from None
         self.convert = values.of(plain)
+        # the column decoder when the schema is flat (avro_columns.py), else the row path only
+        self.columns = flat_avro_columns(plain, values.binary, values.unions_by_type)
 
     def read(self, payload: bytes) -> dict[str, Any]:
         buffer = io.BytesIO(payload)
@@ -249,14 +259,43 @@ class AvroStreamDecoder:
         if value[0] != self._magic:
             raise DecodeError(f"Avro record starts with byte {value[0]}, expected {self._magic}")
         schema_id = int.from_bytes(value[1:_HEADER], "big", signed=True)
+        return self._reader_of(schema_id).read(value[_HEADER:])
+
+    def _reader_of(self, schema_id: int) -> _Reader:
         if self._cache is not None:
             try:
-                reader = self._cache.get(schema_id)
+                return self._cache.get(schema_id)
             except SchemaLookupError as exc:
                 raise DecodeError(f"Failed to get Avro schema: {exc}") from None
-        else:
-            found = self._by_id.get(schema_id)
-            if found is None:
-                raise DecodeError(f"Avro schema id {schema_id} is not one of the inline schemas")
-            reader = found
-        return reader.read(value[_HEADER:])
+        found = self._by_id.get(schema_id)
+        if found is None:
+            raise DecodeError(f"Avro schema id {schema_id} is not one of the inline schemas")
+        return found
+
+    def decode_columns(self, frame: Frame) -> Columns | None:
+        """The records of ``frame`` decoded into columns (``wire.py``): the good ones, by schema;
+        ``None`` when a schema is not flat (the batch takes the row path, :meth:`decode`)."""
+        if self._inline is not None:
+            columns = self._inline.columns
+            return None if columns is None else columns.decode(frame)
+        starts = frame.starts
+        ok = frame.ends - starts >= _HEADER
+        at = np.where(ok, starts, 0)
+        ok &= frame.buf[at] == self._magic
+        ids = frame.buf[at[:, None] + np.arange(1, _HEADER)].view(">i4").reshape(len(at))
+        parts = []
+        for schema_id in np.unique(ids[ok]).tolist():
+            try:
+                reader = self._reader_of(int(schema_id))
+            except DecodeError:
+                continue  # its records are errors (the row decoder names them)
+            if reader.columns is None:
+                return None
+            rows = np.flatnonzero(ok & (ids == schema_id))
+            part = reader.columns.decode(frame.part(rows, _HEADER))
+            if part is None:
+                return None
+            parts.append(Columns(part.table, rows[part.rows]))
+        if not parts:
+            return Columns(pa.table({}), np.empty(0, dtype=np.int64))
+        return merge_parts(parts)

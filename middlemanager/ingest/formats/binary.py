@@ -1,9 +1,18 @@
 """The readers of ``avro_stream`` and ``protobuf``: each record value decoded into one row.
 
-fastavro and protobuf decode one record at a time into Python objects, so these readers give
-the pipeline row dicts (``DecodedBatch.rows``), which it types and converts exactly as it does
-JSON rows (``schema.RowConverter``). The flattenSpec (``root``/``path`` fields) is applied here.
-A value that cannot be decoded is an error of its record, with the decoder's reason.
+Two paths give the same rows:
+
+* columns: when the schema is flat and there is no flattenSpec, a whole batch is decoded into
+  an Arrow table, one numpy step per field over all records (``wire.py``, ``avro_columns.py``,
+  ``protobuf_columns.py``); the pipeline then takes its columnar path, as for JSON;
+* rows (the reference): fastavro and protobuf decode one record at a time into Python objects,
+  given to the pipeline as row dicts (``DecodedBatch.rows``), which it types and converts
+  exactly as it does JSON rows (``schema.RowConverter``). The flattenSpec (``root``/``path``
+  fields) is applied here. Nested schemas, unions of several types and flattenSpecs take it.
+
+A value that cannot be decoded is an error of its record, with the row decoder's reason: a
+record the column decoder finds bad is decoded again by the row decoder, which names the
+problem (and if that one decodes it after all, the whole batch takes the row path).
 """
 
 from __future__ import annotations
@@ -11,33 +20,76 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from middlemanager.ingest.formats import DecodedBatch, FormatSetupError, register
 from middlemanager.ingest.formats.avro import AvroStreamDecoder
 from middlemanager.ingest.formats.errors import DecodeError
 from middlemanager.ingest.formats.flatten import FlattenError, flattener
 from middlemanager.ingest.formats.protobuf import ProtobufDecoder
+from middlemanager.ingest.formats.wire import Columns, Frame
 from supervisor.binary_formats import AvroStreamInputFormat, PathFlattenSpec, ProtobufInputFormat
 from supervisor.records import RecordBatch
 
 __all__ = ["BinaryRowsReader", "DecodeError"]
 
 RowDecoder = Callable[[bytes], dict[str, Any]]
+# The column decoder of a format: the good records of a batch, or None (take the row path).
+ColumnDecoder = Callable[[Frame], Columns | None]
+_TOMBSTONE = "Unable to parse row []: the record has no value (tombstone)"
 
 
 class BinaryRowsReader:
-    """One row per record value, decoded by ``decode`` and flattened by the flattenSpec."""
+    """One row per record value, decoded by ``decode`` and flattened by the flattenSpec;
+    batches decoded by ``columns`` when given and there is no flattenSpec."""
 
-    def __init__(self, decode: RowDecoder, flatten_spec: PathFlattenSpec | None) -> None:
+    def __init__(
+        self, decode: RowDecoder, flatten_spec: PathFlattenSpec | None, columns: ColumnDecoder | None = None
+    ) -> None:
         try:
             flatten = flattener(flatten_spec)
         except FlattenError as exc:
             raise FormatSetupError(f"flattenSpec: {exc}") from None
         self.decode_value: RowDecoder = decode if flatten is None else (lambda value: flatten(decode(value)))
+        self.decode_columns = columns if flatten is None else None
 
     def decode(self, batch: RecordBatch) -> DecodedBatch:
         return self.decode_values(batch.values)
 
     def decode_values(self, values: list[bytes | None]) -> DecodedBatch:
+        if self.decode_columns is not None and values:
+            decoded = self._columns(self.decode_columns, values)
+            if decoded is not None:
+                return decoded
+        return self.decode_rows(values)
+
+    def _columns(self, decode: ColumnDecoder, values: list[bytes | None]) -> DecodedBatch | None:
+        found = decode(Frame.of([value or b"" for value in values]))
+        if found is None:
+            return None
+        errors: list[tuple[int, str]] = []
+        if len(found.rows) != len(values):
+            good = np.zeros(len(values), dtype=np.bool_)
+            good[found.rows] = True
+            for index in np.flatnonzero(~good).tolist():
+                message = self._row_error(values[index])
+                if message is None:
+                    return None  # the row decoder reads it: it is the reference
+                errors.append((index, message))
+        return DecodedBatch(table=found.table, sources=found.rows.tolist(), errors=errors)
+
+    def _row_error(self, value: bytes | None) -> str | None:
+        """Why the row decoder cannot read ``value``; ``None`` if it can."""
+        if not value:
+            return _TOMBSTONE
+        try:
+            self.decode_value(value)
+        except DecodeError as exc:
+            return f"Unable to parse row: {exc}"
+        return None
+
+    def decode_rows(self, values: list[bytes | None]) -> DecodedBatch:
+        """The row path: each value decoded by the row decoder."""
         out = DecodedBatch(rows=[])
         rows = out.rows
         assert rows is not None
@@ -46,7 +98,7 @@ class BinaryRowsReader:
         decode = self.decode_value
         for index, value in enumerate(values):
             if not value:
-                errors.append((index, "Unable to parse row []: the record has no value (tombstone)"))
+                errors.append((index, _TOMBSTONE))
                 continue
             try:
                 rows.append(decode(value))
@@ -60,7 +112,8 @@ class BinaryRowsReader:
 @register("avro_stream")
 def _avro(fmt: AvroStreamInputFormat) -> BinaryRowsReader:
     try:
-        return BinaryRowsReader(AvroStreamDecoder(fmt).decode, fmt.flatten_spec)
+        decoder = AvroStreamDecoder(fmt)
+        return BinaryRowsReader(decoder.decode, fmt.flatten_spec, decoder.decode_columns)
     except ValueError as exc:
         raise FormatSetupError(str(exc)) from None
 
