@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from middlemanager.ingest.formats import DecodedBatch, FormatSetupError, register
 from middlemanager.ingest.formats.avro import AvroStreamDecoder
@@ -67,6 +68,11 @@ class BinaryRowsReader:
         found = decode(Frame.of([value or b"" for value in values]))
         if found is None:
             return None
+        if not all(values):  # a tombstone is an error even where an empty message would decode
+            empty = np.fromiter((not value for value in values), dtype=np.bool_, count=len(values))
+            kept = ~empty[found.rows]
+            if not kept.all():
+                found = Columns(found.table.filter(pa.array(kept)), found.rows[kept])
         errors: list[tuple[int, str]] = []
         if len(found.rows) != len(values):
             good = np.zeros(len(values), dtype=np.bool_)
@@ -121,6 +127,7 @@ def _avro(fmt: AvroStreamInputFormat) -> BinaryRowsReader:
 @register("protobuf")
 def _protobuf(fmt: ProtobufInputFormat) -> BinaryRowsReader:
     try:
-        return BinaryRowsReader(ProtobufDecoder(fmt).decode, fmt.flatten_spec)
+        decoder = ProtobufDecoder(fmt)
+        return BinaryRowsReader(decoder.decode, fmt.flatten_spec, decoder.decode_columns)
     except ValueError as exc:
         raise FormatSetupError(str(exc)) from None

@@ -27,18 +27,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import numpy as np
+import pyarrow as pa
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError as ProtoDecodeError
 from google.protobuf.message import Message
 
 from middlemanager.ingest.formats.errors import DecodeError
+from middlemanager.ingest.formats.protobuf_columns import ProtobufColumns, flat_protobuf_columns
 from middlemanager.ingest.formats.registry import (
     RegisteredSchema,
     SchemaCache,
     SchemaLookupError,
     SchemaRegistry,
 )
+from middlemanager.ingest.formats.wire import Columns, Frame, merge_parts
 from supervisor.binary_formats import FileProtoDecoder, ProtobufInputFormat, SchemaRegistryDecoder
 
 __all__ = ["ProtobufDecoder", "message_to_row"]
@@ -105,7 +109,7 @@ def _find_message(
     raise ValueError(f"protoMessageType '{name}' is not in the descriptor")
 
 
-def _file_message(descriptor: FileProtoDecoder) -> Callable[[bytes], Message]:
+def _file_message(descriptor: FileProtoDecoder) -> type[Message]:
     path = _descriptor_path(descriptor.descriptor)
     try:
         data = path.read_bytes()
@@ -126,7 +130,7 @@ def _file_message(descriptor: FileProtoDecoder) -> Callable[[bytes], Message]:
         message = _find_message(pool, files, descriptor.proto_message_type)
     except (TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"protoBytesDecoder: {exc}") from None
-    return message_factory.GetMessageClass(message).FromString
+    return message_factory.GetMessageClass(message)
 
 
 def _zigzag_varint(data: bytes, at: int) -> tuple[int, int]:
@@ -172,7 +176,8 @@ class _RegistrySchema:
         self._add_file(pool, main, added)
         self._file = main
         self._pool = pool
-        self._classes: dict[tuple[int, ...], Callable[[bytes], Message]] = {}
+        self._classes: dict[tuple[int, ...], type[Message]] = {}
+        self._columns: dict[tuple[int, ...], ProtobufColumns | None] = {}
 
     def _add_references(
         self, pool: descriptor_pool.DescriptorPool, found: RegisteredSchema, added: set[str]
@@ -205,6 +210,15 @@ class _RegistrySchema:
         added.add(file.name)
 
     def parser(self, indexes: tuple[int, ...]) -> Callable[[bytes], Message]:
+        return self._class(indexes).FromString
+
+    def columns(self, indexes: tuple[int, ...]) -> ProtobufColumns | None:
+        """The column decoder of the message at ``indexes``, if it is flat."""
+        if indexes not in self._columns:
+            self._columns[indexes] = flat_protobuf_columns(self._class(indexes).DESCRIPTOR)
+        return self._columns[indexes]
+
+    def _class(self, indexes: tuple[int, ...]) -> type[Message]:
         found = self._classes.get(indexes)
         if found is not None:
             return found
@@ -217,9 +231,9 @@ class _RegistrySchema:
             names.append(messages[index].name)
             messages = messages[index].nested_type
         descriptor = self._pool.FindMessageTypeByName(prefix + ".".join(names))
-        parse = message_factory.GetMessageClass(descriptor).FromString
-        self._classes[indexes] = parse
-        return parse
+        message = message_factory.GetMessageClass(descriptor)
+        self._classes[indexes] = message
+        return message
 
 
 class ProtobufDecoder:
@@ -228,9 +242,12 @@ class ProtobufDecoder:
     def __init__(self, input_format: ProtobufInputFormat) -> None:
         decoder = input_format.proto_bytes_decoder
         self._parse: Callable[[bytes], Message] | None = None
+        self._file_columns: ProtobufColumns | None = None
         self._cache: SchemaCache[_RegistrySchema] | None = None
         if isinstance(decoder, FileProtoDecoder):
-            self._parse = _file_message(decoder)
+            message = _file_message(decoder)
+            self._parse = message.FromString
+            self._file_columns = flat_protobuf_columns(message.DESCRIPTOR)
         else:
             assert isinstance(decoder, SchemaRegistryDecoder)
             registry = SchemaRegistry(decoder)
@@ -251,26 +268,77 @@ class ProtobufDecoder:
         return message_to_row(message)
 
     def _registry_message(self, value: bytes) -> tuple[Callable[[bytes], Message], bytes]:
+        schema_id, indexes, at = _header(value)
+        return self._schema(schema_id).parser(indexes), value[at:]
+
+    def _schema(self, schema_id: int) -> _RegistrySchema:
         assert self._cache is not None
-        if len(value) < 6:
-            raise DecodeError(f"Protobuf record of {len(value)} bytes is shorter than Confluent's header")
-        if value[0] != 0:
-            raise DecodeError(f"Protobuf record starts with byte {value[0]}, expected magic byte 0")
-        schema_id = int.from_bytes(value[1:5], "big", signed=True)
-        count, at = _zigzag_varint(value, 5)
-        if not 0 <= count <= _MAX_INDEXES:
-            raise DecodeError(f"Protobuf record has {count} message indexes")
-        indexes: tuple[int, ...]
-        if count == 0:
-            indexes = (0,)
-        else:
-            found = []
-            for _ in range(count):
-                index, at = _zigzag_varint(value, at)
-                found.append(index)
-            indexes = tuple(found)
         try:
-            schema = self._cache.get(schema_id)
+            return self._cache.get(schema_id)
         except SchemaLookupError as exc:
             raise DecodeError(f"Failed to get Protobuf schema: {exc}") from None
-        return schema.parser(indexes), value[at:]
+
+    def decode_columns(self, frame: Frame) -> Columns | None:
+        """The messages of ``frame`` decoded into columns (``wire.py``): the good ones, by
+        schema and message; ``None`` when one is not flat (the batch takes the row path)."""
+        if self._parse is not None:
+            columns = self._file_columns
+            return None if columns is None else columns.decode(frame)
+        buf, starts = frame.buf, frame.starts
+        ok = frame.ends - starts >= 6
+        at = np.where(ok, starts, 0)
+        ok &= buf[at] == 0
+        ids = buf[at[:, None] + np.arange(1, 5)].view(">i4").reshape(len(at))
+        # the usual header: message indexes [0] written as one 0 byte; others read one by one
+        first = ok & (buf[at + 5] == 0)
+        groups: dict[tuple[int, tuple[int, ...]], tuple[list[int], list[int]]] = {}
+        for schema_id in np.unique(ids[first]).tolist():
+            rows = np.flatnonzero(first & (ids == schema_id)).tolist()
+            groups[(int(schema_id), (0,))] = (rows, [6] * len(rows))
+        for index in np.flatnonzero(ok & ~first).tolist():
+            try:
+                schema_id, indexes, skip = _header(buf[starts[index] : frame.ends[index]].tobytes())
+            except DecodeError:
+                continue  # the row decoder names the problem
+            rows_of, skips = groups.setdefault((schema_id, indexes), ([], []))
+            rows_of.append(index)
+            skips.append(skip)
+        parts = []
+        for (schema_id, indexes), (rows_of, skips) in groups.items():
+            try:
+                decoder = self._schema(schema_id).columns(indexes)
+            except DecodeError:
+                continue
+            if decoder is None:
+                return None
+            order = np.argsort(rows_of, kind="stable")
+            rows = np.asarray(rows_of, dtype=np.int64)[order]
+            part = decoder.decode(frame.part(rows, np.asarray(skips, dtype=np.int64)[order]))
+            if part is None:
+                return None
+            parts.append(Columns(part.table, rows[part.rows]))
+        if not parts:
+            return Columns(pa.table({}), np.empty(0, dtype=np.int64))
+        return merge_parts(parts)
+
+
+def _header(value: bytes) -> tuple[int, tuple[int, ...], int]:
+    """Confluent's header of a Protobuf record: schema id, message indexes, where the message starts."""
+    if len(value) < 6:
+        raise DecodeError(f"Protobuf record of {len(value)} bytes is shorter than Confluent's header")
+    if value[0] != 0:
+        raise DecodeError(f"Protobuf record starts with byte {value[0]}, expected magic byte 0")
+    schema_id = int.from_bytes(value[1:5], "big", signed=True)
+    count, at = _zigzag_varint(value, 5)
+    if not 0 <= count <= _MAX_INDEXES:
+        raise DecodeError(f"Protobuf record has {count} message indexes")
+    indexes: tuple[int, ...]
+    if count == 0:
+        indexes = (0,)
+    else:
+        found = []
+        for _ in range(count):
+            index, at = _zigzag_varint(value, at)
+            found.append(index)
+        indexes = tuple(found)
+    return schema_id, indexes, at
