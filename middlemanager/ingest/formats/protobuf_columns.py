@@ -71,6 +71,9 @@ _FIXED = {
     F.TYPE_FLOAT: "<f4",
 }
 _MAX_FIELD_NUMBER = (1 << 29) - 1
+# the wire types of a value (3 and 4, groups, are not read here; 6 and 7 do not exist)
+_VALID_WIRE = np.zeros(8, dtype=np.bool_)
+_VALID_WIRE[[_VARINT, _I64, _LEN, _I32]] = True
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
@@ -105,6 +108,24 @@ def flat_protobuf_columns(descriptor: Descriptor) -> ProtobufColumns | None:
     return ProtobufColumns(tuple(fields))
 
 
+def _values(
+    buf: npt.NDArray[np.uint8], wire: int, at: Ints, limit: int
+) -> tuple[Words, Ints, Ints, Bools]:
+    """The values of wire type ``wire`` at ``at``: the varint (the length of a string), where the
+    value's bytes start, where the next tag starts, and which are malformed."""
+    if wire == _VARINT:
+        value, after, malformed = varint(buf, at)
+        place = at
+    elif wire == _LEN:
+        value, place, malformed = varint(buf, at)
+        after = place + np.minimum(value, np.uint64(limit)).astype(np.int64)
+    else:
+        value = np.zeros(len(at), dtype=np.uint64)
+        place, after, malformed = at, at + (8 if wire == _I64 else 4), None
+    np.minimum(after, limit, out=after)
+    return value, place, after, np.zeros(len(at), dtype=np.bool_) if malformed is None else malformed
+
+
 class ProtobufColumns:
     """Decodes messages of one flat type into one column per field."""
 
@@ -137,46 +158,58 @@ class ProtobufColumns:
             steps += 1
             if steps > self._max_steps:
                 return None
-            tag, at, malformed = varint(buf, pos[active])
-            wire = (tag & np.uint64(7)).astype(np.int64)
-            number = tag >> np.uint64(3)
-            broken = (number == 0) | (number > _MAX_FIELD_NUMBER) | ~np.isin(wire, (0, 1, 2, 5))
-            if malformed is not None:
-                broken |= malformed
-            word = np.zeros(len(active), dtype=np.uint64)
-            place = at.copy()
-            after = at.copy()
-            for kind in (_VARINT, _LEN):
-                rows = np.flatnonzero(wire == kind)
-                if rows.size:
-                    value, value_end, wrong = varint(buf, at[rows])
-                    if wrong is not None:
+            everyone = len(active) == n  # (then plain arrays instead of gathers by ``active``)
+            tag, at, malformed = varint(buf, pos if everyone else pos[active])
+            first = int(tag[0])
+            if malformed is None and _VALID_WIRE[first & 7] and (tag == tag[0]).all():
+                # the usual case: every record has the same field next (messages of one layout)
+                wire = np.full(len(active), first & 7, dtype=np.int64)
+                word, place, after, broken = _values(buf, first & 7, at, frame.limit)
+                number = first >> 3
+                column = int(self._column_of[min(number, unknown)]) if 0 < number <= _MAX_FIELD_NUMBER else -1
+                if number == 0 or number > _MAX_FIELD_NUMBER:
+                    broken[:] = True
+                elif column >= 0:
+                    twice = (slot[column] if everyone else slot[column, active]) >= 0
+                    if twice.any():
+                        broken |= twice
+                    slot[column, active] = np.arange(entries, entries + len(active))
+            else:
+                wire = (tag & np.uint64(7)).astype(np.int64)
+                number_of = tag >> np.uint64(3)
+                broken = (number_of == 0) | (number_of > _MAX_FIELD_NUMBER) | ~_VALID_WIRE[wire]
+                if malformed is not None:
+                    broken |= malformed
+                word = np.zeros(len(active), dtype=np.uint64)
+                place = at.copy()
+                after = at.copy()
+                for kind in (_VARINT, _I64, _LEN, _I32):
+                    rows = np.flatnonzero(wire == kind)
+                    if rows.size:
+                        word[rows], place[rows], after[rows], wrong = _values(buf, kind, at[rows], frame.limit)
                         broken[rows] |= wrong
-                    word[rows] = value
-                    if kind == _VARINT:
-                        after[rows] = value_end
-                    else:
-                        place[rows] = value_end
-                        after[rows] = value_end + np.minimum(value, np.uint64(frame.limit)).astype(np.int64)
-            after[wire == _I64] += 8
-            after[wire == _I32] += 4
-            np.minimum(after, frame.limit, out=after)
-            column = self._column_of[np.minimum(number, np.uint64(unknown)).astype(np.int64)]
-            known = np.flatnonzero((column >= 0) & ~broken)
-            if known.size:
-                rows, columns = active[known], column[known]
-                twice = slot[columns, rows] >= 0
-                if twice.any():
-                    broken[known[twice]] = True
-                slot[columns, rows] = entries + known
+                column_of = self._column_of[np.minimum(number_of, np.uint64(unknown)).astype(np.int64)]
+                known = np.flatnonzero((column_of >= 0) & ~broken)
+                if known.size:
+                    rows, columns = active[known], column_of[known]
+                    twice = slot[columns, rows] >= 0
+                    if twice.any():
+                        broken[known[twice]] = True
+                    slot[columns, rows] = entries + known
             wire_types.append(wire)
             words.append(word)
             places.append(place)
             entries += len(active)
-            pos[active] = after
-            bad[active] |= broken
-            going = (after < ends[active]) & ~broken
-            active = active[going]
+            if everyone:
+                pos = after
+                bad |= broken
+                going = (after < ends) & ~broken
+            else:
+                pos[active] = after
+                bad[active] |= broken
+                going = (after < ends[active]) & ~broken
+            if not going.all():
+                active = active[going]
         bad |= pos != ends
         all_wire = np.concatenate(wire_types) if wire_types else np.zeros(0, dtype=np.int64)
         all_words = np.concatenate(words) if words else np.zeros(0, dtype=np.uint64)
