@@ -23,7 +23,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 for _path in (str(REPO), str(REPO / "bench")):
@@ -51,7 +50,9 @@ def batches(values: list[bytes | None], size: int) -> list[RecordBatch]:
     out = []
     for start in range(0, len(values), size):
         part = values[start : start + size]
-        out.append(RecordBatch([0] * len(part), list(range(start, start + len(part))), part, [None] * len(part)))
+        out.append(
+            RecordBatch([0] * len(part), list(range(start, start + len(part))), part, [None] * len(part))
+        )
     return out
 
 
@@ -116,7 +117,9 @@ def run_pipeline(spec: SupervisorSpec, polls: list[RecordBatch]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--format", default="json,avro,protobuf", help="comma separated: " + ",".join(wikigen.ENCODERS))
+    p.add_argument(
+        "--format", default="json,avro,protobuf", help="comma separated: " + ",".join(wikigen.ENCODERS)
+    )
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--batch", type=int, default=0, help="records per decode call (0: the pipeline's own)")

@@ -87,7 +87,9 @@ def assert_paths_agree(decoder: BinaryRowsReader, values: list[bytes | None]) ->
     assert columns.errors == rows.errors
     assert columns.sources == rows.sources
     # (a null field: left out of the table's rows, None in the row decoder's; the same to the pipeline)
-    assert columns.row_dicts() == [{k: v for k, v in row.items() if v is not None} for row in rows.row_dicts()]
+    assert columns.row_dicts() == [
+        {k: v for k, v in row.items() if v is not None} for row in rows.row_dicts()
+    ]
     return columns
 
 
@@ -114,7 +116,12 @@ def test_flat_avro_columns_agree_with_the_row_decoder(binary_as_string: bool) ->
     decoded = assert_paths_agree(decoder, list(values))
     assert decoded.num_rows == 300 and not decoded.errors
     rows = decoded.row_dicts()
-    assert rows[0]["colour"] == "RED" and rows[0]["colour2"] == "BLUE" and "colour2" not in rows[1] and "maybe" not in rows[0]
+    assert (
+        rows[0]["colour"] == "RED"
+        and rows[0]["colour2"] == "BLUE"
+        and "colour2" not in rows[1]
+        and "maybe" not in rows[0]
+    )
     bad = assert_paths_agree(decoder, with_bad_records(values))
     assert [index for index, _ in bad.errors] == [3, 7, 11, 12, 15]
     assert "cannot be decoded" in bad.errors[0][1] and "bytes after the record" in bad.errors[1][1]
@@ -129,7 +136,9 @@ def test_avro_schemas_that_are_not_flat_take_the_row_path() -> None:
         ({"type": "record", "name": "Inner", "fields": [{"name": "d", "type": "int"}]}, {"d": 1}),
     ]:
         schema = {"type": "record", "name": "R", "fields": [{"name": "a", "type": field_type}]}
-        decoder = reader({"type": "avro_stream", "avroBytesDecoder": {"type": "schema_inline", "schema": schema}})
+        decoder = reader(
+            {"type": "avro_stream", "avroBytesDecoder": {"type": "schema_inline", "schema": schema}}
+        )
         assert decoder.decode_columns is not None
         decoded = decoder.decode_values([avro_bytes(schema, {"a": sample})])
         assert decoded.table is None and decoded.rows == [{"a": sample}]
@@ -158,18 +167,27 @@ def test_avro_columns_by_schema_id_inline_and_from_the_registry() -> None:
     other = {
         "type": "record",
         "name": "Other",
-        "fields": [{"name": "ts", "type": "long"}, {"name": "s", "type": "long"}, {"name": "o", "type": "string"}],
+        "fields": [
+            {"name": "ts", "type": "long"},
+            {"name": "s", "type": "long"},
+            {"name": "o", "type": "string"},
+        ],
     }
     multiple = reader(
         {
             "type": "avro_stream",
-            "avroBytesDecoder": {"type": "multiple_schemas_inline", "schemas": {"7": FLAT_SCHEMA, "9": other}},
+            "avroBytesDecoder": {
+                "type": "multiple_schemas_inline",
+                "schemas": {"7": FLAT_SCHEMA, "9": other},
+            },
         }
     )
     values: list[bytes | None] = []
     for i in range(60):
         if i % 3 == 0:
-            values.append(b"\x01" + (9).to_bytes(4, "big") + avro_bytes(other, {"ts": i, "s": i, "o": f"o{i}"}))
+            values.append(
+                b"\x01" + (9).to_bytes(4, "big") + avro_bytes(other, {"ts": i, "s": i, "o": f"o{i}"})
+            )
         else:
             values.append(b"\x01" + (7).to_bytes(4, "big") + avro_bytes(FLAT_SCHEMA, flat_event(i)))
     values[4] = b"\x01" + (8).to_bytes(4, "big") + avro_bytes(other, {"ts": 1, "s": 1, "o": "x"})
@@ -181,11 +199,16 @@ def test_avro_columns_by_schema_id_inline_and_from_the_registry() -> None:
     multiple = reader(
         {
             "type": "avro_stream",
-            "avroBytesDecoder": {"type": "multiple_schemas_inline", "schemas": {"7": FLAT_SCHEMA, "9": other}},
+            "avroBytesDecoder": {
+                "type": "multiple_schemas_inline",
+                "schemas": {"7": FLAT_SCHEMA, "9": other},
+            },
         }
     )
     values = [
-        b"\x01" + (9).to_bytes(4, "big") + avro_bytes(other, {"ts": i, "s": "x", "o": "y"}) if i % 3 == 0 else v
+        b"\x01" + (9).to_bytes(4, "big") + avro_bytes(other, {"ts": i, "s": "x", "o": "y"})
+        if i % 3 == 0
+        else v
         for i, v in enumerate(values)
     ]
     decoded = assert_paths_agree(multiple, values)
@@ -328,14 +351,22 @@ def test_protobuf_columns_from_the_registry_and_nested_types_by_rows(
 def test_the_pipeline_writes_the_same_segments_from_columns_and_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    values: list[bytes | None] = list(with_bad_records([avro_bytes(FLAT_SCHEMA, flat_event(i)) for i in range(500)]))
+    values: list[bytes | None] = list(
+        with_bad_records([avro_bytes(FLAT_SCHEMA, flat_event(i)) for i in range(500)])
+    )
     spec = parse_supervisor_spec(
         kafka_spec(
             "ds",
             "t",
             "127.0.0.1:9",
             timestamp={"column": "ts", "format": "millis"},
-            dimensions=["s", {"type": "long", "name": "n"}, {"type": "double", "name": "x"}, "colour", "maybe"],
+            dimensions=[
+                "s",
+                {"type": "long", "name": "n"},
+                {"type": "double", "name": "x"},
+                "colour",
+                "maybe",
+            ],
             metrics=[
                 {"type": "count", "name": "count"},
                 {"type": "longSum", "name": "big", "fieldName": "big"},
@@ -343,7 +374,10 @@ def test_the_pipeline_writes_the_same_segments_from_columns_and_rows(
                 {"type": "longSum", "name": "count_sum", "fieldName": "count"},
             ],
             tuning={"maxParseExceptions": 100, "maxSavedParseExceptions": 100},
-            inputFormat={"type": "avro_stream", "avroBytesDecoder": {"type": "schema_inline", "schema": FLAT_SCHEMA}},
+            inputFormat={
+                "type": "avro_stream",
+                "avroBytesDecoder": {"type": "schema_inline", "schema": FLAT_SCHEMA},
+            },
         )
     )
     calls: list[bool] = []

@@ -293,8 +293,8 @@ class ProtobufDecoder:
         first = ok & (buf[at + 5] == 0)
         groups: dict[tuple[int, tuple[int, ...]], tuple[list[int], list[int]]] = {}
         for schema_id in np.unique(ids[first]).tolist():
-            rows = np.flatnonzero(first & (ids == schema_id)).tolist()
-            groups[(int(schema_id), (0,))] = (rows, [6] * len(rows))
+            same = np.flatnonzero(first & (ids == schema_id)).tolist()
+            groups[(int(schema_id), (0,))] = (same, [6] * len(same))
         for index in np.flatnonzero(ok & ~first).tolist():
             try:
                 schema_id, indexes, skip = _header(buf[starts[index] : frame.ends[index]].tobytes())
@@ -312,11 +312,11 @@ class ProtobufDecoder:
             if decoder is None:
                 return None
             order = np.argsort(rows_of, kind="stable")
-            rows = np.asarray(rows_of, dtype=np.int64)[order]
-            part = decoder.decode(frame.part(rows, np.asarray(skips, dtype=np.int64)[order]))
+            group = np.asarray(rows_of, dtype=np.int64)[order]
+            part = decoder.decode(frame.part(group, np.asarray(skips, dtype=np.int64)[order]))
             if part is None:
                 return None
-            parts.append(Columns(part.table, rows[part.rows]))
+            parts.append(Columns(part.table, group[part.rows]))
         if not parts:
             return Columns(pa.table({}), np.empty(0, dtype=np.int64))
         return merge_parts(parts)

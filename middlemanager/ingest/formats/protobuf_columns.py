@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 
 from middlemanager.ingest.formats.wire import (
     Bools,
@@ -88,8 +89,8 @@ class _Field:
     names: pa.Array | None = None
 
 
-def flat_protobuf_columns(descriptor: Descriptor) -> ProtobufColumns | None:
-    """The column decoder of a message type, if it is flat."""
+def flat_protobuf_columns(descriptor: Any) -> ProtobufColumns | None:
+    """The column decoder of a message type (its ``Descriptor``, upb's or Python's), if it is flat."""
     for oneof in descriptor.oneofs:
         if len(oneof.fields) > 1:
             return None
@@ -99,7 +100,10 @@ def flat_protobuf_columns(descriptor: Descriptor) -> ProtobufColumns | None:
             return None
         numbers = names = None
         if field.type == F.TYPE_ENUM:
-            values = sorted((v.number, v.name) for v in field.enum_type.values)
+            enum = field.enum_type
+            if enum is None:
+                return None
+            values = sorted((v.number, v.name) for v in enum.values)
             numbers = np.array([number for number, _ in values], dtype=np.int64)
             names = pa.array([name for _, name in values], pa.string())
         fields.append(_Field(field.name, field.number, field.type, field.has_presence, numbers, names))
@@ -108,9 +112,7 @@ def flat_protobuf_columns(descriptor: Descriptor) -> ProtobufColumns | None:
     return ProtobufColumns(tuple(fields))
 
 
-def _values(
-    buf: npt.NDArray[np.uint8], wire: int, at: Ints, limit: int
-) -> tuple[Words, Ints, Ints, Bools]:
+def _values(buf: npt.NDArray[np.uint8], wire: int, at: Ints, limit: int) -> tuple[Words, Ints, Ints, Bools]:
     """The values of wire type ``wire`` at ``at``: the varint (the length of a string), where the
     value's bytes start, where the next tag starts, and which are malformed."""
     if wire == _VARINT:
@@ -186,7 +188,9 @@ class ProtobufColumns:
                 for kind in (_VARINT, _I64, _LEN, _I32):
                     rows = np.flatnonzero(wire == kind)
                     if rows.size:
-                        word[rows], place[rows], after[rows], wrong = _values(buf, kind, at[rows], frame.limit)
+                        word[rows], place[rows], after[rows], wrong = _values(
+                            buf, kind, at[rows], frame.limit
+                        )
                         broken[rows] |= wrong
                 column_of = self._column_of[np.minimum(number_of, np.uint64(unknown)).astype(np.int64)]
                 known = np.flatnonzero((column_of >= 0) & ~broken)
@@ -217,18 +221,19 @@ class ProtobufColumns:
         columns_out: list[pa.Array] = []
         for index, field in enumerate(self.fields):
             entry = slot[index]
-            present = entry >= 0
+            present = (entry >= 0) & ~bad
+            if not entries or not present.any():
+                columns_out.append(pa.nulls(n))
+                continue
             found = np.where(present, entry, 0)
-            if entries:
-                present &= ~bad
-                wrong = present & (all_wire[found] != _WIRE_TYPES[field.kind])
-                if wrong.any():
-                    bad |= wrong
-                    present &= ~wrong
-            column = self._column(field, frame, found, present, bad, all_words, all_places) if entries else None
-            if column is None and entries:
+            wrong = present & (all_wire[found] != _WIRE_TYPES[field.kind])
+            if wrong.any():
+                bad |= wrong
+                present &= ~wrong
+            values = self._column(field, frame, found, present, all_words, all_places)
+            if values is None:
                 return None
-            columns_out.append(column if column is not None else pa.nulls(n))
+            columns_out.append(values)
         good = ~bad
         table = pa.Table.from_arrays(
             [column.filter(pa.array(good)) if bad.any() else column for column in columns_out],
@@ -242,12 +247,11 @@ class ProtobufColumns:
         frame: Frame,
         found: Ints,
         present: Bools,
-        bad: Bools,
         words: Words,
         places: Ints,
     ) -> pa.Array | None:
-        """The column of ``field``; ``None``: the batch takes the row path. Records with a
-        value the row decoder may read otherwise are marked in ``bad``."""
+        """The column of ``field`` (``found``: the entry of each record); ``None``: the batch
+        takes the row path (a value the row decoder reads otherwise)."""
         kind = field.kind
         if kind in (F.TYPE_STRING, F.TYPE_BYTES):
             lengths = words[found].astype(np.int64)
