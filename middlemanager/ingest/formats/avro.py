@@ -272,6 +272,11 @@ class AvroStreamDecoder:
             raise DecodeError(f"Avro schema id {schema_id} is not one of the inline schemas")
         return found
 
+    @property
+    def columnar(self) -> bool:
+        """Whether batches may decode into columns (an inline schema: when it is flat)."""
+        return self._inline is None or self._inline.columns is not None
+
     def decode_columns(self, frame: Frame) -> Columns | None:
         """The records of ``frame`` decoded into columns (``wire.py``): the good ones, by schema;
         ``None`` when a schema is not flat (the batch takes the row path, :meth:`decode`)."""

@@ -196,7 +196,8 @@ class AvroColumns:
             return (value, None), after
         if kind in _FLOATS:
             size = 4 if kind == "float" else 8
-            return (fixed_values(buf, pos, _FLOATS[kind]), None), pos + size
+            # a float as the double it is exactly (fastavro gives a Python float; so do the columns)
+            return (fixed_values(buf, pos, _FLOATS[kind]).astype(np.float64), None), pos + size
         if kind == "fixed":
             return (pos, np.full(len(pos), field.size, dtype=np.int64)), pos + field.size
         # string, bytes: a long length, then the bytes

@@ -119,7 +119,8 @@ class BinaryRowsReader:
 def _avro(fmt: AvroStreamInputFormat) -> BinaryRowsReader:
     try:
         decoder = AvroStreamDecoder(fmt)
-        return BinaryRowsReader(decoder.decode, fmt.flatten_spec, decoder.decode_columns)
+        columns = decoder.decode_columns if decoder.columnar else None
+        return BinaryRowsReader(decoder.decode, fmt.flatten_spec, columns)
     except ValueError as exc:
         raise FormatSetupError(str(exc)) from None
 
@@ -128,6 +129,7 @@ def _avro(fmt: AvroStreamInputFormat) -> BinaryRowsReader:
 def _protobuf(fmt: ProtobufInputFormat) -> BinaryRowsReader:
     try:
         decoder = ProtobufDecoder(fmt)
-        return BinaryRowsReader(decoder.decode, fmt.flatten_spec, decoder.decode_columns)
+        columns = decoder.decode_columns if decoder.columnar else None
+        return BinaryRowsReader(decoder.decode, fmt.flatten_spec, columns)
     except ValueError as exc:
         raise FormatSetupError(str(exc)) from None

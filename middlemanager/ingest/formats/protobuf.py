@@ -278,6 +278,11 @@ class ProtobufDecoder:
         except SchemaLookupError as exc:
             raise DecodeError(f"Failed to get Protobuf schema: {exc}") from None
 
+    @property
+    def columnar(self) -> bool:
+        """Whether batches may decode into columns (a ``file`` message: when it is flat)."""
+        return self._parse is None or self._file_columns is not None
+
     def decode_columns(self, frame: Frame) -> Columns | None:
         """The messages of ``frame`` decoded into columns (``wire.py``): the good ones, by
         schema and message; ``None`` when one is not flat (the batch takes the row path)."""

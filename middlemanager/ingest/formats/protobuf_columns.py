@@ -270,6 +270,8 @@ class ProtobufColumns:
             at = np.where(present, places[found], frame.starts)
             values = fixed_values(frame.buf, at, _FIXED[kind])
             zero = values.view(np.uint64 if values.itemsize == 8 else np.uint32) == 0
+            if kind == F.TYPE_FLOAT:
+                values = values.astype(np.float64)  # exactly the Python float of the row path
         else:
             word = words[found]
             zero = word == 0
