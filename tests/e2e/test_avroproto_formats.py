@@ -204,3 +204,72 @@ def test_protobuf_topic(
     rows = _run(cluster, _spec(datasource, topic, kafka_bootstrap, dlq, fmt), datasource)
     _check(rows, proto3=True)
     _check_counts(cluster, kafka_bootstrap, datasource, dlq, N, len(bad))
+
+
+FLAT_AVRO_SCHEMA = {
+    "type": "record",
+    "name": "FlatEdit",
+    "namespace": "e2e",
+    "fields": [
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "id", "type": "string"},
+        {"name": "page", "type": "string"},
+        {"name": "added", "type": "long"},
+        {"name": "ratio", "type": "double"},
+    ],
+}
+FLAT_PROTO = """syntax = "proto3";
+package e2e_flat;
+message FlatEdit { int64 ts = 1; string id = 2; string page = 3; int64 added = 4; double ratio = 5; }
+"""
+
+
+@pytest.mark.parametrize("kind", ["avro", "protobuf"])
+def test_flat_topics_decoded_into_columns(
+    cluster: Cluster, kafka_bootstrap: str, registry: SchemaRegistryServer, tmp_path: Path, kind: str
+) -> None:
+    """A flat schema without flattenSpec takes the column decoders (formats/wire.py): the same
+    rows, and bad records counted, sampled and dead-lettered as on the row path."""
+    topic, dlq, datasource = _topics(kafka_bootstrap, f"flat-{kind}")
+    records = [{k: v for k, v in _record(i).items() if k not in ("tags", "meta")} for i in range(N)]
+    fmt: dict[str, Any]
+    if kind == "avro":
+        serialize = avro_serializer(registry.url, json.dumps(FLAT_AVRO_SCHEMA), topic, registry.user_info)
+        values = [serialize(r) for r in records]
+        bad = [values[0][:-3], b"\x00" + (4343).to_bytes(4, "big") + values[1][5:]]  # truncated, unknown id
+        fmt = {
+            "type": "avro_stream",
+            "avroBytesDecoder": {
+                "type": "schema_registry",
+                "url": registry.url,
+                "config": {"basic.auth.user.info": registry.user_info},
+            },
+        }
+    else:
+        module, descriptor = compile_proto(tmp_path / "proto", "flat_edit", FLAT_PROTO)
+        values = [module.FlatEdit(**r).SerializeToString() for r in records]
+        bad = [values[5][:-4], values[6] + b"\x07"]  # cut inside a field; a tag without its value
+        fmt = {"type": "protobuf", "protoBytesDecoder": {"type": "file", "descriptor": str(descriptor)}}
+    produce(kafka_bootstrap, topic, values + bad, 2)
+    spec = kafka_spec(
+        datasource,
+        topic,
+        kafka_bootstrap,
+        dimensions=[d for d in DIMENSIONS if d != "tags"],
+        timestamp={"column": "ts", "format": "millis"},
+        inputFormat=fmt,
+        taskDuration="PT5S",
+        tuning={"maxSavedParseExceptions": 10, "maxParseExceptions": 10, "deadLetterTopic": dlq},
+    )
+    rows = _run(cluster, spec, datasource)
+    expected = []
+    for i in range(N):
+        e = {k: v for k, v in _expected(i).items() if k != "tags"}
+        if kind == "protobuf":  # proto3: a scalar at its default is not on the wire (null)
+            e = {k: (None if v == 0 and k != "__time" else v) for k, v in e.items()}
+        expected.append(e)
+    assert [{k: row[k] for k in expected[0]} for row in rows] == expected
+    for row in rows:
+        assert type(row["id"]) is str and (row["ratio"] is None or type(row["ratio"]) is float)
+        assert row["added"] is None or type(row["added"]) is int
+    _check_counts(cluster, kafka_bootstrap, datasource, dlq, N, len(bad))
