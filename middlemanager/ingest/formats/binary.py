@@ -38,6 +38,8 @@ RowDecoder = Callable[[bytes], dict[str, Any]]
 # The column decoder of a format: the good records of a batch, or None (take the row path).
 ColumnDecoder = Callable[[Frame], Columns | None]
 _TOMBSTONE = "Unable to parse row []: the record has no value (tombstone)"
+# Batches of more bytes take the row path (the column decoders' string offsets are 32-bit).
+MAX_FRAME_BYTES = (1 << 31) - 1024
 
 
 class BinaryRowsReader:
@@ -65,7 +67,10 @@ class BinaryRowsReader:
         return self.decode_rows(values)
 
     def _columns(self, decode: ColumnDecoder, values: list[bytes | None]) -> DecodedBatch | None:
-        found = decode(Frame.of([value or b"" for value in values]))
+        frame = Frame.of([value or b"" for value in values])
+        if frame.limit > MAX_FRAME_BYTES:
+            return None  # (string offsets are 32-bit)
+        found = decode(frame)
         if found is None:
             return None
         if not all(values):  # a tombstone is an error even where an empty message would decode
