@@ -156,6 +156,7 @@ class ProtobufColumns:
         active = np.flatnonzero(pos < ends)
         steps = 0
         unknown = len(self._column_of) - 1
+        filled: set[int] = set()  # the fields some record has had already
         while active.size:
             steps += 1
             if steps > self._max_steps:
@@ -172,10 +173,16 @@ class ProtobufColumns:
                 if number == 0 or number > _MAX_FIELD_NUMBER:
                     broken[:] = True
                 elif column >= 0:
-                    twice = (slot[column] if everyone else slot[column, active]) >= 0
-                    if twice.any():
-                        broken |= twice
-                    slot[column, active] = np.arange(entries, entries + len(active))
+                    if column in filled:
+                        twice = (slot[column] if everyone else slot[column, active]) >= 0
+                        if twice.any():
+                            broken |= twice
+                    filled.add(column)
+                    ids = np.arange(entries, entries + len(active))
+                    if everyone:
+                        slot[column] = ids
+                    else:
+                        slot[column, active] = ids
             else:
                 wire = (tag & np.uint64(7)).astype(np.int64)
                 number_of = tag >> np.uint64(3)
@@ -196,6 +203,7 @@ class ProtobufColumns:
                 known = np.flatnonzero((column_of >= 0) & ~broken)
                 if known.size:
                     rows, columns = active[known], column_of[known]
+                    filled.update(np.unique(columns).tolist())
                     twice = slot[columns, rows] >= 0
                     if twice.any():
                         broken[known[twice]] = True
@@ -204,14 +212,19 @@ class ProtobufColumns:
             words.append(word)
             places.append(place)
             entries += len(active)
+            any_broken = bool(broken.any())
             if everyone:
                 pos = after
-                bad |= broken
-                going = (after < ends) & ~broken
+                going = after < ends
+                if any_broken:
+                    bad |= broken
+                    going &= ~broken
             else:
                 pos[active] = after
-                bad[active] |= broken
-                going = (after < ends[active]) & ~broken
+                going = after < ends[active]
+                if any_broken:
+                    bad[active] |= broken
+                    going &= ~broken
             if not going.all():
                 active = active[going]
         bad |= pos != ends
