@@ -746,7 +746,9 @@ class IngestPipeline:
         if self._columnar is not None and decoded.table is not None:
             typed = self._typed(decoded.table)
             if typed is not None:
-                may_have_nul = any(b"\x00" in value for value in batch.values if value)
+                may_have_nul = decoded.may_have_nul
+                if may_have_nul is None:
+                    may_have_nul = any(b"\x00" in value for value in batch.values if value)
                 self._ingest_parsed(rows_batch, ParsedBatch(typed, may_have_nul, 0), self._columnar)
                 return
         rows = decoded.row_dicts()

@@ -53,7 +53,10 @@ def flat_event(i: int) -> dict[str, Any]:
     rng = random.Random(i)
     return {
         "ts": 1_700_000_000_000 + i,
-        "s": "".join(rng.choice("aé€\x00z") for _ in range(rng.randrange(0, 90))),
+        # (a string that looks like the pipeline's encoding of a multi-value must stay a string)
+        "s": '\x00m["x"]'
+        if i % 7 == 0
+        else "".join(rng.choice("aé€\x00z") for _ in range(rng.randrange(0, 90))),
         "n": rng.randrange(-(2**31), 2**31),
         "big": rng.choice([0, -1, 2**63 - 1, -(2**63), rng.randrange(-(2**40), 2**40)]),
         "x": rng.choice([0.0, -0.0, 1.5, -1e300, math.inf, rng.random()]),

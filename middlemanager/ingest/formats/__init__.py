@@ -68,6 +68,9 @@ class DecodedBatch:
     # list columns of the table whose one-value lists stand for the value itself (a
     # multi-value split of csv/tsv: a value without the list delimiter is a plain value)
     single_lists: tuple[str, ...] = ()
+    # whether a string value of the table may hold NUL; None: unknown (the pipeline scans the
+    # record values for a zero byte, which binary formats hold in most records)
+    may_have_nul: bool | None = None
 
     @property
     def num_rows(self) -> int:

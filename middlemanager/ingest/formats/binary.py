@@ -28,7 +28,7 @@ from middlemanager.ingest.formats.avro import AvroStreamDecoder
 from middlemanager.ingest.formats.errors import DecodeError
 from middlemanager.ingest.formats.flatten import FlattenError, flattener
 from middlemanager.ingest.formats.protobuf import ProtobufDecoder
-from middlemanager.ingest.formats.wire import Columns, Frame
+from middlemanager.ingest.formats.wire import Columns, Frame, may_hold_nul
 from supervisor.binary_formats import AvroStreamInputFormat, PathFlattenSpec, ProtobufInputFormat
 from supervisor.records import RecordBatch
 
@@ -87,7 +87,12 @@ class BinaryRowsReader:
                 if message is None:
                     return None  # the row decoder reads it: it is the reference
                 errors.append((index, message))
-        return DecodedBatch(table=found.table, sources=found.rows.tolist(), errors=errors)
+        return DecodedBatch(
+            table=found.table,
+            sources=found.rows.tolist(),
+            errors=errors,
+            may_have_nul=may_hold_nul(found.table),
+        )
 
     def _row_error(self, value: bytes | None) -> str | None:
         """Why the row decoder cannot read ``value``; ``None`` if it can."""

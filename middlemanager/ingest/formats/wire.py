@@ -26,6 +26,7 @@ __all__ = [
     "Frame",
     "binary_column",
     "fixed_values",
+    "may_hold_nul",
     "merge_parts",
     "number_column",
     "settle",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 PAD = 16
+_PADDING = bytes(PAD)
 # A varint is at most 10 bytes (64 bits, 7 a byte); the 10th may hold one bit only.
 _VARINT_BYTES = 10
 
@@ -55,11 +57,10 @@ class Frame:
 
     @staticmethod
     def of(values: list[bytes]) -> Frame:
-        data = b"".join(values)
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
         ends = np.cumsum(lengths)
-        buf = np.frombuffer(data + bytes(PAD), dtype=np.uint8)
-        return Frame(buf, ends - lengths, ends, len(data) + 1)
+        buf = np.frombuffer(b"".join([*values, _PADDING]), dtype=np.uint8)
+        return Frame(buf, ends - lengths, ends, int(ends[-1]) + 1 if len(ends) else 1)
 
     def part(self, rows: Ints, skip: int | Ints) -> Frame:
         """Records ``rows`` without their first ``skip`` bytes (a header), on the same buffer."""
@@ -155,6 +156,18 @@ def settle(frame: Frame, starts: Ints, lengths: Ints, keep: Bools) -> tuple[Ints
     if keep.all():
         return starts, lengths
     return np.where(keep, starts, frame.starts), np.where(keep, lengths, 0)
+
+
+def may_hold_nul(table: pa.Table) -> bool:
+    """Whether a string value of ``table`` may contain NUL (a zero byte in a column's data)."""
+    for column in table.columns:
+        if not pa.types.is_string(column.type):
+            continue
+        for chunk in column.chunks:
+            data = chunk.buffers()[2]
+            if data is not None and data.size and not np.frombuffer(data, dtype=np.uint8).all():
+                return True
+    return False
 
 
 def merge_parts(parts: list[Columns]) -> Columns | None:
