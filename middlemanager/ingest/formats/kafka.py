@@ -62,6 +62,7 @@ class KafkaReader:
                 column = pa.array(per_record)
                 table = table.append_column(name, column.take(pa.array(sources, type=pa.int64())))
             decoded.table = table
+            decoded.may_have_nul = None  # (a key or header may hold NUL: the pipeline scans)
         else:
             rows = decoded.row_dicts()
             for row, source in zip(rows, sources, strict=True):
