@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 from middlemanager.ingest.formats import DecodedBatch, reader_for
 from middlemanager.ingest.formats.binary import BinaryRowsReader
 from middlemanager.ingest.pipeline import IngestPipeline
+from supervisor.records import RecordBatch, RecordMetadata
 from supervisor.spec import AnyInputFormat, parse_supervisor_spec
 from tests.harness.protos import avro_serializer, compile_proto, protobuf_serializer
 from tests.harness.schema_registry import running_schema_registry
@@ -401,3 +402,41 @@ def test_the_pipeline_writes_the_same_segments_from_columns_and_rows(
     assert by_columns.stats.unparseable == 5 and by_columns.stats.processed == 495
     assert [e.message for e in by_columns.parse_exceptions] == [e.message for e in by_rows.parse_exceptions]
     assert read_rows(files) == read_rows(row_files)
+
+
+def test_kafka_format_over_flat_avro_keeps_a_nul_header_a_string(tmp_path: Path) -> None:
+    schema = {
+        "type": "record",
+        "name": "R",
+        "fields": [{"name": "ts", "type": "long"}, {"name": "page", "type": "string"}],
+    }
+    spec = parse_supervisor_spec(
+        kafka_spec(
+            "ds",
+            "t",
+            "127.0.0.1:9",
+            timestamp={"column": "ts", "format": "millis"},
+            dimensions=["page", "kafka.header.env"],
+            inputFormat={
+                "type": "kafka",
+                "valueFormat": {
+                    "type": "avro_stream",
+                    "avroBytesDecoder": {"type": "schema_inline", "schema": schema},
+                },
+                "headerFormat": {"type": "string"},
+            },
+        )
+    )
+    values: list[bytes | None] = [
+        avro_bytes(schema, {"ts": 1_700_000_000_000 + i, "page": f"p{i}"}) for i in range(3)
+    ]
+    headers: list[Any] = [[("env", b'\x00m["x"]')], [("env", b"prod")], None]
+    meta = RecordMetadata([None] * 3, headers, ["t"] * 3)
+    pipeline = IngestPipeline(spec, tmp_path / "work")
+    pipeline.add(RecordBatch([0] * 3, [0, 1, 2], values, [1, 2, 3], meta))
+    rows = sorted(read_rows(pipeline.finish(tmp_path / "out")), key=lambda r: r["__time"])
+    assert [(r["page"], r["kafka.header.env"]) for r in rows] == [
+        ("p0", '\x00m["x"]'),
+        ("p1", "prod"),
+        ("p2", None),
+    ]

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from middlemanager.ingest.formats import DecodedBatch, FormatReader, register, value_reader_for
+from middlemanager.ingest.formats.wire import may_hold_nul
 from supervisor.records import RecordBatch
 from supervisor.spec import KafkaInputFormat
 
@@ -62,7 +63,7 @@ class KafkaReader:
                 column = pa.array(per_record)
                 table = table.append_column(name, column.take(pa.array(sources, type=pa.int64())))
             decoded.table = table
-            decoded.may_have_nul = None  # (a key or header may hold NUL: the pipeline scans)
+            decoded.may_have_nul = may_hold_nul(table)  # (keys and headers too)
         else:
             rows = decoded.row_dicts()
             for row, source in zip(rows, sources, strict=True):
