@@ -24,6 +24,7 @@ from broker.config import BrokerSettings
 from broker.engine import Engine, Limits, Result
 from broker.errors import QueryError
 from broker.results import CONTENT_TYPES, ResultFormat, render
+from broker.segment_cache import SegmentCache
 from broker.sql import Translated, translate
 from supervisor.expressions import values as tv
 from transport.auth import AuthConfig
@@ -111,7 +112,8 @@ class Broker:
                 memory_limit=settings.query_memory_limit,
                 threads=settings.query_threads,
                 max_rows=settings.max_result_rows,
-            )
+            ),
+            catalog.cache,
         )
 
     def timeout_s(self, context: dict[str, Any]) -> float:
@@ -276,7 +278,8 @@ def mount(app: web.Application, settings: BrokerSettings) -> None:
     client = AsyncClient(
         settings.overlord_url, settings.cluster_token.get_secret_value(), settings.overlord_timeout_s
     )
-    add_routes(app, Broker(SegmentCatalog(client, settings.segments_poll_s), settings))
+    cache = SegmentCache(settings.segment_cache_dir, settings.segment_cache_bytes, settings.deep_storage)
+    add_routes(app, Broker(SegmentCatalog(client, settings.segments_poll_s, cache=cache), settings))
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         yield
