@@ -79,7 +79,7 @@ def test_a_segment_is_fetched_once_and_read_locally(tmp_path: Path) -> None:
     assert seg.path.parent == cache.root, "an S3 segment is read from the cache"
     for _ in range(3):
         with cache.hold([seg]):
-            assert duckdb.sql(f"SELECT count(*) FROM '{seg.path}'").fetchall() == [(1000,)]
+            assert duckdb.connect().execute(f"SELECT count(*) FROM '{seg.path}'").fetchall() == [(1000,)]
     assert store.opened == [f"{BUCKET}/segments/a.parquet"], "downloaded once"
     assert seg.path.read_bytes() == (store.root / BUCKET / "segments/a.parquet").read_bytes()
     assert not list((cache.root / INCOMING).iterdir())
@@ -114,15 +114,17 @@ def test_files_a_query_reads_are_never_evicted_under_it(tmp_path: Path) -> None:
     cache = _cache(tmp_path, store, max_bytes=one + one // 2)  # room for one
     a, b = _segment(cache, store, "a", 500), _segment(cache, store, "b", 500)
     with cache.hold([a]):
-        with pytest.raises(ResourceLimitExceeded, match="does not fit in the Broker's segment cache"):
-            with cache.hold([b]):
-                pass
+        with (
+            pytest.raises(ResourceLimitExceeded, match="does not fit in the Broker's segment cache"),
+            cache.hold([b]),
+        ):
+            pass
         assert a.path.exists()
     with cache.hold([b]):  # once a's query ended, a makes room
         assert not a.path.exists() and b.path.exists()
-    with pytest.raises(ResourceLimitExceeded):  # one query whose segments cannot fit together
-        with cache.hold([a, b]):
-            pass
+    # one query whose segments cannot fit together
+    with pytest.raises(ResourceLimitExceeded), cache.hold([a, b]):
+        pass
 
 
 def test_concurrent_queries_wait_for_one_download(tmp_path: Path) -> None:
@@ -151,23 +153,19 @@ def test_a_copy_that_does_not_check_out_is_never_placed(tmp_path: Path) -> None:
     store = Store(tmp_path / "s3")
     cache = _cache(tmp_path, store)
     wrong_size = _segment(cache, store, "a", 100, size=12345)
-    with pytest.raises(QueryUnavailable, match="published with 12345"):
-        with cache.hold([wrong_size]):
-            pass
+    with pytest.raises(QueryUnavailable, match="published with 12345"), cache.hold([wrong_size]):
+        pass
     wrong_rows = _segment(cache, store, "b", 100, numRows=99)
-    with pytest.raises(QueryUnavailable, match="holds 100 rows, 99 were written"):
-        with cache.hold([wrong_rows]):
-            pass
+    with pytest.raises(QueryUnavailable, match="holds 100 rows, 99 were written"), cache.hold([wrong_rows]):
+        pass
     corrupt = _segment(cache, store, "c", 100, size=0)
     (store.root / BUCKET / "segments/c.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(QueryUnavailable, match="not a readable Parquet file"):
-        with cache.hold([corrupt]):
-            pass
+    with pytest.raises(QueryUnavailable, match="not a readable Parquet file"), cache.hold([corrupt]):
+        pass
     missing = _segment(cache, store, "d", 10)
     (store.root / BUCKET / "segments/d.parquet").unlink()
-    with pytest.raises(QueryUnavailable, match="not in deep storage"):
-        with cache.hold([missing]):
-            pass
+    with pytest.raises(QueryUnavailable, match="not in deep storage"), cache.hold([missing]):
+        pass
     assert cache.cached() == [] and not list(cache.root.glob("*.parquet"))
     assert not list((cache.root / INCOMING).iterdir()), "no partial file left"
     assert cache.used_bytes == 0, "failed downloads hold no room"
