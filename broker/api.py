@@ -328,8 +328,13 @@ async def health(request: web.Request) -> web.Response:
 
 def build_app(settings: BrokerSettings) -> web.Application:
     """The Broker as a process of its own (``python -m broker``)."""
+    # as the Overlord's: access control is on whenever any credential is set, the cluster token
+    # too (a cluster's Broker is never open because its users were left empty); the cluster token
+    # itself may not query (403: it is what the Broker presents, not what people use)
     config = AuthConfig.parse(
-        settings.auth_users.get_secret_value(), settings.auth_tokens.get_secret_value(), ""
+        settings.auth_users.get_secret_value(),
+        settings.auth_tokens.get_secret_value(),
+        settings.cluster_token.get_secret_value(),
     )
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(config)], client_max_size=settings.max_request_bytes
