@@ -442,6 +442,10 @@ def main() -> int:
     except BaseException:
         try:
             print(compose.run("ps", "-a", check=False).stdout)
+            for cid in compose.run("ps", "-aq", check=False).stdout.split():
+                health = compose.docker("inspect", "-f", "{{.Name}} {{json .State.Health}}", cid)
+                if '"Status":"healthy"' not in health and "<nil>" not in health and "null" not in health:
+                    print(f"health checks: {health[:3000]}")
             print(compose.run("logs", "--tail", "60", check=False).stdout[-20000:])
         except Exception as e:  # the report goes on
             log(f"could not collect logs: {e}")
