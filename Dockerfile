@@ -2,7 +2,8 @@
 #   docker run IMAGE overlord serve        (the default command)
 #   docker run IMAGE overlord migrate
 #   docker run IMAGE middlemanager serve
-# Settings come from OVERLORD_* / MIDDLEMANAGER_* environment variables (see docs/compose.md).
+#   docker run IMAGE broker serve
+# Settings come from OVERLORD_* / MIDDLEMANAGER_* / BROKER_* environment variables (see docs/compose.md).
 
 #
 # Both stages start from BASE_IMAGE: Python's official slim image by default. Where no registry can
@@ -44,21 +45,24 @@ ENV PATH=/opt/venv/bin:$PATH \
     OVERLORD_METADATA_URL=sqlite:////var/lib/druid/metadata.db \
     OVERLORD_DEEP_STORAGE=/var/lib/druid/deep-storage \
     MIDDLEMANAGER_HOST=0.0.0.0 \
-    MIDDLEMANAGER_TASK_DIR=/var/lib/druid/tasks
+    MIDDLEMANAGER_TASK_DIR=/var/lib/druid/tasks \
+    BROKER_HOST=0.0.0.0 \
+    BROKER_SEGMENT_CACHE_DIR=/var/lib/druid/segment-cache
 RUN groupadd --system --gid 10001 druid \
     && useradd --system --uid 10001 --gid druid --home-dir /var/lib/druid --no-create-home \
        --shell /usr/sbin/nologin druid \
-    && mkdir -p /var/lib/druid/deep-storage /var/lib/druid/tasks \
+    && mkdir -p /var/lib/druid/deep-storage /var/lib/druid/tasks /var/lib/druid/segment-cache \
     && chown -R druid:druid /var/lib/druid
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /var/lib/druid
 USER 10001:10001
-# Overlord API, MiddleManager; tasks listen on ephemeral ports of the MiddleManager's address
-EXPOSE 8090 8091
+# Overlord API, MiddleManager, Broker; tasks listen on ephemeral ports of the MiddleManager's address
+EXPOSE 8090 8091 8082
 # Each process answers GET /status/health; PID 1's command line tells which one runs here.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD case "$(tr '\0' ' ' < /proc/1/cmdline)" in \
           *middlemanager*) exec middlemanager healthcheck ;; \
+          *broker*) exec broker healthcheck ;; \
           *migrate*) exit 0 ;; \
           *) exec overlord healthcheck ;; \
         esac

@@ -24,6 +24,7 @@ from broker.config import BrokerSettings
 from broker.engine import Engine, Limits, Result
 from broker.errors import QueryError
 from broker.results import CONTENT_TYPES, ResultFormat, render
+from broker.segment_cache import SegmentCache
 from broker.sql import Translated, translate
 from supervisor.expressions import values as tv
 from transport.auth import AuthConfig
@@ -111,7 +112,8 @@ class Broker:
                 memory_limit=settings.query_memory_limit,
                 threads=settings.query_threads,
                 max_rows=settings.max_result_rows,
-            )
+            ),
+            catalog.cache,
         )
 
     def timeout_s(self, context: dict[str, Any]) -> float:
@@ -276,7 +278,8 @@ def mount(app: web.Application, settings: BrokerSettings) -> None:
     client = AsyncClient(
         settings.overlord_url, settings.cluster_token.get_secret_value(), settings.overlord_timeout_s
     )
-    add_routes(app, Broker(SegmentCatalog(client, settings.segments_poll_s), settings))
+    cache = SegmentCache(settings.segment_cache_dir, settings.segment_cache_bytes, settings.deep_storage)
+    add_routes(app, Broker(SegmentCatalog(client, settings.segments_poll_s, cache=cache), settings))
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         yield
@@ -325,8 +328,13 @@ async def health(request: web.Request) -> web.Response:
 
 def build_app(settings: BrokerSettings) -> web.Application:
     """The Broker as a process of its own (``python -m broker``)."""
+    # as the Overlord's: access control is on whenever any credential is set, the cluster token
+    # too (a cluster's Broker is never open because its users were left empty); the cluster token
+    # itself may not query (403: it is what the Broker presents, not what people use)
     config = AuthConfig.parse(
-        settings.auth_users.get_secret_value(), settings.auth_tokens.get_secret_value(), ""
+        settings.auth_users.get_secret_value(),
+        settings.auth_tokens.get_secret_value(),
+        settings.cluster_token.get_secret_value(),
     )
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(config)], client_max_size=settings.max_request_bytes

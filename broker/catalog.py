@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.errors import QueryUnavailable
+from broker.segment_cache import SegmentCache
 from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.deep_storage import local_path, uri_of
 from supervisor.errors import IndexerError
@@ -41,7 +42,8 @@ SYSTEM_PATHS = {
 
 @dataclass(frozen=True)
 class Segment:
-    """One published segment: its Druid identity and the local Parquet file it is read from."""
+    """One published segment: its Druid identity and the local Parquet file it is read from (in
+    ``file://`` deep storage, or the Broker's copy of an S3 object: :mod:`broker.segment_cache`)."""
 
     id: str
     datasource: str
@@ -57,20 +59,22 @@ class Segment:
     payload: dict[str, Any] = field(compare=False, repr=False)
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> Segment:
-        """A segment from Druid's DataSegment JSON (``loadSpec`` names its file)."""
+    def from_payload(cls, payload: dict[str, Any], cache: SegmentCache | None = None) -> Segment:
+        """A segment from Druid's DataSegment JSON (``loadSpec`` names its file or its S3 object)."""
+        uri = uri_of(payload["loadSpec"])
+        ident = str(payload.get("identifier") or payload["id"])
         start_text, _, end_text = str(payload["interval"]).partition("/")
         start, end = parse_iso(start_text), parse_iso(end_text)
         if start is None or end is None:
             raise ValueError(f"interval '{payload['interval']}' is not start/end")
         return cls(
-            id=str(payload.get("identifier") or payload["id"]),
+            id=ident,
             datasource=str(payload["dataSource"]),
             start_ms=start,
             end_ms=end,
             version=str(payload["version"]),
             partition_num=int(payload.get("shardSpec", {}).get("partitionNum", 0)),
-            path=local_path(uri_of(payload["loadSpec"])),
+            path=cache.path_for(ident) if cache and uri.startswith("s3:") else local_path(uri),
             num_rows=int(payload.get("numRows", 0)),
             size=int(payload.get("size", 0)),
             dimensions=tuple(d for d in str(payload.get("dimensions", "")).split(",") if d),
@@ -112,8 +116,15 @@ EMPTY = Snapshot({})
 class SegmentCatalog:
     """The latest :class:`Snapshot`, refreshed from the Overlord on demand."""
 
-    def __init__(self, client: AsyncClient, poll_s: float = 1.0, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        poll_s: float = 1.0,
+        clock: Clock = SYSTEM_CLOCK,
+        cache: SegmentCache | None = None,
+    ) -> None:
         self.client = client
+        self.cache = cache
         self.poll_s = poll_s
         self.clock = clock
         self._snapshot: Snapshot | None = None
@@ -148,7 +159,7 @@ class SegmentCatalog:
         segments = []
         for payload in got.body:
             try:
-                segments.append(Segment.from_payload(payload))
+                segments.append(Segment.from_payload(payload, self.cache))
             except (KeyError, TypeError, ValueError, IndexerError) as e:
                 logger.warning("segment %s skipped: %s", str(payload)[:200], e)
         self._snapshot = Snapshot.of(segments, got.headers.get("ETag", ""))

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker.segment_cache import SIZE_PATTERN, parse_size
+from supervisor.deep_storage import to_uri
+from supervisor.errors import InvalidInput
 from supervisor.logs import LogFormat, LogLevel
 
 # Druid's default druid.server.http.defaultQueryTimeout: 5 minutes
@@ -30,7 +36,7 @@ class BrokerSettings(BaseSettings):
     )
     query_memory_limit: str = Field(
         default="1GB",
-        pattern=r"^[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        pattern=SIZE_PATTERN,
         description="DuckDB memory limit of one query (e.g. 512MB, 2GB)",
     )
     query_threads: int = Field(default=2, ge=1, le=64, description="DuckDB threads of one query")
@@ -40,6 +46,38 @@ class BrokerSettings(BaseSettings):
     segments_poll_s: float = Field(
         default=1.0, ge=0, description="least seconds between two asks for the segment list (If-None-Match)"
     )
+    # Segments in S3 deep storage are read from local copies (broker/segment_cache.py), as a Druid
+    # Historical's druid.segmentCache.locations [{"path", "maxSize"}]
+    deep_storage: str = Field(
+        default="",
+        description="the cluster's deep storage URI (as the Overlord's): for s3:// its parameters (endpoint, "
+        "region, pathStyle, checksum) are how segments are read; empty: the AWS_* environment variables. "
+        "Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+    )
+    segment_cache_dir: Path = Field(
+        default=Path("var/broker/segment-cache"),
+        description="the Broker's own directory for its copies of S3 segments (kept across restarts)",
+    )
+    segment_cache_size: str = Field(
+        default="10GiB",
+        pattern=SIZE_PATTERN,
+        description="most bytes of segment copies kept, least recently used deleted first (500MB, 10GiB)",
+    )
+
+    @field_validator("deep_storage", mode="before")
+    @classmethod
+    def _deep_storage_uri(cls, value: Any) -> str:
+        if not str(value):
+            return ""
+        try:
+            return to_uri(str(value))
+        except InvalidInput as e:
+            raise ValueError(e.message) from e
+
+    @property
+    def segment_cache_bytes(self) -> int:
+        return parse_size(self.segment_cache_size)
+
     overlord_timeout_s: float = Field(default=10.0, gt=0, description="timeout of one call to the Overlord")
     max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="largest request body")
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")

@@ -17,7 +17,8 @@ import datetime as dt
 import decimal
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ import pyarrow as pa
 from broker import timeline, udfs
 from broker.catalog import Segment, Snapshot
 from broker.errors import QueryError, QueryFailed, QueryTimeout, ResourceLimitExceeded
+from broker.segment_cache import SegmentCache
 from broker.sql import DRUID_SCHEMA, INFO_SCHEMA, SYS_SCHEMA, Translated
 from supervisor.chronology import format_instant
 from supervisor.expressions import values as tv
@@ -133,8 +135,18 @@ def _quote(name: str) -> str:
 
 
 class Engine:
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, cache: SegmentCache | None = None) -> None:
         self.limits = limits
+        self.cache = cache
+
+    def _local(self, snapshot: Snapshot, datasources: Iterable[str]) -> AbstractContextManager[None]:
+        """The segments the timeline shows of ``datasources`` on local disk (S3 ones fetched into
+        the segment cache; overshadowed ones are never fetched) and kept there while the block runs."""
+        if self.cache is None:
+            return nullcontext()
+        return self.cache.hold(
+            v.segment for ds in datasources for v in timeline.visible(snapshot.segments.get(ds, ()))
+        )
 
     def _database(
         self, snapshot: Snapshot, plan: Translated, tables: dict[str, pa.Table]
@@ -176,7 +188,8 @@ class Engine:
             for ds in datasources:
                 view = _timeline_sql(snapshot.segments.get(ds, ()))
                 if view is not None:
-                    rows = con.execute(f"DESCRIBE {view[0]}").fetchall()
+                    with self._local(snapshot, [ds]):
+                        rows = con.execute(f"DESCRIBE {view[0]}").fetchall()
                     out[ds] = [(str(r[0]), str(r[1])) for r in rows]
         finally:
             con.close()
@@ -220,16 +233,17 @@ class Engine:
         cancelled = threading.Event()
 
         def work() -> Result:
-            con = self._database(snapshot, plan, tables or {})
-            with lock:
-                if cancelled.is_set():
+            with self._local(snapshot, plan.datasources):
+                con = self._database(snapshot, plan, tables or {})
+                with lock:
+                    if cancelled.is_set():
+                        con.close()
+                        raise QueryTimeout("Query timed out before it started")
+                    holder.append(con)
+                try:
+                    return self._execute(con, plan.sql, params)
+                finally:
                     con.close()
-                    raise QueryTimeout("Query timed out before it started")
-                holder.append(con)
-            try:
-                return self._execute(con, plan.sql, params)
-            finally:
-                con.close()
 
         task = asyncio.ensure_future(asyncio.to_thread(work))
         try:

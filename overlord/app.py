@@ -99,6 +99,7 @@ def _mount_broker(app: web.Application, settings: OverlordSettings) -> None:
         BrokerSettings(
             overlord_url=f"http://{host}:{settings.port}",
             cluster_token=settings.cluster_token,
+            deep_storage=settings.deep_storage,  # how S3 segments are read (into var/broker/segment-cache)
             auth_users=settings.auth_users,
             auth_tokens=settings.auth_tokens,
         ),

@@ -1,9 +1,10 @@
 """The compose cluster for real (run by scripts/compose-test): images built here, S3 deep storage on
 SeaweedFS, faults at container level; after each, the published rows are the produced records, once.
 
-Stages (each timed): engine, images, up, access control, ingest, then the faults: docker kill of a
-MiddleManager during ingestion, docker kill of the Overlord, compose restart of postgres and of
-kafka, compose stop + up of everything, --scale middlemanager=5.
+Stages (each timed): engine, images, up, access control, ingest (and Druid SQL through the Broker
+container), then the faults: docker kill of a MiddleManager during ingestion, docker kill of the
+Overlord, compose restart of postgres and of kafka, compose stop + up of everything,
+--scale middlemanager=5 (and the Broker again, after its restart, over all the segments).
 """
 
 from __future__ import annotations
@@ -227,6 +228,40 @@ def check_exactly_once(api: Api, s3_env: dict[str, str], expected: int, timeout_
     log(f"    {expected} records -> {sum(counts.values())} rows in {len(segments)} S3 segments, each once")
 
 
+def check_broker(broker: Api, produced: int, timeout_s: float) -> None:
+    """Druid SQL through the Broker container (segments read from S3 through its segment cache):
+    ``COUNT(*)`` and a ``GROUP BY`` equal what the produced records make."""
+
+    def sql(query: str) -> list[dict[str, Any]]:
+        status, got = broker.call("POST", "/druid/v2/sql", {"query": query})
+        if status != 200:  # not published yet (unknown table), Overlord restarting: asked again
+            raise OSError(f"Broker: HTTP {status}: {str(got)[:300]}")
+        return list(got)
+
+    def counted() -> list[dict[str, Any]] | None:
+        got = sql(f"SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS ids FROM {DATASOURCE}")
+        if got[0]["n"] > produced:
+            raise AssertionError(f"the Broker counts {got[0]['n']} rows for {produced} records")
+        return got if got[0]["n"] == produced else None
+
+    count = wait_for(f"the Broker's COUNT(*) = {produced}", counted, timeout_s, 1.0)
+    assert count == [{"n": produced, "ids": produced}], count
+    groups = sql(
+        f"SELECT page, COUNT(*) AS n, SUM(added) AS added FROM {DATASOURCE} GROUP BY page ORDER BY page"
+    )
+    expected: dict[str, list[int]] = {}
+    for i in range(produced):  # what Producing.batch wrote
+        row = expected.setdefault(f"p{i % 97}", [0, 0])
+        row[0] += 1
+        row[1] += i % 13
+    want = [{"page": p, "n": n, "added": a} for p, (n, a) in sorted(expected.items())]
+    assert groups == want, f"GROUP BY page through the Broker: {groups[:3]}... != {want[:3]}..."
+    log(
+        f"    Broker: COUNT(*) = COUNT(DISTINCT id) = {produced};"
+        f" GROUP BY page: {len(groups)} groups, as produced"
+    )
+
+
 def spec(bootstrap: str) -> dict[str, Any]:
     """The example supervisor: one row per record (rollup off), hourly segments."""
     return {
@@ -303,9 +338,10 @@ def main() -> int:
     subprocess.run([str(REPO / "scripts" / "compose-env"), str(env_file)], check=True, capture_output=True)
     secrets_env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
     admin_token = secrets_env["OVERLORD_AUTH_TOKENS"].rsplit(":", 1)[0]
-    overlord_port, kafka_port, s3_port = free_port(), free_port(), free_port()
+    overlord_port, kafka_port, s3_port, broker_port = free_port(), free_port(), free_port(), free_port()
     with open(env_file, "a") as f:
         f.write(f"OVERLORD_PUBLISHED_PORT={overlord_port}\nKAFKA_HOST_PORT={kafka_port}\n")
+        f.write(f"BROKER_PUBLISHED_PORT={broker_port}\n")
         f.write("OVERLORD_WORKER_TIMEOUT_S=10\nMIDDLEMANAGER_SHUTDOWN_TIMEOUT_S=20\n")
     # the test reads the segments back from the host: SeaweedFS's S3 port on 127.0.0.1 too
     override = state / "compose.test.yaml"
@@ -316,6 +352,7 @@ def main() -> int:
     )
     compose = Compose(env, [REPO / "compose.yaml", override], env_file)
     api = Api(f"http://127.0.0.1:{overlord_port}", admin_token)
+    broker = Api(f"http://127.0.0.1:{broker_port}", admin_token)
     s3_env = {
         "AWS_ACCESS_KEY_ID": secrets_env["S3_ACCESS_KEY"],
         "AWS_SECRET_ACCESS_KEY": secrets_env["S3_SECRET_KEY"],
@@ -345,8 +382,11 @@ def main() -> int:
             )
             code = compose.run("exec", "-T", "overlord", "python", "-c", probe).stdout.strip()
             assert code == "401", f"a MiddleManager's worker path answered {code} without credentials"
+            sql = {"query": "SELECT 1"}
+            assert broker.call("POST", "/druid/v2/sql", sql, auth=False)[0] == 401
+            assert broker.call("POST", "/druid/v2/sql", sql)[0] == 200, "the admin token queries"
             log(
-                "    no credentials: 401 on the API, the task-action and worker paths;"
+                "    no credentials: 401 on the API, the task-action, worker and query paths;"
                 " an admin token: 403 on the worker paths"
             )
 
@@ -357,6 +397,7 @@ def main() -> int:
             api.ok("POST", "/druid/indexer/v1/supervisor", spec("kafka:9092"))
             kafka.batch(5000)
             check_exactly_once(api, s3_env, kafka.produced, 240)
+            check_broker(broker, kafka.produced, 60)
 
         with stage("docker kill a MiddleManager during ingestion"):
             with kafka.during(4, 1000, 2.0):
@@ -396,10 +437,15 @@ def main() -> int:
             )
             kafka.batch(2000)
             check_exactly_once(api, s3_env, kafka.produced, 300)
+            check_broker(broker, kafka.produced, 60)
         ok = True
     except BaseException:
         try:
             print(compose.run("ps", "-a", check=False).stdout)
+            for cid in compose.run("ps", "-aq", check=False).stdout.split():
+                health = compose.docker("inspect", "-f", "{{.Name}} {{json .State.Health}}", cid)
+                if '"Status":"healthy"' not in health and "<nil>" not in health and "null" not in health:
+                    print(f"health checks: {health[:3000]}")
             print(compose.run("logs", "--tail", "60", check=False).stdout[-20000:])
         except Exception as e:  # the report goes on
             log(f"could not collect logs: {e}")

@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings
 
 S = TypeVar("S", bound=BaseSettings)
 
-PROCESS_PREFIXES = ("OVERLORD_", "MIDDLEMANAGER_")
+PROCESS_PREFIXES = ("OVERLORD_", "MIDDLEMANAGER_", "BROKER_")
 _SECRET_WORDS = ("password", "token", "secret", "users")
 
 CONFIG_HELP = (

@@ -286,7 +286,9 @@ class SegmentStore(Protocol):
     def store(self, local: Path, num_rows: int) -> str: ...
 
 
-def _check_parquet(source: Any, size: int, expected_size: int, num_rows: int, name: str) -> None:
+def check_parquet(source: Any, size: int, expected_size: int, num_rows: int | None, name: str) -> None:
+    """That a stored segment file is the one written: ``expected_size`` bytes, a Parquet footer
+    that reads, ``num_rows`` rows (unless None)."""
     import pyarrow.parquet as pq
 
     if size != expected_size:
@@ -295,7 +297,7 @@ def _check_parquet(source: Any, size: int, expected_size: int, num_rows: int, na
         rows = pq.ParquetFile(source).metadata.num_rows
     except Exception as e:  # pyarrow raises ArrowInvalid/OSError subclasses for a corrupt footer
         raise TaskFailed(f"deep storage: {name} is not a readable Parquet file: {e}") from e
-    if rows != num_rows:
+    if num_rows is not None and rows != num_rows:
         raise TaskFailed(f"deep storage: {name} holds {rows} rows, {num_rows} were written")
 
 
@@ -316,7 +318,7 @@ class LocalSegmentStore:
             raise TaskFailed(f"deep storage: {path} was not written under {self.root}")
         size = path.stat().st_size
         with open(path, "rb") as f:
-            _check_parquet(f, size, size, num_rows, str(path))
+            check_parquet(f, size, size, num_rows, str(path))
         return path.as_uri()
 
 
@@ -356,7 +358,7 @@ class S3SegmentStore:
                 self._upload(local, path)
                 info = self.fs.get_file_info(path)
                 with self.fs.open_input_file(path) as f:
-                    _check_parquet(f, info.size or 0, expected, num_rows, f"s3://{path}")
+                    check_parquet(f, info.size or 0, expected, num_rows, f"s3://{path}")
                 return f"s3://{path}"
             except (OSError, TaskFailed) as e:
                 # the same key again: nothing can have committed it, the publish comes after

@@ -1013,3 +1013,21 @@ def test_native_unreadable_parts_are_json_parse_failed(snapshot: Snapshot) -> No
     ):
         status, data, _ = _call(snapshot, "POST", "/druid/v2", {**base, **bad})
         assert status == 400 and data["error"] == "Json parse failed" and word in data["errorMessage"], data
+
+
+def test_a_cluster_token_alone_keeps_access_control_on() -> None:
+    """As the Overlord: a Broker given only the cluster token (compose with no users) is not open;
+    the cluster token is what it presents to the Overlord, not a query credential."""
+    from broker.api import build_app
+
+    async def go() -> list[int]:
+        app = build_app(BrokerSettings(cluster_token="t0ken", overlord_url="http://127.0.0.1:9"))
+        async with TestClient(TestServer(app)) as client:
+            codes = []
+            for headers in ({}, {"Authorization": "Bearer t0ken"}, {"Authorization": "Bearer nope"}):
+                got = await client.post("/druid/v2/sql", json={"query": "SELECT 1"}, headers=headers)
+                codes.append(got.status)
+            codes.append((await client.get("/status/health")).status)
+            return codes
+
+    assert asyncio.run(go()) == [401, 403, 401, 200]

@@ -2,7 +2,7 @@
 
 compose.yaml is validated against the Compose specification's JSON schema (the copy in
 ``../shared/data/compose``, else check-jsonschema's vendored one when installed), and every
-environment variable it gives the Overlord, the MiddleManagers and the migration must be a
+environment variable it gives the Overlord, the MiddleManagers, the Broker and the migration must be a
 setting those processes accept, with a value they accept (compose's ``${VAR:-default}`` taken
 at its default).
 """
@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from pydantic_settings import BaseSettings
 
+from broker import __main__ as broker_main
+from broker.config import BrokerSettings
 from middlemanager import __main__ as mm_main
 from middlemanager.config import MiddleManagerSettings
 from overlord import __main__ as overlord_main
@@ -38,6 +40,7 @@ INDEXER_SERVICES: dict[str, type[BaseSettings]] = {
     "migrate": OverlordSettings,
     "overlord": OverlordSettings,
     "middlemanager": MiddleManagerSettings,
+    "broker": BrokerSettings,
 }
 
 
@@ -148,6 +151,9 @@ def test_every_value_is_accepted_by_the_process(
     if isinstance(settings, OverlordSettings):
         assert settings.metadata_url.startswith("postgresql+psycopg2://")
         assert "@postgres:5432/" in settings.metadata_url
+    if isinstance(settings, BrokerSettings):
+        assert settings.segment_cache_bytes == 10 * 2**30
+        assert str(settings.segment_cache_dir) == "/var/lib/druid/segment-cache"
 
 
 def test_settings_left_to_the_user_keep_their_names(compose: dict[str, Any]) -> None:
@@ -165,12 +171,16 @@ def test_settings_left_to_the_user_keep_their_names(compose: dict[str, Any]) -> 
 
 def test_image_environment_is_accepted_too() -> None:
     env_lines = re.findall(
-        r"^\s*(?:ENV\s+)?((?:OVERLORD|MIDDLEMANAGER)_\w+)=(\S+)", DOCKERFILE.read_text(), re.M
+        r"^\s*(?:ENV\s+)?((?:OVERLORD|MIDDLEMANAGER|BROKER)_\w+)=(\S+)", DOCKERFILE.read_text(), re.M
     )
     assert env_lines, "the image sets container defaults"
+    classes: dict[str, type[BaseSettings]] = {
+        "OVERLORD": OverlordSettings,
+        "MIDDLEMANAGER": MiddleManagerSettings,
+        "BROKER": BrokerSettings,
+    }
     for name, _ in env_lines:
-        cls = OverlordSettings if name.startswith("OVERLORD_") else MiddleManagerSettings
-        assert name in cli.env_names(cls), name
+        assert name in cli.env_names(classes[name.split("_")[0]]), name
 
 
 # ---------------------------------------------------------------------------------- topology
@@ -187,6 +197,7 @@ def test_services_come_up_in_order(compose: dict[str, Any]) -> None:
     assert condition("overlord", "migrate") == "service_completed_successfully"
     assert condition("overlord", "kafka") == "service_healthy"
     assert condition("middlemanager", "overlord") == "service_healthy"
+    assert condition("broker", "overlord") == "service_healthy"
     for name, service in services.items():
         for dep, how in (service.get("depends_on") or {}).items():
             if how["condition"] == "service_healthy":
@@ -212,6 +223,14 @@ def test_processes_reach_each_other_by_service_name(compose: dict[str, Any]) -> 
     assert mm["MIDDLEMANAGER_OVERLORD"] == f"http://overlord:{ov['OVERLORD_PORT']}"
     assert ov["OVERLORD_HOST"] == "0.0.0.0" and mm["MIDDLEMANAGER_HOST"] == "0.0.0.0"
     assert "MIDDLEMANAGER_ADVERTISED_HOST" not in mm, "each replica advertises its own address"
+    broker = _environment(services["broker"])
+    assert (
+        broker["BROKER_OVERLORD_URL"] == mm["MIDDLEMANAGER_OVERLORD"] and broker["BROKER_HOST"] == "0.0.0.0"
+    )
+    assert broker["BROKER_CLUSTER_TOKEN"] == ov["OVERLORD_CLUSTER_TOKEN"] == "t0ken"
+    assert ov["OVERLORD_EMBEDDED_BROKER"] == "false", (
+        "queries go to the broker service, which has the S3 keys"
+    )
 
 
 def test_middlemanagers_scale(compose: dict[str, Any]) -> None:
@@ -240,6 +259,11 @@ def test_no_disk_is_shared_deep_storage_is_s3(compose: dict[str, Any]) -> None:
     assert not shared, f"volumes shared between containers: {shared}"
     mm = _environment(services["middlemanager"])
     assert mm["AWS_ACCESS_KEY_ID"] == "indexer" and mm["AWS_SECRET_ACCESS_KEY"] == "s3cret"
+    broker = _environment(services["broker"])
+    assert broker["BROKER_DEEP_STORAGE"] == uri, "the Broker reads the store the tasks write to"
+    assert broker["AWS_ACCESS_KEY_ID"] == "indexer" and broker["AWS_SECRET_ACCESS_KEY"] == "s3cret"
+    cache = [v for v in services["broker"]["volumes"] if v.endswith(":/var/lib/druid/segment-cache")]
+    assert cache and cache[0].split(":")[0] in compose["volumes"], "the segment cache outlives the container"
 
 
 def test_safe_by_default(compose: dict[str, Any]) -> None:
@@ -247,12 +271,15 @@ def test_safe_by_default(compose: dict[str, Any]) -> None:
     the processes talk on an internal network."""
     services = compose["services"]
     published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
-    assert set(published) == {"overlord", "kafka"}
+    assert set(published) == {"overlord", "kafka", "broker"}
     for name, ports in published.items():
         for port in ports:
             assert interpolate(port, REQUIRED).startswith("127.0.0.1:"), (name, port)
     assert interpolate(
         services["overlord"]["ports"][0], {**REQUIRED, "OVERLORD_PUBLISHED_ADDRESS": "0.0.0.0"}
+    )
+    assert interpolate(services["broker"]["ports"][0], {"BROKER_PUBLISHED_ADDRESS": "0.0.0.0"}).startswith(
+        "0.0.0.0:8082:"
     )
     with pytest.raises(AssertionError, match="CLUSTER_TOKEN"):
         _environment(services["overlord"], {})
@@ -265,7 +292,10 @@ def test_safe_by_default(compose: dict[str, Any]) -> None:
 def test_images_default_to_the_public_ones(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert interpolate(services["postgres"]["image"]).startswith("postgres:16")
-    assert interpolate(services["seaweedfs"]["image"]).startswith("chrislusf/seaweedfs:")
+    seaweedfs = interpolate(services["seaweedfs"]["image"])
+    release = re.search(r'^RELEASE="([0-9.]+)"', (REPO / "scripts" / "local-seaweedfs").read_text(), re.M)
+    assert release, "scripts/local-seaweedfs names the release its weed reports"
+    assert seaweedfs == f"chrislusf/seaweedfs:{release.group(1)}", "pinned to the release built here"
     assert interpolate(services["overlord"]["build"]["args"]["BASE_IMAGE"]) == "python:3.11-slim-bookworm"
     local = {"KAFKA_IMAGE": "k:1", "POSTGRES_IMAGE": "p:1", "SEAWEEDFS_IMAGE": "s:1", "INDEXER_IMAGE": "i:1"}
     assert [
@@ -279,7 +309,11 @@ def test_images_default_to_the_public_ones(compose: dict[str, Any]) -> None:
 
 
 def test_commands_and_healthchecks_are_real_commands(compose: dict[str, Any]) -> None:
-    parsers = {"overlord": overlord_main._parser, "middlemanager": mm_main._parser}
+    parsers = {
+        "overlord": overlord_main._parser,
+        "middlemanager": mm_main._parser,
+        "broker": broker_main._parser,
+    }
     seen = set()
     for name in INDEXER_SERVICES:
         service = compose["services"][name]
@@ -296,7 +330,8 @@ def test_commands_and_healthchecks_are_real_commands(compose: dict[str, Any]) ->
             parsers[program]().parse_args(args)  # exits (SystemExit) on a wrong command
             seen.add(" ".join(argv))
     assert {"overlord migrate", "overlord serve", "middlemanager serve"} <= seen
-    assert {"overlord healthcheck", "middlemanager healthcheck"} <= seen
+    assert {"overlord healthcheck", "middlemanager healthcheck", "broker healthcheck"} <= seen
+    assert "broker serve" in seen
 
 
 def test_stop_grace_leaves_the_middlemanager_time_to_hand_back(compose: dict[str, Any]) -> None:
@@ -337,7 +372,7 @@ def test_dockerfile_runs_as_a_non_root_user() -> None:
 def test_dockerfile_has_a_healthcheck_for_each_process() -> None:
     checks = [rest for word, rest in _instructions() if word == "HEALTHCHECK"]
     assert len(checks) == 1
-    assert "overlord healthcheck" in checks[0] and "middlemanager healthcheck" in checks[0]
+    assert all(f"{p} healthcheck" in checks[0] for p in ("overlord", "middlemanager", "broker"))
     assert not checks[0].startswith("NONE")
     commands = [rest for word, rest in _instructions() if word == "CMD"]
     assert json.loads(commands[-1]) == ["overlord", "serve"]
