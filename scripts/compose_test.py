@@ -10,6 +10,7 @@ Overlord, compose restart of postgres and of kafka, compose stop + up of everyth
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shlex
@@ -451,6 +452,9 @@ def main() -> int:
             log(f"could not collect logs: {e}")
         raise
     finally:
+        # the host's Kafka clients go before the cluster does (else librdkafka keeps reconnecting)
+        kafka = admin = None  # type: ignore[assignment]
+        gc.collect()
         if not args.keep:
             with stage("down"):
                 compose.run("down", "-v", "--remove-orphans", timeout=300, check=False)
