@@ -6,25 +6,31 @@ import math
 import random
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from pydantic import TypeAdapter
 
-from middlemanager.ingest import transforms
+from middlemanager.ingest import sketches, transforms
+from middlemanager.ingest.schema import ColumnPlan, sketch_value
 from middlemanager.ingest.transforms import column_of, filter_mask
 from supervisor.filters import DimFilter
+from supervisor.spec import parse_supervisor_spec
+from tests.harness.specs import kafka_spec
 
 FILTER = TypeAdapter(DimFilter)
 
 
 def _values(kind: str, rng: random.Random, n: int) -> list[Any]:
+    pool: list[Any]
     if kind == "long":
         pool = [0, 1, -1, 9, 10, 11, 2**53, 2**53 + 1, -(2**63), 2**63 - 1, 123456789012345678]
-        return [None if rng.random() < 0.1 else rng.choice(pool + [rng.randint(-50, 50)]) for _ in range(n)]
-    if kind == "double":
+        pool += [rng.randint(-50, 50) for _ in range(20)]
+    elif kind == "double":
         pool = [0.0, -0.0, 9.999999, 10.0, 10.000001, -10.0, math.inf, -math.inf, math.nan, 1e300, 5e-324]
-        return [None if rng.random() < 0.1 else rng.choice(pool + [rng.uniform(-20, 20)]) for _ in range(n)]
-    pool = ["", "a", "b", "Apple", "apple", "10", "9", "é", "\U0001f600", " a", "a "]
+        pool += [rng.uniform(-20, 20) for _ in range(20)]
+    else:
+        pool = ["", "a", "b", "Apple", "apple", "10", "9", "é", "\U0001f600", " a", "a "]
     return [None if rng.random() < 0.1 else rng.choice(pool) for _ in range(n)]
 
 
@@ -34,7 +40,10 @@ KERNEL_FILTERS: list[tuple[str, dict[str, Any]]] = [
     ("long", {"type": "bound", "upper": "9007199254740992", "upperStrict": True, "ordering": "numeric"}),
     ("long", {"type": "bound", "lower": "-1.5", "upper": "10", "ordering": "numeric"}),
     ("double", {"type": "bound", "lower": "10", "ordering": "numeric"}),
-    ("double", {"type": "bound", "lower": "-0", "upper": "1e300", "upperStrict": True, "ordering": "numeric"}),
+    (
+        "double",
+        {"type": "bound", "lower": "-0", "upper": "1e300", "upperStrict": True, "ordering": "numeric"},
+    ),
     ("double", {"type": "bound", "upper": "Infinity", "ordering": "numeric"}),
     ("string", {"type": "selector", "value": "Apple"}),
     ("string", {"type": "selector", "value": ""}),
@@ -68,3 +77,87 @@ def test_filters_without_a_kernel_keep_the_per_value_path() -> None:
         {"type": "bound", "dimension": "x", "lower": "1", "ordering": "numeric"}
     )
     assert transforms._kernel_mask(numeric_on_strings, pa.array(["1", "x"])) is None
+
+
+# ------------------------------------------------------------------ theta sketches in bulk
+
+
+def _theta_metric(size: int) -> Any:
+    doc = kafka_spec(
+        "events",
+        "events",
+        "localhost:9092",
+        dimensions=["page"],
+        metrics=[{"type": "thetaSketch", "name": "users", "fieldName": "user", "size": size}],
+    )
+    return ColumnPlan(parse_supervisor_spec(doc).data_schema).metrics[0]
+
+
+def _sketch_inputs(rng: random.Random, n: int, distinct: int) -> pa.Array:
+    def one() -> Any:
+        pick = rng.random()
+        if pick < 0.05:
+            return None
+        if pick < 0.08:
+            return ""
+        if pick < 0.15:
+            return rng.randrange(distinct)
+        if pick < 0.2:
+            return rng.randrange(distinct) / 7
+        if pick < 0.25:
+            return [f"u{rng.randrange(distinct)}", f"u{rng.randrange(distinct)}"]
+        return f"u{rng.randrange(distinct)}"
+
+    return pa.array([sketch_value(one()) for _ in range(n)], type=pa.string())
+
+
+def _random_groups(rng: random.Random, n: int) -> tuple[Any, int]:
+    # a few big groups, many small ones, groups of one, and an empty-input group
+    num_groups = max(1, n // rng.choice([1, 3, 40, 400]))
+    ids = np.array([rng.randrange(num_groups) for _ in range(n)], dtype=np.int64)
+    ids[: n // 3] = 0  # one group far above k for the small sketches
+    used = np.unique(ids)
+    dense = np.searchsorted(used, ids)
+    return sketches.groups_of(dense, len(used)), len(used)
+
+
+@pytest.mark.parametrize("size", [32, 4096])
+@pytest.mark.parametrize("seed", range(6))
+def test_theta_sketches_in_bulk_are_the_library_s_bytes(size: int, seed: int) -> None:
+    rng = random.Random(seed)
+    m = _theta_metric(size)
+    kind = sketches._Kind(m)
+    n = rng.choice([1, 2, 50, 3000, 12000])
+    column = _sketch_inputs(rng, n, rng.choice([3, 100, 20000]))
+    groups, num_groups = _random_groups(rng, n)
+    order, offsets = groups
+    values = column.take(pa.array(order)).to_pylist()
+    expected = [kind.from_values(values[offsets[g] : offsets[g + 1]]) for g in range(num_groups)]
+    assert sketches._theta_bulk(kind, sketches._singletons(kind, column), groups, lambda g: b"") is not None
+    built = sketches.build(m, column, groups)
+    assert built.to_pylist() == expected
+
+    # the union of those sketches (and of one-row sketches) under another grouping
+    blobs = pa.concat_arrays([built, sketches.build(m, column, None)])
+    regroups, num_regroups = _random_groups(rng, len(blobs))
+    reorder, reoffsets = regroups
+    inputs = blobs.take(pa.array(reorder)).to_pylist()
+    unions = [
+        inputs[reoffsets[g]]
+        if reoffsets[g + 1] - reoffsets[g] == 1
+        else kind.union(inputs[reoffsets[g] : reoffsets[g + 1]])
+        for g in range(num_regroups)
+    ]
+    exact = all(blob[0] != 3 for blob in inputs)  # no sketch in estimation mode (3 preamble words)
+    assert (sketches._theta_bulk(kind, blobs, regroups, lambda g: b"") is not None) == exact
+    assert sketches.merge(m, blobs, regroups).to_pylist() == unions
+
+
+def test_theta_bulk_leaves_estimation_mode_sketches_to_the_library() -> None:
+    m = _theta_metric(32)
+    kind = sketches._Kind(m)
+    estimating = kind.from_values([f"u{i}" for i in range(1000)])  # theta < 1: three preamble words
+    blobs = pa.array([estimating, kind.from_values(["a"])], type=pa.binary())
+    groups = sketches.groups_of(np.array([0, 0], dtype=np.int64), 1)
+    assert sketches._theta_bulk(kind, blobs, groups, lambda g: b"") is None
+    assert sketches.merge(m, blobs, groups).to_pylist() == [kind.union([estimating, kind.from_values(["a"])])]
