@@ -236,8 +236,16 @@ class IngestPipeline:
             if columnar
             else None
         )
-        # (the transformSpec runs on the columnar path of JSON only: its inputs are typed from JSON)
-        self._columnar = self._fast if self._reader is not None and not self._stage.active else None
+        # (the transformSpec and filtered aggregators run on the columnar path of JSON only:
+        # their inputs are typed from JSON)
+        self._columnar = (
+            self._fast
+            if self._reader is not None
+            and self._fast is not None
+            and not self._stage.active
+            and not self._fast.inputs
+            else None
+        )
         if self._reader is not None:
             self._fast = None
         self._fast_rows = min(FAST_BATCH_ROWS, self._max_rows_in_memory)
