@@ -30,6 +30,7 @@ reader fail and the batch goes to the reference path, which then reports the err
 from __future__ import annotations
 
 import io
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,10 +73,16 @@ _TIMESTAMP_TYPES: dict[str, pa.DataType] = {
     "nano": pa.int64(),
 }
 # The Arrow type of a transform or filter input, from the JSON type of its values: the type
-# ``transforms.column_of`` gives the reference path's values. A double is not read on this
-# path: Arrow's reader turns an integer literal into a double, where the reference path
-# keeps a long (and expressions tell them apart).
-_INPUT_TYPES: dict[type, pa.DataType] = {str: pa.string(), int: pa.int64(), bool: pa.bool_()}
+# ``transforms.column_of`` gives the reference path's values. Arrow's reader turns an
+# integer literal into a double, where the reference path keeps a long (and expressions
+# tell them apart): a batch whose double input holds an integer literal is refused
+# (``_double_literals_only``).
+_INPUT_TYPES: dict[type, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    bool: pa.bool_(),
+    float: pa.float64(),
+}
 # Records of the first batch looked at to learn the types of the inputs not in the schema.
 _SNIFF_RECORDS = 256
 
@@ -142,6 +149,12 @@ class FastJsonPath:
         self._strict = strict
         self._float_fields = [
             f.name for f in self.schema if f.type == pa.float64() and f.name != self.timestamp_column
+        ]
+        # inputs of the transforms and filters read as doubles: each value must be a float literal
+        self._double_inputs = [
+            (name, _number_after_key(name))
+            for name in getattr(self, "inputs", ())
+            if self._fields.get(name) == pa.float64()
         ]
 
     def prepare(self, values: list[bytes | None]) -> None:
@@ -210,8 +223,7 @@ class FastJsonPath:
                 or types.setdefault(field, _JSON_TYPES["long"]) != _JSON_TYPES["long"]
             ):
                 return False
-        # a transform or filter input read as a double could be an integer literal (_INPUT_TYPES)
-        return not any(types.get(name) == pa.float64() for name in inputs)
+        return True
 
     def parse(self, values: list[bytes | None]) -> ParsedBatch | None:
         """The batch as a table with one column per schema field; ``None``: use the reference path.
@@ -262,6 +274,8 @@ class FastJsonPath:
                 # a NaN/Infinity literal in a read field (RapidJSON takes it, orjson does not)
                 if not pc.all(pc.is_finite(array)).as_py() or _has_negative_zero(array):
                     return None
+        if self._double_inputs and not _double_literals_only(data, table, self._double_inputs):
+            return None
         may_have_nul = b"\\" in data and len(_occurrences(buf, b"\\u0000")) > 0
         return ParsedBatch(table, may_have_nul, len(data) - (n - 1))
 
@@ -361,6 +375,40 @@ class FastJsonPath:
             return [{name: values[index] for name, values in lists.items()} for index in range(n)]
 
         return lambda node: filter_mask(node, columns, n, rows)
+
+
+def _number_after_key(name: str) -> re.Pattern[bytes]:
+    """A JSON number literal given for the key ``name`` (group 1: its fraction or exponent)."""
+    key = orjson.dumps(name)
+    return re.compile(
+        re.escape(key) + rb"[ \t\r\n]*:[ \t\r\n]*-?(?:0|[1-9][0-9]*)((?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+    )
+
+
+def _double_literals_only(
+    data: bytes, table: pa.Table, inputs: Sequence[tuple[str, re.Pattern[bytes]]]
+) -> bool:
+    """Whether every value of these double-typed inputs is written as a float literal (``1.0``,
+    ``2e3``), which the reference path reads as a double too (an integer literal is a long there).
+
+    Without a backslash in the batch no key can be escaped and no quote in a string, so the
+    key pattern finds every top-level value and maybe nested ones: finding exactly as many
+    numbers as the column has values, all with a fraction or an exponent, proves it.
+    """
+    if b"\\" in data:
+        return all(table.column(name).null_count == table.num_rows for name, _ in inputs)
+    for name, pattern in inputs:
+        values = table.num_rows - table.column(name).null_count
+        if values == 0:
+            continue
+        found = 0
+        for match in pattern.finditer(data):
+            if not match.group(1):
+                return False
+            found += 1
+        if found != values:
+            return False
+    return True
 
 
 def _metric_filter_inputs(plan: ColumnPlan) -> frozenset[str]:

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 from pydantic import TypeAdapter
 
+from middlemanager.ingest import fastjson, sketches, transforms
 from middlemanager.ingest import pipeline as pipeline_module
-from middlemanager.ingest import sketches, transforms
 from middlemanager.ingest.schema import ColumnPlan, sketch_value
 from middlemanager.ingest.transforms import column_of, filter_mask
 from supervisor.filters import DimFilter
@@ -235,36 +235,100 @@ def _filtered_event(rng: random.Random) -> bytes:
 def test_filtered_and_time_column_aggregators_take_the_fast_path_with_the_same_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rollup: bool, transforms_too: bool
 ) -> None:
-    doc = kafka_spec(
-        "events",
-        "events",
-        "localhost:9092",
-        timestamp={"column": "ts", "format": "auto"},
-        dimensions=["page", "country"],
-        metrics=FILTERED_METRICS,
-        rollup=rollup,
-        query_granularity="minute" if rollup else "none",
-        tuning={"maxSavedParseExceptions": 10000, "deadLetterTopic": "dlq"},
-    )
+    doc = _events_spec(["page", "country"], FILTERED_METRICS, rollup)
     if transforms_too:
         doc["spec"]["dataSchema"]["transformSpec"] = {
             "transforms": [{"type": "expression", "name": "page", "expression": "upper(page)"}],
             "filter": {"type": "not", "field": {"type": "selector", "dimension": "country", "value": "de"}},
         }
-    spec = parse_supervisor_spec(doc)
     rng = random.Random(int(rollup) + 2 * int(transforms_too))
-    values = [_filtered_event(rng) for _ in range(3000)]
+    stats = _fast_equals_reference(tmp_path, monkeypatch, doc, [_filtered_event(rng) for _ in range(3000)])
+    assert stats["processed"] > 0
+
+
+def _events_spec(dimensions: list[Any], metrics: list[dict[str, Any]], rollup: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = kafka_spec(
+        "events",
+        "events",
+        "localhost:9092",
+        timestamp={"column": "ts", "format": "auto"},
+        dimensions=dimensions,
+        metrics=metrics,
+        rollup=rollup,
+        query_granularity="minute" if rollup else "none",
+        tuning={"maxSavedParseExceptions": 10000, "deadLetterTopic": "dlq"},
+    )
+    return doc
+
+
+def _fast_equals_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, doc: dict[str, Any], values: list[Any]
+) -> dict[str, Any]:
+    """Ingest ``values`` on the fast path (some batches taken) and on the reference path: the same
+    stats, reports, dead letters and segments. Returns the stats."""
     monkeypatch.setattr(pipeline_module, "_FAST_MIN_SPLIT", 8)
     taken = count_fast_parses(monkeypatch)
+    spec = parse_supervisor_spec(doc)
     fast, reference = ingest_both_ways(
-        tmp_path,
-        values,
-        batch=500,
-        monkeypatch=monkeypatch,
-        spec=spec,
-        max_message_time=T0 + 2 * HOUR,
-        sort_reports=True,
+        tmp_path, values, 500, monkeypatch, spec, max_message_time=T0 + 2 * HOUR, sort_reports=True
     )
     assert taken[0] > 0
     assert fast == reference
-    assert fast[0]["processed"] > 0
+    stats: dict[str, Any] = fast[0]
+    return stats
+
+
+# ------------------------------------------------------------------ transforms of double inputs
+
+
+def _priced_event(rng: random.Random) -> bytes:
+    event: dict[str, Any] = {
+        "ts": datetime.fromtimestamp((T0 + rng.randrange(3 * HOUR)) / 1000, tz=UTC).isoformat(),
+        "page": rng.choice(["a", "b", "c"]),
+        "price": rng.choice([rng.randrange(-400, 400) / 8, 1e21, 2.5e-7, None]),
+        "rate": rng.choice([0.5, 1.25, -3.0]),  # outside the schema: its type is learned
+    }
+    text = orjson.dumps(event)
+    pick = rng.random()
+    if pick < 0.01:  # an integer literal: a long on the reference path, so not read here
+        event["price"] = rng.randrange(-5, 5)
+        text = orjson.dumps(event)
+    elif pick < 0.02:  # a backslash: the literal check cannot run, the batch is not read here
+        text = text.replace(b'"page":"', b'"page":"\\\\', 1)
+    return text
+
+
+@pytest.mark.parametrize("rollup", [False, True])
+def test_transforms_of_double_inputs_take_the_fast_path_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rollup: bool
+) -> None:
+    doc = _events_spec(
+        ["page", {"type": "double", "name": "twice"}, "label", {"type": "long", "name": "whole"}],
+        [{"type": "count", "name": "count"}, {"type": "doubleSum", "name": "priceSum", "fieldName": "price"}],
+        rollup,
+    )
+    doc["spec"]["dataSchema"]["transformSpec"] = {
+        "transforms": [
+            {"type": "expression", "name": "twice", "expression": "price * rate"},
+            {"type": "expression", "name": "label", "expression": "concat(page, '-', price)"},
+            {"type": "expression", "name": "whole", "expression": "cast(price, 'LONG')"},
+        ],
+        "filter": {"type": "bound", "dimension": "price", "upper": "40", "ordering": "numeric"},
+    }
+    rng = random.Random(int(rollup))
+    stats = _fast_equals_reference(tmp_path, monkeypatch, doc, [_priced_event(rng) for _ in range(3000)])
+    assert stats["processed"] > 0 and stats["thrownAway"] > 0
+
+
+def test_integer_literals_of_a_double_input_are_found() -> None:
+    pattern = fastjson._number_after_key("price")
+    table = pa.table({"price": [1.0, 2.0]})
+    assert fastjson._double_literals_only(b'{"price":1.0}\n{"price" : 2e0}', table, [("price", pattern)])
+    assert not fastjson._double_literals_only(b'{"price":1.0}\n{"price":2}', table, [("price", pattern)])
+    # a nested key of the same name is counted too: the batch is refused, never misread
+    assert not fastjson._double_literals_only(
+        b'{"price":1.0,"o":{"price":3}}\n{"price":2.0}', table, [("price", pattern)]
+    )
+    assert not fastjson._double_literals_only(
+        b'{"price":1.0}\n{"p\\u0072ice":2}', table, [("price", pattern)]
+    )
