@@ -8,9 +8,13 @@ per second of wall-clock time for ``add`` + ``finish``. Specs (``--spec``):
 * ``plain``: the benchmark's spec (20 string dimensions, ``count`` and three ``longSum``);
 * ``transforms``: plain plus three expression transforms and a filter (issue 13, part 5);
 * ``theta``: plain plus a ``thetaSketch`` on ``user``;
-* ``all``: transforms, filter and theta sketch together.
+* ``all``: transforms, filter and theta sketch together;
+* ``narrow``: heavy rollup: only the low-cardinality dimensions ``channel``, ``namespace`` and
+  ``platform`` (at most 2,500 groups a minute), ``count`` and three ``longSum``;
+* ``narrow-theta``: narrow plus the ``thetaSketch`` on ``user`` (a sketch of ~7 users a group).
 
-Several specs may be given (comma separated, or ``every``); each is run ``--repeat`` times
+Several specs may be given (comma separated; ``every``: the first four, ``heavy``: the narrow
+two, ``every,heavy``: all six); each is run ``--repeat`` times
 and its best wall-clock time and best CPU time (all threads, ``time.process_time``) are
 printed, then one RESULT line with every rate and each one's ratio to ``plain``. On a
 loaded machine the CPU rates are the ones to compare.
@@ -35,7 +39,9 @@ from supervisor.records import RecordBatch
 from supervisor.spec import parse_supervisor_spec
 from tests.harness.specs import kafka_spec
 
-SPECS = ("plain", "transforms", "theta", "all")
+SPECS = ("plain", "transforms", "theta", "all", "narrow", "narrow-theta")
+GROUPS = {"every": SPECS[:4], "heavy": SPECS[4:]}
+NARROW = ("channel", "namespace", "platform")
 # Records handed to one add() call (about what one poll of the task's consumer returns).
 POLL = 2000
 
@@ -52,14 +58,14 @@ THETA = {"type": "thetaSketch", "name": "users", "fieldName": "user"}
 
 
 def spec_of(name: str, rollup: bool) -> dict[str, Any]:
-    dimensions: list[Any] = list(wikigen.DIMENSION_NAMES)
+    dimensions: list[Any] = list(NARROW if name.startswith("narrow") else wikigen.DIMENSION_NAMES)
     metrics: list[dict[str, Any]] = [
         {"type": "count", "name": "count"},
         *({"type": "longSum", "name": f, "fieldName": f} for f in wikigen.LONG_FIELDS),
     ]
     if name in ("transforms", "all"):
         dimensions += [{"type": "long", "name": "net"}, "pagePrefix"]
-    if name in ("theta", "all"):
+    if name in ("theta", "all", "narrow-theta"):
         metrics.append(THETA)
     spec = kafka_spec(
         "bench_pipeline",
@@ -105,16 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--spec", default="every", help="plain, transforms, theta, all (comma separated) or every"
+        "--spec",
+        default="every",
+        help="plain, transforms, theta, all, narrow, narrow-theta (comma separated); every, heavy",
     )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rollup", choices=("on", "off"), default="on")
     args = parser.parse_args(argv)
-    names = list(SPECS) if args.spec == "every" else args.spec.split(",")
+    names = [n for part in args.spec.split(",") for n in GROUPS.get(part, (part,))]
     for name in names:
         if name not in SPECS:
-            parser.error(f"unknown spec {name!r}: one of {', '.join(SPECS)} or every")
+            parser.error(f"unknown spec {name!r}: one of {', '.join(SPECS)}, every or heavy")
     rollup = args.rollup == "on"
     values: list[bytes | None] = []
     for chunk in wikigen.events(args.events, end_ms=1_735_689_600_000):
@@ -129,22 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         rates[name] = len(values) / elapsed
         cpu_rates[name] = len(values) / cpu
         print(
-            f"{name:<11} rollup {args.rollup:<3} {len(values):>9,} records  best {elapsed:7.3f} s wall "
+            f"{name:<12} rollup {args.rollup:<3} {len(values):>9,} records  best {elapsed:7.3f} s wall "
             f"{rates[name]:>9,.0f} records/s  best {cpu:7.3f} s CPU {cpu_rates[name]:>9,.0f} records/CPU-s  "
             f"processed {processed:,}  rows out {rows:,}",
             flush=True,
         )
     parts = [f"{name}_eps={rate:.0f}" for name, rate in rates.items()]
     parts += [f"{name}_cpu_eps={rate:.0f}" for name, rate in cpu_rates.items()]
-    if "plain" in rates:
-        parts += [
-            f"{name}_ratio={rate / rates['plain']:.2f}" for name, rate in rates.items() if name != "plain"
-        ]
-        parts += [
-            f"{name}_cpu_ratio={rate / cpu_rates['plain']:.2f}"
-            for name, rate in cpu_rates.items()
-            if name != "plain"
-        ]
+    for name in rates:
+        # each spec is compared with the spec it extends: plain, or narrow for narrow-theta
+        base = "narrow" if name.startswith("narrow") else "plain"
+        if name != base and base in rates:
+            parts.append(f"{name}_ratio={rates[name] / rates[base]:.2f}")
+            parts.append(f"{name}_cpu_ratio={cpu_rates[name] / cpu_rates[base]:.2f}")
     print("RESULT " + " ".join(parts) + f" rollup={args.rollup} events={len(values)}")
     return 0
 

@@ -30,8 +30,9 @@ reader fail and the batch goes to the reference path, which then reports the err
 from __future__ import annotations
 
 import io
+import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -43,8 +44,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from middlemanager.ingest.schema import TIME, ColumnPlan, convert_values, metric_columns
-from middlemanager.ingest.transforms import TransformStage
+from middlemanager.ingest.schema import TIME, ColumnPlan, FilterMask, convert_values, metric_columns
+from middlemanager.ingest.transforms import TransformStage, filter_columns, filter_mask
 
 __all__ = ["FastJsonPath", "ParsedBatch"]
 
@@ -72,10 +73,16 @@ _TIMESTAMP_TYPES: dict[str, pa.DataType] = {
     "nano": pa.int64(),
 }
 # The Arrow type of a transform or filter input, from the JSON type of its values: the type
-# ``transforms.column_of`` gives the reference path's values. A double is not read on this
-# path: Arrow's reader turns an integer literal into a double, where the reference path
-# keeps a long (and expressions tell them apart).
-_INPUT_TYPES: dict[type, pa.DataType] = {str: pa.string(), int: pa.int64(), bool: pa.bool_()}
+# ``transforms.column_of`` gives the reference path's values. Arrow's reader turns an
+# integer literal into a double, where the reference path keeps a long (and expressions
+# tell them apart): a batch whose double input holds an integer literal is refused
+# (``_double_literals_only``).
+_INPUT_TYPES: dict[type, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    bool: pa.bool_(),
+    float: pa.float64(),
+}
 # Records of the first batch looked at to learn the types of the inputs not in the schema.
 _SNIFF_RECORDS = 256
 
@@ -105,8 +112,11 @@ class FastJsonPath:
         self.max_record_bytes = max_record_bytes
         self.stage = stage if stage is not None and stage.active else None
         outputs = self.stage.outputs if self.stage is not None else frozenset()
-        # the input columns the transforms and the filter read (see ``stage_columns``)
-        self.inputs = sorted(self.stage.inputs - {TIME}) if self.stage is not None else []
+        # the input columns the transforms, the filter and filtered aggregators read (see
+        # ``stage_columns``)
+        inputs = (self.stage.inputs if self.stage is not None else frozenset()) | _metric_filter_inputs(plan)
+        self.inputs = sorted(inputs - {TIME})
+        self._metric_filter_inputs = sorted(_metric_filter_inputs(plan))
         fields: dict[str, pa.DataType] = {timestamp_column: _TIMESTAMP_TYPES[timestamp_format]}
         for d in plan.dimensions:
             if d.name not in outputs or d.name in self.inputs:
@@ -114,6 +124,8 @@ class FastJsonPath:
         for m in plan.metrics:
             if m.field is not None and (m.field not in outputs or m.field in self.inputs):
                 fields[m.field] = _JSON_TYPES[m.value_kind]
+            if m.time_field is not None:
+                fields[m.time_field] = _JSON_TYPES["long"]  # a first/last timeColumn is read as a long
         self._fields = fields
         # inputs of unknown type: learned from the first batch (``prepare``)
         self._unknown = [name for name in self.inputs if name not in fields]
@@ -137,6 +149,12 @@ class FastJsonPath:
         self._strict = strict
         self._float_fields = [
             f.name for f in self.schema if f.type == pa.float64() and f.name != self.timestamp_column
+        ]
+        # inputs of the transforms and filters read as doubles: each value must be a float literal
+        self._double_inputs = [
+            (name, _number_after_key(name))
+            for name in getattr(self, "inputs", ())
+            if self._fields.get(name) == pa.float64()
         ]
 
     def prepare(self, values: list[bytes | None]) -> None:
@@ -172,10 +190,15 @@ class FastJsonPath:
         plan: ColumnPlan, timestamp_column: str, timestamp_format: str, stage: TransformStage | None = None
     ) -> bool:
         """Whether batches of this datasource can take the fast path at all."""
-        if plan.discovering or plan.needs_rows or timestamp_format not in _TIMESTAMP_TYPES:
+        if plan.discovering or timestamp_format not in _TIMESTAMP_TYPES:
             return False
         active = stage is not None and stage.active
-        inputs = stage.inputs if stage is not None and active else frozenset()
+        filter_inputs = _metric_filter_inputs(plan)
+        inputs = (stage.inputs if stage is not None and active else frozenset()) | filter_inputs
+        # A filtered aggregator's filter sees the transformed row on the reference path: one
+        # reading a transform output is not done here.
+        if stage is not None and active and filter_inputs & (stage.outputs - {TIME}):
+            return False
         # fields only computed by a transform are not read (their outputs are converted instead)
         computed = stage.outputs - inputs if stage is not None and active else frozenset()
         types: dict[str, pa.DataType] = {}
@@ -192,8 +215,15 @@ class FastJsonPath:
             kind = _JSON_TYPES[m.value_kind]
             if m.field not in computed and types.setdefault(m.field, kind) != kind:
                 return False
-        # a transform or filter input read as a double could be an integer literal (_INPUT_TYPES)
-        return not any(types.get(name) == pa.float64() for name in inputs)
+        for m in plan.metrics:
+            field = m.time_field
+            if field is not None and (
+                field == timestamp_column
+                or (stage is not None and active and field in stage.outputs)
+                or types.setdefault(field, _JSON_TYPES["long"]) != _JSON_TYPES["long"]
+            ):
+                return False
+        return True
 
     def parse(self, values: list[bytes | None]) -> ParsedBatch | None:
         """The batch as a table with one column per schema field; ``None``: use the reference path.
@@ -244,6 +274,8 @@ class FastJsonPath:
                 # a NaN/Infinity literal in a read field (RapidJSON takes it, orjson does not)
                 if not pc.all(pc.is_finite(array)).as_py() or _has_negative_zero(array):
                     return None
+        if self._double_inputs and not _double_literals_only(data, table, self._double_inputs):
+            return None
         may_have_nul = b"\\" in data and len(_occurrences(buf, b"\\u0000")) > 0
         return ParsedBatch(table, may_have_nul, len(data) - (n - 1))
 
@@ -263,11 +295,15 @@ class FastJsonPath:
         # blocks of a quarter of the batch keep Arrow's threads busy
         return pj.ReadOptions(use_threads=True, block_size=max(2 * self.max_record_bytes, len(data) // 4 + 1))
 
-    def stage_columns(self, parsed: pa.Table, times: pa.Array) -> dict[str, pa.Array | None]:
-        """The columns the transforms and the filter read, as ``transforms.column_of`` gives them
-        on the reference path, and ``__time`` (the row times before truncation)."""
+    def stage_columns(
+        self, parsed: pa.Table, times: pa.Array, names: Sequence[str] | None = None
+    ) -> dict[str, pa.Array | None]:
+        """The columns the transforms and the filter read (or ``names``), as ``transforms.column_of``
+        gives them on the reference path, and ``__time`` (the row times before truncation)."""
         columns: dict[str, pa.Array | None] = {}
-        for name in self.inputs:
+        for name in self.inputs if names is None else names:
+            if name == TIME:
+                continue
             column = _contiguous(parsed.column(name))
             # the reference path has no type for a column of nulls only
             columns[name] = pa.nulls(len(column)) if column.null_count == len(column) else column
@@ -318,12 +354,70 @@ class FastJsonPath:
                 converted, _ = convert_values(column.to_pylist(), m.value_kind, "", "")
                 column = pa.array(converted, type=pa.string())
             arrays[m.col] = column
-        for name, column in metric_columns(
-            self.plan, arrays, n, times if raw_times is None else raw_times, None
-        ):
+        for m in self.plan.metrics:
+            if m.time_field is not None and m.time_col is not None:
+                arrays[m.time_col] = _contiguous(parsed.column(m.time_field))
+        row_times = times if raw_times is None else raw_times
+        mask_of = self._mask_of(parsed, row_times) if self._metric_filter_inputs else None
+        for name, column in metric_columns(self.plan, arrays, n, row_times, mask_of):
             columns.append(column)
             names.append(name)
         return pa.Table.from_arrays(columns, names=names)
+
+    def _mask_of(self, parsed: pa.Table, raw_times: pa.Array) -> FilterMask:
+        """Filtered aggregators' filters on the parsed rows, on the columns the reference path
+        gives them (``transforms.column_of`` of the JSON values; ``__time``: the row time)."""
+        columns = self.stage_columns(parsed, raw_times, self._metric_filter_inputs)
+        n = parsed.num_rows
+
+        def rows() -> list[dict[str, Any]]:
+            lists = {name: column.to_pylist() for name, column in columns.items() if column is not None}
+            return [{name: values[index] for name, values in lists.items()} for index in range(n)]
+
+        return lambda node: filter_mask(node, columns, n, rows)
+
+
+def _number_after_key(name: str) -> re.Pattern[bytes]:
+    """A JSON number literal given for the key ``name`` (group 1: its fraction or exponent)."""
+    key = orjson.dumps(name)
+    return re.compile(
+        re.escape(key) + rb"[ \t\r\n]*:[ \t\r\n]*-?(?:0|[1-9][0-9]*)((?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+    )
+
+
+def _double_literals_only(
+    data: bytes, table: pa.Table, inputs: Sequence[tuple[str, re.Pattern[bytes]]]
+) -> bool:
+    """Whether every value of these double-typed inputs is written as a float literal (``1.0``,
+    ``2e3``), which the reference path reads as a double too (an integer literal is a long there).
+
+    Without a backslash in the batch no key can be escaped and no quote in a string, so the
+    key pattern finds every top-level value and maybe nested ones: finding exactly as many
+    numbers as the column has values, all with a fraction or an exponent, proves it.
+    """
+    if b"\\" in data:
+        return all(table.column(name).null_count == table.num_rows for name, _ in inputs)
+    for name, pattern in inputs:
+        values = table.num_rows - table.column(name).null_count
+        if values == 0:
+            continue
+        found = 0
+        for match in pattern.finditer(data):
+            if not match.group(1):
+                return False
+            found += 1
+        if found != values:
+            return False
+    return True
+
+
+def _metric_filter_inputs(plan: ColumnPlan) -> frozenset[str]:
+    """The columns the filters of filtered aggregators read."""
+    names: set[str] = set()
+    for m in plan.metrics:
+        if m.filter is not None:
+            names |= filter_columns(m.filter)
+    return frozenset(names)
 
 
 def _contiguous(column: pa.ChunkedArray) -> pa.Array:

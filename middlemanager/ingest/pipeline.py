@@ -236,8 +236,16 @@ class IngestPipeline:
             if columnar
             else None
         )
-        # (the transformSpec runs on the columnar path of JSON only: its inputs are typed from JSON)
-        self._columnar = self._fast if self._reader is not None and not self._stage.active else None
+        # (the transformSpec and filtered aggregators run on the columnar path of JSON only:
+        # their inputs are typed from JSON)
+        self._columnar = (
+            self._fast
+            if self._reader is not None
+            and self._fast is not None
+            and not self._stage.active
+            and not self._fast.inputs
+            else None
+        )
         if self._reader is not None:
             self._fast = None
         self._fast_rows = min(FAST_BATCH_ROWS, self._max_rows_in_memory)
@@ -969,12 +977,13 @@ class IngestPipeline:
     def _keep_table(self, table: pa.Table) -> None:
         """Hold a converted batch in memory (rolled up when that pays off).
 
-        Sketch columns become sketches here: one per group when rolling up (always, with
-        rollup: grouping input values is cheaper than a sketch per row), else one per row.
+        Sketch columns become sketches here: one per group when rolling up, else one per row
+        (a one-value sketch is made once per distinct value and reused: cheaper than grouping
+        a batch that does not shrink).
         """
         self._flushes += 1
         grouped = False
-        if self._rollup and (self._rollup_useful or self._flushes % 8 == 0 or self.plan.has_sketches):
+        if self._rollup and (self._rollup_useful or self._flushes % 8 == 0):
             before = table.num_rows
             table = rollup(table, self.plan)
             grouped = True
