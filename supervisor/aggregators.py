@@ -187,6 +187,10 @@ class AggregatorSpec(DruidModel):
             raise spec_problem("is required", "fieldName")
         if self.size is not None and (self.size < 16 or not _power_of_two(self.size)):
             raise spec_problem("must be a power of 2 and at least 16", "size")
+        if self.size == 16:
+            # Druid (Java DataSketches) allows 16 nominal entries; the C++ library that builds the
+            # sketches here starts at 32 (lg_k 5), so say so rather than fail every task.
+            raise spec_problem("16 is below the 32 nominal entries this project's sketches support", "size")
         if self.lg_k is not None and not 4 <= self.lg_k <= 21:
             raise spec_problem("must be from 4 to 21", "lgK")
         if self.k is not None and (not 2 <= self.k <= 32768 or not _power_of_two(self.k)):

@@ -260,6 +260,7 @@ def test_hyper_unique_is_refused_with_a_pointer_to_hll() -> None:
         ({"type": "longSum", "name": "x", "fieldName": "y", "lgK": 12}, "metricsSpec[0].lgK"),
         ({"type": "HLLSketchBuild", "name": "x", "fieldName": "y", "lgK": 30}, "metricsSpec[0].lgK"),
         ({"type": "thetaSketch", "name": "x", "fieldName": "y", "size": 1000}, "metricsSpec[0].size"),
+        ({"type": "thetaSketch", "name": "x", "fieldName": "y", "size": 16}, "metricsSpec[0].size"),
         ({"type": "quantilesDoublesSketch", "name": "x", "fieldName": "y", "k": 3}, "metricsSpec[0].k"),
         ({"type": "HLLSketchBuild", "name": "x", "fieldName": "y", "tgtHllType": "HLL_5"}, "tgtHllType"),
         ({"type": "filtered", "name": "x", "filter": {"type": "true"}}, "metricsSpec[0].aggregator"),
