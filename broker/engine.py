@@ -1,13 +1,21 @@
-"""DuckDB over one :class:`~broker.catalog.Snapshot`: a locked-down database per query.
+"""DuckDB over one :class:`~broker.catalog.Snapshot`: locked-down databases, kept warm per view set.
 
-Each query gets a fresh in-memory DuckDB: the views of the datasources it names (``druid."ds"``,
-``__time`` as a TIMESTAMP over the segments' int64 milliseconds), the INFORMATION_SCHEMA and ``sys``
-tables it names, Druid's time functions (:mod:`broker.udfs`); then file access is narrowed to the
-segment files the views read (``allowed_paths``), external access turned off and the configuration
-locked, so no function or statement can read or write any other file or URL (``read_csv``,
-``COPY ... TO``, ``ATTACH``, ``INSTALL``, ``LOAD``, ``SET``...). The per-query database also bounds
-the query's memory (``memory_limit``) and threads, and :meth:`Engine.run` interrupts it at its
-deadline.
+A query runs on a database holding the views of the datasources it names (``druid."ds"``: the
+segments their timeline shows, :mod:`broker.timeline`; ``__time`` as a TIMESTAMP over the segments'
+int64 milliseconds) and Druid's time functions
+(:mod:`broker.udfs`); once those are set up, file access is narrowed to the segment files the views
+read (``allowed_paths``), external access turned off and the configuration locked, so no function or
+statement can read or write any other file or URL (``read_csv``, ``COPY ... TO``, ``ATTACH``,
+``INSTALL``, ``LOAD``, ``SET``...). The INFORMATION_SCHEMA and ``sys`` tables a query names are
+copied in for that query only (in-memory tables: no file access) and dropped after it.
+
+Opening a DuckDB database costs about 30 ms, as much as a ``GROUP BY`` over a million rows, so a
+database is not thrown away after its query: :class:`DatabasePool` keeps a few idle ones per *view
+set* (each named datasource with its view and the exact list of segment files it reads). A publish
+changes the view, so the next query gets a new view set and a new database; the old ones age out. A
+database serves one query at a time (each has its own ``memory_limit`` and ``threads``, so the limits
+stay per query), and one whose query failed, timed out or was interrupted is closed, never reused.
+:meth:`Engine.run` interrupts a query at its deadline.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import datetime as dt
 import decimal
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -134,10 +143,75 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# A view set: each datasource a query names, with its view (the timeline's visible segments) and the
+# segment files that view reads.
+ViewSet = tuple[tuple[str, str, tuple[str, ...]], ...]
+
+# Idle databases kept per view set, and view sets kept (least recently used dropped first).
+POOL_IDLE_PER_VIEW_SET = 2
+POOL_VIEW_SETS = 8
+
+
+def view_set(snapshot: Snapshot, datasources: frozenset[str]) -> ViewSet:
+    out = []
+    for ds in sorted(datasources):
+        view = _timeline_sql(snapshot.segments.get(ds, ()))
+        out.append((ds, "", ()) if view is None else (ds, view[0], tuple(view[1])))
+    return tuple(out)
+
+
+class DatabasePool:
+    """Idle locked-down databases by view set; :meth:`take` hands one out for one query."""
+
+    def __init__(self, per_view_set: int = POOL_IDLE_PER_VIEW_SET, view_sets: int = POOL_VIEW_SETS) -> None:
+        self.per_view_set = per_view_set
+        self.view_sets = view_sets
+        self._idle: OrderedDict[ViewSet, list[duckdb.DuckDBPyConnection]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: ViewSet) -> duckdb.DuckDBPyConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            if not idle:
+                return None
+            self._idle.move_to_end(key)
+            return idle.pop()
+
+    def give(self, key: ViewSet, con: duckdb.DuckDBPyConnection) -> None:
+        """Keep ``con`` (its query succeeded and its per-query tables are dropped) for the next query."""
+        closing: list[duckdb.DuckDBPyConnection] = []
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            self._idle.move_to_end(key)
+            if len(idle) < self.per_view_set:
+                idle.append(con)
+            else:
+                closing.append(con)
+            while len(self._idle) > self.view_sets:
+                _, evicted = self._idle.popitem(last=False)
+                closing.extend(evicted)
+        for c in closing:
+            c.close()
+
+    def idle(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._idle.values())
+
+    def close(self) -> None:
+        with self._lock:
+            closing = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for c in closing:
+            c.close()
+
+
 class Engine:
-    def __init__(self, limits: Limits, cache: SegmentCache | None = None) -> None:
+    def __init__(
+        self, limits: Limits, cache: SegmentCache | None = None, pool: DatabasePool | None = None
+    ) -> None:
         self.limits = limits
         self.cache = cache
+        self.pool = pool if pool is not None else DatabasePool()
 
     def _local(self, snapshot: Snapshot, datasources: Iterable[str]) -> AbstractContextManager[None]:
         """The segments the timeline shows of ``datasources`` on local disk (S3 ones fetched into
@@ -148,9 +222,8 @@ class Engine:
             v.segment for ds in datasources for v in timeline.visible(snapshot.segments.get(ds, ()))
         )
 
-    def _database(
-        self, snapshot: Snapshot, plan: Translated, tables: dict[str, pa.Table]
-    ) -> duckdb.DuckDBPyConnection:
+    def _database(self, views: ViewSet) -> duckdb.DuckDBPyConnection:
+        """A new database with the views of ``views``, then locked down."""
         con = duckdb.connect(
             ":memory:",
             config={
@@ -160,25 +233,40 @@ class Engine:
                 "autoload_known_extensions": False,
             },
         )
-        con.execute("SET TimeZone = 'UTC'")
-        udfs.register(con)
-        con.execute(f"CREATE SCHEMA {DRUID_SCHEMA}; CREATE SCHEMA {INFO_SCHEMA}; CREATE SCHEMA {SYS_SCHEMA}")
-        paths: list[str] = []
-        for ds in sorted(plan.datasources):
-            view = _timeline_sql(snapshot.segments.get(ds, ()))
-            if view is not None:
-                con.execute(f"CREATE VIEW {DRUID_SCHEMA}.{_quote(ds)} AS {view[0]}")
-                paths.extend(view[1])
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            udfs.register(con)
+            con.execute(
+                f"CREATE SCHEMA {DRUID_SCHEMA}; CREATE SCHEMA {INFO_SCHEMA}; CREATE SCHEMA {SYS_SCHEMA}"
+            )
+            paths: list[str] = []
+            for ds, view, files in views:
+                if view:
+                    con.execute(f"CREATE VIEW {DRUID_SCHEMA}.{_quote(ds)} AS {view}")
+                    paths.extend(files)
+            if paths:
+                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+                con.execute(f"SET allowed_paths = [{listed}]")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _checkout(self, views: ViewSet) -> duckdb.DuckDBPyConnection:
+        con = self.pool.take(views)
+        return con if con is not None else self._database(views)
+
+    @staticmethod
+    def _add_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
+        """The query's own tables (sys, INFORMATION_SCHEMA), in memory, on the locked database."""
         for name, table in tables.items():
             con.register("_incoming", table)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM _incoming")
-            con.unregister("_incoming")
-        if paths:
-            listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-            con.execute(f"SET allowed_paths = [{listed}]")
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        return con
+            try:
+                con.execute(f"CREATE TABLE {name} AS SELECT * FROM _incoming")
+            finally:
+                con.unregister("_incoming")
 
     def describe(self, snapshot: Snapshot, datasources: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
         """Each datasource's columns and DuckDB types (for INFORMATION_SCHEMA.COLUMNS)."""
@@ -232,17 +320,32 @@ class Engine:
         lock = threading.Lock()
         cancelled = threading.Event()
 
+        views = view_set(snapshot, plan.datasources)
+        extra = tables or {}
+
         def work() -> Result:
-            with self._local(snapshot, plan.datasources):
-                con = self._database(snapshot, plan, tables or {})
+            with self._local(snapshot, plan.datasources):  # the files stay while the query reads them
+                return on_database()
+
+        def on_database() -> Result:
+            con = self._checkout(views)
+            reusable = False
+            try:
                 with lock:
                     if cancelled.is_set():
-                        con.close()
                         raise QueryTimeout("Query timed out before it started")
                     holder.append(con)
-                try:
-                    return self._execute(con, plan.sql, params)
-                finally:
+                self._add_tables(con, extra)
+                result = self._execute(con, plan.sql, params)
+                for name in extra:
+                    con.execute(f"DROP TABLE {name}")
+                with lock:  # an interrupt that came after the answer still spoils the database
+                    reusable = not cancelled.is_set()
+                return result
+            finally:
+                if reusable:
+                    self.pool.give(views, con)
+                else:
                     con.close()
 
         task = asyncio.ensure_future(asyncio.to_thread(work))

@@ -145,20 +145,42 @@ def _time_floor(
     text = _literal(period)
     zone_text = _literal(zone) if zone is not None else default_zone
     no_origin = origin is None or isinstance(origin, exp.Null)
-    if text is not None and no_origin and zone_text is not None and tv.is_utc(_zone(zone_text)):
-        unit = _TRUNC_UNITS.get(text.upper())
-        if unit is not None:
-            return _fn("date_trunc", exp.Literal.string(unit), ts)
-        fixed = _period(text).fixed_ms
-        if fixed is not None:  # a fixed length: whole periods counted from the epoch
-            return _fn(
-                "time_bucket",
-                exp.Interval(this=exp.Literal.string(f"{fixed} milliseconds")),
-                ts,
-                exp.Cast(this=exp.Literal.string("1970-01-01"), to=exp.DataType.build("TIMESTAMP")),
-            )
+    own = duckdb_floor(text, zone_text) if text is not None and zone_text is not None and no_origin else None
+    if own is not None and own[0] == "date_trunc":
+        return _fn("date_trunc", exp.Literal.string(own[1]), ts)
+    if own is not None:
+        return _fn(
+            "time_bucket",
+            exp.Interval(this=exp.Literal.string(own[1])),
+            ts,
+            exp.Cast(this=exp.Literal.string("1970-01-01"), to=exp.DataType.build("TIMESTAMP")),
+        )
     origin_ms = exp.Null() if no_origin else _ms(origin)  # type: ignore[arg-type]
     return _ts(_fn("druid_time_floor", _ms(ts), period, origin_ms, _zone_arg(zone, default_zone)))
+
+
+def duckdb_floor(period: str, zone: str) -> tuple[str, str] | None:
+    """DuckDB's own flooring where it gives Druid's answer (UTC, no origin): ``("date_trunc", unit)``
+    for one calendar unit, ``("time_bucket", "N milliseconds")`` for a fixed length (whole periods
+    counted from the epoch); None otherwise (the kernel's ``druid_time_floor``, a Python function
+    called per row, then floors)."""
+    if not tv.is_utc(_zone(zone)):
+        return None
+    unit = _TRUNC_UNITS.get(period.upper())
+    if unit is not None:
+        return ("date_trunc", unit)
+    fixed = _period(period).fixed_ms
+    return None if fixed is None else ("time_bucket", f"{fixed} milliseconds")
+
+
+def duckdb_floor_sql(column: str, period: str, zone: str) -> str | None:
+    """:func:`duckdb_floor` of the TIMESTAMP ``column`` as DuckDB SQL text."""
+    own = duckdb_floor(period, zone)
+    if own is None:
+        return None
+    if own[0] == "date_trunc":
+        return f"date_trunc('{own[1]}', {column})"
+    return f"time_bucket(INTERVAL '{own[1]}', {column}, TIMESTAMP '1970-01-01')"
 
 
 def _zone(text: str) -> tzinfo:
