@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=BrokerSettings().query_threads, help="DuckDB threads")
     p.add_argument("--freshness-events", type=int, default=2_000_000, help="the backlog topic's events")
-    p.add_argument("--markers", type=int, default=200, help="at most, while the backlog lasts")
+    p.add_argument("--markers", type=int, default=1000, help="at most, while the backlog lasts")
     p.add_argument("--marker-interval-s", type=float, default=0.2)
     p.add_argument("--poll-s", type=float, default=0.02, help="pause between two marker queries")
     p.add_argument("--visible-timeout-s", type=float, default=5.0, help="per marker, before publish")
