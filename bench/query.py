@@ -38,6 +38,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -344,34 +345,51 @@ def freshness(cluster: Cluster, broker: Http, bootstrap: str, args: argparse.Nam
         wait_for("the task reading", lambda: any(t.current for t in watcher.tasks.values()), 120, 0.05)
         reading_at = time.perf_counter()
         say(f"freshness: {ds} reading {topic} and {marks}")
-        next_at = time.perf_counter()
-        last_produced = next_at
-        deadline = next_at + args.publish_timeout_s
-        while time.perf_counter() < deadline:
-            now = time.perf_counter()
-            backlog = watcher.read_all_at is None
-            if backlog:
-                out.backlog_s = now - reading_at
-            if now >= next_at and out.produced < args.markers and (backlog or out.produced == 0):
-                page = f"marker-{run}-{out.produced}"
-                produced_at[page] = (time.perf_counter(), backlog)
-                producer.produce(marks, marker_event(page, int(time.time() * 1000)))
-                producer.poll(0)
-                out.produced += 1
-                out.during_backlog += int(backlog)
-                last_produced = produced_at[page][0]
-                next_at = now + args.marker_interval_s
-            counts = marker_counts(broker, ds, run)
-            answered = time.perf_counter()
-            for page, n in counts.items():
-                if page in produced_at and page not in seen:
-                    seen[page] = answered - produced_at[page][0]
-                out.doubled += int(n > 1)
-            producing = out.produced < args.markers and (backlog or out.produced == 0)
-            waited_out = answered - last_produced > args.visible_timeout_s
-            if not producing and (len(seen) == out.produced or waited_out):
-                break
-            time.sleep(args.poll_s)
+        lock = threading.Lock()
+        finished = threading.Event()
+
+        def produce_markers() -> None:
+            """One marker per interval while the backlog lasts (at least one), on its own thread:
+            a slow answer of the Broker must not slow the markers down."""
+            try:
+                while out.produced < args.markers and not stop.is_set():
+                    backlog = watcher.read_all_at is None
+                    if not backlog and out.produced:
+                        break
+                    page = f"marker-{run}-{out.produced}"
+                    with lock:
+                        produced_at[page] = (time.perf_counter(), backlog)
+                        out.produced += 1
+                        out.during_backlog += int(backlog)
+                    producer.produce(marks, marker_event(page, int(time.time() * 1000)))
+                    producer.poll(0)
+                    stop.wait(args.marker_interval_s)
+            finally:
+                finished.set()
+
+        stop = threading.Event()
+        thread = threading.Thread(target=produce_markers, name="markers", daemon=True)
+        thread.start()
+        deadline = time.perf_counter() + args.publish_timeout_s
+        try:
+            while time.perf_counter() < deadline:
+                if watcher.read_all_at is None:
+                    out.backlog_s = time.perf_counter() - reading_at
+                counts = marker_counts(broker, ds, run)
+                answered = time.perf_counter()
+                with lock:
+                    sent = dict(produced_at)
+                for page, n in counts.items():
+                    if page in sent and page not in seen:
+                        seen[page] = answered - sent[page][0]
+                    out.doubled += int(n > 1)
+                last = max((at for at, _ in sent.values()), default=answered)
+                if finished.is_set() and (len(seen) == len(sent) or answered - last > args.visible_timeout_s):
+                    break
+                time.sleep(args.poll_s)
+        finally:
+            stop.set()
+            thread.join(10)
         for page, (_, in_backlog) in produced_at.items():
             if page not in seen or seen[page] > args.visible_timeout_s:
                 out.not_visible += 1
