@@ -32,10 +32,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import math
 import os
 import re
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -207,11 +207,8 @@ class Timing:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by linear interpolation (statistics' 'inclusive' method)."""
-    if len(values) == 1:
-        return values[0]
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return values[0] if not cuts else cuts[min(98, max(0, round(q * 100) - 1))]
+    """The nearest-rank ``q`` quantile (0..1) of sorted ``values`` (``inf`` entries allowed)."""
+    return values[max(0, min(len(values) - 1, math.ceil(q * len(values)) - 1))]
 
 
 def _ms_to_iso(value: Any) -> str:
@@ -296,7 +293,7 @@ class Freshness:
     during_backlog: int = 0  # markers produced while the task still had backlog to read
     visible: list[float] = field(default_factory=list)  # produce -> visible (s), backlog markers
     visible_later: list[float] = field(default_factory=list)  # the same, markers after the backlog
-    not_visible: int = 0  # not visible within --visible-timeout-s (before any publish)
+    not_visible: int = 0  # backlog markers not counted before the publish (latency: infinite)
     doubled: int = 0  # a marker counted more than once: never allowed
     visible_after_publish: int = 0
     backlog_s: float = 0.0
@@ -391,12 +388,10 @@ def freshness(cluster: Cluster, broker: Http, bootstrap: str, args: argparse.Nam
             stop.set()
             thread.join(10)
         for page, (_, in_backlog) in produced_at.items():
-            if page not in seen or seen[page] > args.visible_timeout_s:
-                out.not_visible += 1
+            if page in seen:
+                (out.visible if in_backlog else out.visible_later).append(seen[page])
             elif in_backlog:
-                out.visible.append(seen[page])
-            else:
-                out.visible_later.append(seen[page])
+                out.not_visible += 1
         say(f"freshness: {len(seen)}/{out.produced} markers visible before publish")
         wait_for("every event read", lambda: watcher.read_all_at, args.publish_timeout_s, 0.1)
         api.suspend(ds)
@@ -480,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markers", type=int, default=1000, help="at most, while the backlog lasts")
     p.add_argument("--marker-interval-s", type=float, default=0.2)
     p.add_argument("--poll-s", type=float, default=0.02, help="pause between two marker queries")
-    p.add_argument("--visible-timeout-s", type=float, default=5.0, help="per marker, before publish")
+    p.add_argument(
+        "--visible-timeout-s", type=float, default=5.0, help="wait after the last marker for it to be counted"
+    )
     p.add_argument("--publish-timeout-s", type=float, default=300.0)
     p.add_argument("--only", default="latency,freshness", help="comma-separated: latency,freshness")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -548,11 +545,11 @@ def main(argv: list[str] | None = None) -> int:
         ms = [f"{v * 1000:.1f}" for v in (o50, o99, d50, d99)]
         rows.append([t.label, f"{pub.rows:,}" if pub else "-", *ms, f"{o50 / d50:.2f}", f"{o99 / d99:.2f}"])
     fresh_p50 = fresh_p99 = None
-    if fresh is not None:
-        if fresh.visible:
-            fresh_p50 = percentile(sorted(fresh.visible), 0.5)
-            fresh_p99 = percentile(sorted(fresh.visible), 0.99)
-        cells = [f"{v * 1000:.0f}" if v is not None else "never" for v in (fresh_p50, fresh_p99)]
+    if fresh is not None and fresh.during_backlog:
+        # a marker never counted before the publish has an infinite latency, not none
+        latencies = sorted([*fresh.visible, *[math.inf] * fresh.not_visible])
+        fresh_p50, fresh_p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+        cells = [f"{v * 1000:.0f}" if math.isfinite(v) else "not visible" for v in (fresh_p50, fresh_p99)]
         label = "marker produce -> visible in COUNT(*), during the backlog"
         rows.append([label, f"{fresh.during_backlog} markers", *cells, "-", "-", "-", "-"])
     print()
@@ -561,14 +558,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if fresh is not None:
         later = sorted(fresh.visible_later)
+        within = sum(1 for v in fresh.visible if v <= args.visible_timeout_s)
         print(
             f"freshness: backlog of {args.freshness_events:,} events read in {fresh.backlog_s:.1f}s; "
-            f"{fresh.produced} markers produced, {fresh.during_backlog} while the task had backlog; "
-            f"{len(fresh.visible)} of those visible within {args.visible_timeout_s:.0f}s, "
-            f"{len(later)} markers after the backlog visible"
+            f"{fresh.produced} markers produced, {fresh.during_backlog} while the task had backlog; of "
+            f"those {len(fresh.visible)} counted before the publish ({within} within "
+            f"{args.visible_timeout_s:.0f}s, {sum(1 for v in fresh.visible if v <= 1.0)} within 1s), "
+            f"{fresh.not_visible} only after it; {len(later)} markers after the backlog counted"
             + (f" (p50 {percentile(later, 0.5) * 1000:.0f} ms)" if later else "")
-            + f"; {fresh.not_visible} not visible before publish; "
-            f"{fresh.visible_after_publish}/{fresh.produced} visible after publish; "
+            + f"; {fresh.visible_after_publish}/{fresh.produced} counted once after the publish; "
             f"{fresh.doubled} counted twice. {fresh.note}"
         )
         if not fresh.visible and not later:
@@ -580,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     def cell(label: str) -> str:
         return f"{ratios[label]:.2f}" if label in ratios else "none"
 
-    p99 = f"{fresh_p99:.3f}" if fresh_p99 is not None else "none"
+    p99 = "none" if fresh_p99 is None else f"{fresh_p99:.3f}" if math.isfinite(fresh_p99) else "inf"
     print(
         f"RESULT groupby_ratio_p50={cell('SQL GROUP BY page, top 10')} "
         f"timeseries_ratio_p50={cell('SQL TIME_FLOOR by minute')} "
