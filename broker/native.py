@@ -26,7 +26,7 @@ from broker import timeline
 from broker.catalog import Snapshot
 from broker.engine import Result
 from broker.errors import JsonParseFailed, QueryError, UnknownQueryType, Unsupported
-from broker.sql import DRUID_SCHEMA, Translated
+from broker.sql import DRUID_SCHEMA, Translated, duckdb_floor_sql
 from supervisor import filters as F
 from supervisor.chronology import format_instant
 from supervisor.expressions import values as tv
@@ -205,12 +205,28 @@ class Granularity:
     origin: int | None = None
     duration: int = 0
 
+    def own_floor(self) -> str | None:
+        """DuckDB's own flooring of a period in UTC without an origin (:func:`broker.sql.duckdb_floor`,
+        a TIMESTAMP), or None: the kernel's ``druid_time_floor`` is a Python call per row, 50 times
+        slower over millions of rows."""
+        if self.kind != "period" or self.origin is not None:
+            return None
+        return duckdb_floor_sql('"__time"', self.period, self.zone)
+
+    def group_sql(self) -> str | None:
+        """The SQL rows are grouped by: DuckDB's TIMESTAMP where it floors (it aggregates on a
+        ``date_trunc`` key about twice as fast as on the key in ms), else :meth:`sql`."""
+        return self.own_floor() or self.sql()
+
     def sql(self) -> str | None:
         """The SQL of a row's time bucket in ms, or None for ``all``."""
         if self.kind == "all":
             return None
         if self.kind == "none":
             return 'epoch_ms("__time")'
+        own = self.own_floor()
+        if own is not None:
+            return f"epoch_ms({own})"
         if self.kind == "period":
             origin = "NULL" if self.origin is None else str(self.origin)
             return f'druid_time_floor(epoch_ms("__time"), {lit(self.period)}, {origin}, {lit(self.zone)})'
@@ -570,12 +586,13 @@ def _dims(query: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _grouped(src: Source, query: dict[str, Any], dims: list[tuple[str, str]]) -> tuple[str, list[str]]:
-    bucket = granularity_of(query.get("granularity")).sql()
+    g = granularity_of(query.get("granularity"))
+    bucket = g.sql()
     select = [f"{bucket} AS __bucket" if bucket else "NULL AS __bucket"]
     select += [f"{q(col)} AS {q(out)}" for out, col in dims]
     names = [n for n, _ in _aggs(query)]
     select += [f"{sql} AS {q(name)}" for name, sql in _aggs(query)]
-    groups = ["__bucket", *[q(out) for out, _ in dims]]
+    groups = [g.group_sql() or "__bucket", *[q(out) for out, _ in dims]]
     sql = (
         f"SELECT {', '.join(select)} FROM {src.sql} WHERE {_where(query)} "
         f"GROUP BY {', '.join(groups)} ORDER BY __bucket"

@@ -119,17 +119,17 @@ def test_an_interrupted_database_is_not_reused(files: list[Path]) -> None:
 def test_the_pool_is_bounded() -> None:
     pool = DatabasePool(per_view_set=1, view_sets=2)
     engine = _engine(pool)
-    cons = [engine._database(((f"ds{i}", ()),)) for i in range(4)]
-    extra = engine._database((("ds0", ()),))
-    pool.give((("ds0", ()),), cons[0])
-    pool.give((("ds0", ()),), extra)  # one idle per view set: closed
-    pool.give((("ds1", ()),), cons[1])
-    pool.give((("ds2", ()),), cons[2])  # three view sets: the least recently used goes
+    cons = [engine._database(((f"ds{i}", "", ()),)) for i in range(4)]
+    extra = engine._database((("ds0", "", ()),))
+    pool.give((("ds0", "", ()),), cons[0])
+    pool.give((("ds0", "", ()),), extra)  # one idle per view set: closed
+    pool.give((("ds1", "", ()),), cons[1])
+    pool.give((("ds2", "", ()),), cons[2])  # three view sets: the least recently used goes
     assert pool.idle() == 2
-    assert pool.take((("ds0", ()),)) is None
+    assert pool.take((("ds0", "", ()),)) is None
     with pytest.raises(Exception, match="closed"):
         extra.execute("SELECT 1")
-    pool.give((("ds3", ()),), cons[3])
+    pool.give((("ds3", "", ()),), cons[3])
     pool.close()
     assert pool.idle() == 0
 
