@@ -5,24 +5,41 @@ Overlord answers 304 while nothing changed), at most once per ``segments_poll_s`
 query comes, and keeps an immutable :class:`Snapshot` of it: each query reads one snapshot from
 start to end, so a publish landing mid-query is seen by the next query, never half.
 
-Designed for in-flight rows (issue 15, part 2; not built yet): a datasource's rows will come from
-*sources*: the published segments, plus one source per running task group (one replica's rows,
-served over the task's control endpoint). Druid's timeline tells them apart by segment id and
-sequence name; here a task group's source is dropped from the snapshot in the same step that adds
-the segments its sequence published (the Overlord's segment payloads carry the sequence name), so no
-snapshot has a group's rows twice or not at all.
+In-flight rows (issue 15, part 2): a datasource's rows come from *sources*: the published
+segments, plus one source per running task group (sequence name), the rows one replica has read and
+not yet published, fetched over the task's control endpoint (``POST .../chat/{task}/rows``, an Arrow
+IPC stream in the segment schema, tagged with the offsets it covers). As Druid's timeline tells
+realtime and published rows apart by segment id, a group here is told apart by its sequence name:
+the Overlord's segment payloads carry it (``sequenceName``), and a group whose segments the list
+shows is served from them, its task source dropped in the same snapshot step, so no snapshot has a
+group's rows twice or not at all. The task list is read before the segment list, so a group that
+publishes between the two is in the segments; one that publishes after still answers from its task
+(a task answers until it exits, after its publish committed).
+
+Each record is counted once and counts never go back: the catalog remembers per sequence the
+highest offsets it served and asks any replica for at least those (the task waits a bounded time
+for its consumer to reach them); it keeps to the replica it last used while that one answers. A
+group whose every replica fails to answer, or that has vanished from the task list without its
+segments in the list, makes the catalog refresh the segment list once (it may just have
+published); if it is still not there the snapshot names it ``uncovered`` and the answer is
+flagged partial in the response context (Druid's ``uncoveredIntervals``), never a silent undercount.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+from pydantic import ValidationError
+
 from broker.errors import QueryUnavailable
 from broker.segment_cache import SegmentCache
+from supervisor import protocol as wire
 from supervisor.clock import SYSTEM_CLOCK, Clock
 from supervisor.deep_storage import local_path, uri_of
 from supervisor.errors import IndexerError
@@ -32,6 +49,17 @@ from transport.client import AsyncClient
 logger = logging.getLogger(__name__)
 
 SEGMENTS_PATH = "/druid/coordinator/v1/metadata/segments"
+RUNNING_TASKS_PATH = "/druid/indexer/v1/tasks"
+TASK_PATH = "/druid/indexer/v1/task/{task}"
+ROWS_PATH = "/druid/worker/v1/chat/{task}/rows"
+# how long a task may wait for its consumer to reach the offsets already served from another replica
+INFLIGHT_WAIT_MS = 2000
+# a call for a task's rows: the wait plus this much for the answer itself
+INFLIGHT_SLACK_S = 3.0
+# a group that served rows and vanished (no task, no segments) is reported uncovered this long
+ORPHAN_GRACE_S = 60.0
+# what the response context names as uncovered for a group: its time is not known without its rows
+ETERNITY = "-146136543-09-08T08:23:32.096Z/146140482-04-24T15:36:27.903Z"
 # the Overlord's paths the sys tables are read from
 SYSTEM_PATHS = {
     "tasks": "/druid/indexer/v1/tasks",
@@ -57,6 +85,8 @@ class Segment:
     dimensions: tuple[str, ...]
     metrics: tuple[str, ...]
     payload: dict[str, Any] = field(compare=False, repr=False)
+    # the task group (sequence) that published it; "" for segments from before it was recorded
+    sequence_name: str = ""
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], cache: SegmentCache | None = None) -> Segment:
@@ -80,7 +110,29 @@ class Segment:
             dimensions=tuple(d for d in str(payload.get("dimensions", "")).split(",") if d),
             metrics=tuple(m for m in str(payload.get("metrics", "")).split(",") if m),
             payload=payload,
+            sequence_name=str(payload.get("sequenceName") or ""),
         )
+
+
+@dataclass(frozen=True)
+class RunningTask:
+    """A running indexing task the Overlord knows, where its control endpoint listens."""
+
+    id: str
+    datasource: str
+    sequence_name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class InflightSource:
+    """One task group's rows not yet published, as one replica answered them."""
+
+    datasource: str
+    sequence_name: str
+    task_id: str
+    end_offsets: dict[str, int]
+    table: pa.Table = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -89,6 +141,10 @@ class Snapshot:
 
     segments: dict[str, tuple[Segment, ...]]
     etag: str = ""
+    # datasource -> the in-flight rows of its running task groups (one source per sequence)
+    inflight: dict[str, tuple[InflightSource, ...]] = field(default_factory=dict)
+    # task groups whose rows this snapshot lacks (no replica answered): the answer is partial
+    uncovered: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, segments: list[Segment], etag: str = "") -> Snapshot:
@@ -104,13 +160,46 @@ class Snapshot:
         )
 
     def datasources(self) -> list[str]:
-        return list(self.segments)
+        return sorted(set(self.segments) | set(self.inflight))
+
+    def sequences(self) -> set[str]:
+        """The sequence names the published segments came from."""
+        return {s.sequence_name for segs in self.segments.values() for s in segs if s.sequence_name}
+
+    def response_context(self) -> dict[str, Any]:
+        """Druid's response context of a query on this snapshot: partial when a group is uncovered."""
+        if not self.uncovered:
+            return {}
+        return {
+            "uncoveredIntervals": [ETERNITY],
+            "uncoveredIntervalsOverflowed": False,
+            "uncoveredSequences": list(self.uncovered),
+        }
+
+    def with_inflight(self, sources: list[InflightSource], uncovered: list[str]) -> Snapshot:
+        by_ds: dict[str, list[InflightSource]] = {}
+        for source in sorted(sources, key=lambda s: s.sequence_name):
+            by_ds.setdefault(source.datasource, []).append(source)
+        return Snapshot(
+            self.segments,
+            self.etag,
+            {ds: tuple(v) for ds, v in sorted(by_ds.items())},
+            tuple(sorted(uncovered)),
+        )
 
     def files(self) -> list[Path]:
         return [s.path for segs in self.segments.values() for s in segs]
 
 
 EMPTY = Snapshot({})
+
+
+@dataclass(frozen=True)
+class _Served:
+    offsets: dict[str, int]
+    rows: int
+    task_id: str
+    seen_at: float
 
 
 class SegmentCatalog:
@@ -122,21 +211,171 @@ class SegmentCatalog:
         poll_s: float = 1.0,
         clock: Clock = SYSTEM_CLOCK,
         cache: SegmentCache | None = None,
+        tasks: AsyncClient | None = None,
+        inflight: bool = True,
     ) -> None:
         self.client = client
         self.cache = cache
         self.poll_s = poll_s
         self.clock = clock
+        self.inflight = inflight
+        # the client the tasks' control endpoints are called with (full URLs)
+        self.tasks_client = tasks or client
         self._snapshot: Snapshot | None = None
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._running: list[RunningTask] = []
+        self._running_at = float("-inf")
+        self._sequence_of: dict[str, tuple[str, str]] = {}  # task id -> (datasource, sequence)
+        # per sequence: the highest offsets served, the rows then, the replica used, when last seen
+        self._served: dict[str, _Served] = {}
 
     async def snapshot(self) -> Snapshot:
+        """The segments and, per running task group not yet published, one replica's rows."""
+        if not self.inflight:
+            return await self._segments(force=False)
+        tasks = await self._running_tasks()  # before the segments: see the module's docstring
+        base = await self._segments(force=False)
+        return await self._with_inflight(base, tasks)
+
+    async def _segments(self, force: bool) -> Snapshot:
         async with self._lock:
-            if self._snapshot is None or self.clock.monotonic() - self._fetched_at >= self.poll_s:
+            stale = self.clock.monotonic() - self._fetched_at >= self.poll_s
+            if self._snapshot is None or force or stale:
                 await self._refresh()
             assert self._snapshot is not None
             return self._snapshot
+
+    async def _running_tasks(self) -> list[RunningTask]:
+        """The running tasks (at most one ask per ``poll_s``; the last list while the Overlord is away)."""
+        if self.clock.monotonic() - self._running_at < self.poll_s:
+            return self._running
+        try:
+            body = await self.client.call("GET", RUNNING_TASKS_PATH, params={"state": "running"}, retries=0)
+            listed = [wire.TaskStatusObject.model_validate(b) for b in body] if isinstance(body, list) else []
+        except (IndexerError, ValidationError) as e:
+            logger.warning("running tasks not refreshed (using the last list): %s", e)
+            return self._running
+        running = []
+        for task in listed:
+            host, port = task.location.host, task.location.port
+            if task.type != "index_kafka" or not host or port <= 0:
+                continue
+            known = self._sequence_of.get(task.id) or await self._sequence(task.id)
+            if known is not None:
+                running.append(RunningTask(task.id, known[0], known[1], f"http://{host}:{port}"))
+        live = {t.id for t in listed}
+        self._sequence_of = {k: v for k, v in self._sequence_of.items() if k in live}
+        self._running = running
+        self._running_at = self.clock.monotonic()
+        return running
+
+    async def _sequence(self, task_id: str) -> tuple[str, str] | None:
+        try:
+            got = await self.client.fetch(
+                wire.TaskPayloadAnswer, "GET", TASK_PATH.format(task=task_id), retries=0
+            )
+        except IndexerError as e:
+            logger.warning("task %s: payload not read: %s", task_id, e)
+            return None
+        payload = got.payload or {}
+        if not payload.get("sequenceName") or not payload.get("dataSource"):
+            return None
+        known = (str(payload["dataSource"]), str(payload["sequenceName"]))
+        self._sequence_of[task_id] = known
+        return known
+
+    async def _with_inflight(self, base: Snapshot, tasks: list[RunningTask]) -> Snapshot:
+        now = self.clock.monotonic()
+        published = base.sequences()
+        groups: dict[str, list[RunningTask]] = {}
+        for task in tasks:
+            if task.sequence_name not in published:
+                groups.setdefault(task.sequence_name, []).append(task)
+        if not groups and not self._served:
+            return base
+        names = list(groups)
+        answers = await asyncio.gather(*(self._ask_group(n, groups[n]) for n in names))
+        got = {n: a for n, a in zip(names, answers, strict=True) if a is not None}
+        # a group that served rows, now without an answer or without any task: published just now?
+        missing = [n for n in names if n not in got] + [
+            n for n, served in self._served.items() if n not in groups and n not in published
+        ]
+        if missing:
+            base = await self._segments(force=True)
+            published = base.sequences()
+        for name in published:
+            self._served.pop(name, None)
+        uncovered = []
+        for name in missing:
+            served = self._served.get(name)
+            if name in published or served is None or served.rows == 0:
+                continue
+            if name not in groups and now - served.seen_at > ORPHAN_GRACE_S:
+                # a group that failed as a whole: its rows are read again by the group after it
+                del self._served[name]
+                continue
+            uncovered.append(name)
+        sources = [a for n, a in got.items() if n not in published and a.table.num_rows > 0]
+        if uncovered:
+            logger.warning("in-flight rows of %s not answered: the answer is partial", uncovered)
+        return base.with_inflight(sources, uncovered)
+
+    async def _ask_group(self, sequence: str, members: list[RunningTask]) -> InflightSource | None:
+        """One replica's rows, at least to the offsets already served (the last replica used first)."""
+        served = self._served.get(sequence)
+        if served is not None:
+            members = sorted(members, key=lambda t: t.id != served.task_id)
+        minimum = served.offsets if served is not None else {}
+        for task in members:
+            source = await self._ask_task(task, minimum)
+            if source is None:
+                continue
+            before = self._served.get(sequence)
+            offsets = dict(before.offsets) if before is not None else {}
+            for p, o in source.end_offsets.items():
+                offsets[p] = max(o, offsets.get(p, 0))
+            self._served[sequence] = _Served(offsets, source.table.num_rows, task.id, self.clock.monotonic())
+            return source
+        if served is not None:
+            self._served[sequence] = _Served(
+                served.offsets, served.rows, served.task_id, self.clock.monotonic()
+            )
+        return None
+
+    async def _ask_task(self, task: RunningTask, minimum: dict[str, int]) -> InflightSource | None:
+        request = wire.InflightRowsRequest.model_validate({"minOffsets": minimum, "waitMs": INFLIGHT_WAIT_MS})
+        url = task.url + ROWS_PATH.format(task=task.id)
+        try:
+            got = await self.tasks_client.send(
+                "POST",
+                url,
+                request.model_dump(mode="json", by_alias=True),
+                timeout_s=INFLIGHT_WAIT_MS / 1000 + INFLIGHT_SLACK_S,
+            )
+        except IndexerError as e:
+            logger.info("task %s: no in-flight rows: %s", task.id, e)
+            return None
+        if got.status != 200 or not isinstance(got.body, bytes):
+            logger.info(
+                "task %s: in-flight rows answered HTTP %d: %s", task.id, got.status, str(got.body)[:200]
+            )
+            return None
+        try:
+            tag = wire.InflightRowsTag.model_validate(
+                json.loads(got.headers.get(wire.INFLIGHT_TAG_HEADER, ""))
+            )
+            table = pa.ipc.open_stream(got.body).read_all()
+        except (ValueError, ValidationError, pa.ArrowException) as e:
+            logger.warning("task %s: in-flight rows unreadable: %s", task.id, e)
+            return None
+        offsets = {
+            str(p): int(o) for p, o in tag.model_dump(mode="json", by_alias=True)["endOffsets"].items()
+        }
+        if tag.sequence_name != task.sequence_name or any(offsets.get(p, -1) < o for p, o in minimum.items()):
+            logger.warning("task %s: rows of %s at %s, not as asked", task.id, tag.sequence_name, offsets)
+            return None
+        return InflightSource(task.datasource, task.sequence_name, task.id, offsets, table)
 
     async def _refresh(self) -> None:
         headers = {"If-None-Match": self._snapshot.etag} if self._snapshot and self._snapshot.etag else {}

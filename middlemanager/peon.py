@@ -39,7 +39,7 @@ from supervisor.logs import configure
 from supervisor.offsets import PartitionId, PartitionOffsets
 from supervisor.ports import TaskState
 from supervisor.task_spec import KafkaIndexTaskSpec
-from transport.server import answer, error_middleware, parse_as, read_json
+from transport.server import answer, documented, error_middleware, parse_as, read_body, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,41 @@ async def progress(request: web.Request) -> web.Response:
     return answer(_runner(request).progress())
 
 
+@documented(
+    "A task's in-flight rows (Arrow IPC stream)",
+    request=wire.InflightRowsRequest,
+    response=bytes,
+    response_type=wire.ARROW_STREAM_TYPE,
+    errors=(400, 401, 404, 409),
+    tags=("tasks",),
+)
+async def inflight_rows(request: web.Request) -> web.Response:
+    """Every row the task has read and not yet published (in memory and in its spills, merged and
+    rolled up as its segments will be: the columns and types of a published segment), as one Arrow
+    IPC stream; the `X-Inflight-Rows` header (InflightRowsTag) names the sequence and the offsets
+    the rows cover. A task with no rows yet answers a stream with no columns. 409: the task did not
+    reach `minOffsets` within `waitMs`."""
+    runner = _runner(request)
+    body = await read_body(request, wire.InflightRowsRequest, "in-flight rows request")
+    rows = await asyncio.to_thread(runner.inflight, dict(body.min_offsets), body.wait_ms / 1000)
+    table = rows.table if rows.table is not None else pa.table({})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    tag = wire.InflightRowsTag(
+        task_id=runner.task.id,
+        data_source=runner.task.data_source,
+        sequence_name=rows.sequence_name,
+        end_offsets=rows.offsets,
+        num_rows=table.num_rows,
+    )
+    return web.Response(
+        body=sink.getvalue().to_pybytes(),
+        content_type=wire.ARROW_STREAM_TYPE,
+        headers={wire.INFLIGHT_TAG_HEADER: tag.model_dump_json(by_alias=True)},
+    )
+
+
 async def log(request: web.Request) -> web.Response:
     runner = _runner(request)
     path = runner.task_dir / "log"
@@ -157,6 +192,7 @@ def build_app(runner: TaskRunner) -> web.Application:
     r.add_get(f"{base}/liveReports", live_reports)
     r.add_get(f"{base}/progress", progress)
     r.add_get(f"{base}/log", log)
+    r.add_post(f"{base}/rows", inflight_rows)
     return app
 
 

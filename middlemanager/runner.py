@@ -18,14 +18,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from middlemanager.ingest import IngestPipeline, SegmentFile
 from supervisor import protocol as wire
 from supervisor.deep_storage import SegmentStore, segment_store
 from supervisor.durations import format_duration
-from supervisor.errors import IndexerError, InvalidInput, TaskFailed
+from supervisor.errors import Conflict, IndexerError, InvalidInput, TaskFailed
 from supervisor.kafka.config import KafkaAccess
 from supervisor.kafka.producer import DeadLetterProducer
-from supervisor.kafka.supplier import KafkaRecordSupplier
+from supervisor.kafka.supplier import KafkaRecordSupplier, PollResult, Spans
 from supervisor.offsets import PartitionId
 from supervisor.ports import TaskRunStatus, TaskState
 from supervisor.spec import SupervisorSpec, parse_supervisor_spec
@@ -42,6 +45,15 @@ PUBLISH_TIMEOUT_S = 30.0
 ACTION_PATH = "/druid/indexer/v1/action"
 # the cluster's own credential, handed down by the MiddleManager
 CLUSTER_TOKEN_ENV = "INDEXER_CLUSTER_TOKEN"
+
+
+@dataclass(frozen=True)
+class InflightRows:
+    """A task's unpublished rows (``None``: none yet) and the offsets below which they are all."""
+
+    sequence_name: str
+    offsets: dict[PartitionId, int]
+    table: pa.Table | None
 
 
 @dataclass
@@ -95,6 +107,11 @@ class TaskRunner:
         # called once every end offset is reached, before the segments are written
         self._before_publish = before_publish
         self._cond = threading.Condition()
+        # held while a batch goes into the pipeline and the offsets move past it: a snapshot of
+        # the in-flight rows taken under it covers exactly the offsets it is tagged with
+        self._rows_lock = threading.Lock()
+        # the segment files once the pipeline wrote them (in-flight rows until the publish commits)
+        self._written: list[SegmentFile] | None = None
         self.status = TaskRunStatus.NOT_STARTED
         self.start_time: float | None = None
         self.current: dict[PartitionId, int] = dict(task.start_offsets)
@@ -244,29 +261,39 @@ class TaskRunner:
                         if offset >= current[p] and (end is None or offset < end[p])
                     ]
                 )
-            if batch:
-                try:
-                    self.pipeline.add(batch)
-                finally:
-                    self._send_dead_letters()
-            with self._cond:
-                for p, (_, last, timestamp_ms) in spans.items():
-                    if timestamp_ms is not None:
-                        self.last_record_ms[p] = timestamp_ms
-                    nxt = end[p] if end is not None and last >= end[p] else last + 1
-                    if nxt > current[p]:
-                        current[p] = nxt
-                for p, eof_offset in result.eof.items():
-                    # everything below the end of the log was delivered (or was a
-                    # transaction marker / aborted record): stand past it
-                    target = eof_offset if end is None else min(eof_offset, end[p])
-                    if target > current[p]:
-                        current[p] = target
+            self._rows_lock.acquire()
+            try:
+                if batch:
+                    try:
+                        self.pipeline.add(batch)
+                    finally:
+                        self._send_dead_letters()
+                self._advance(result, spans, end)
+            finally:
+                self._rows_lock.release()
             if persist_every > 0 and time.monotonic() - last_persist >= persist_every:
                 self.pipeline.persist()
                 last_persist = time.monotonic()
             if self.handoff_requested is None and end is None:
                 self._check_handoff(read_since, log_prefix)
+
+    def _advance(self, result: PollResult, spans: Spans, end: dict[PartitionId, int] | None) -> None:
+        """Move the offsets read past a poll's records (and past the end of the log)."""
+        current = self.current
+        with self._cond:
+            for p, (_, last, timestamp_ms) in spans.items():
+                if timestamp_ms is not None:
+                    self.last_record_ms[p] = timestamp_ms
+                nxt = end[p] if end is not None and last >= end[p] else last + 1
+                if nxt > current[p]:
+                    current[p] = nxt
+            for p, eof_offset in result.eof.items():
+                # everything below the end of the log was delivered (or was a
+                # transaction marker / aborted record): stand past it
+                target = eof_offset if end is None else min(eof_offset, end[p])
+                if target > current[p]:
+                    current[p] = target
+            self._cond.notify_all()
 
     def _check_handoff(self, read_since: float, log_prefix: str) -> None:
         """``maxTotalRows`` and ``intermediateHandoffPeriod``: ask for the group's handoff.
@@ -297,7 +324,9 @@ class TaskRunner:
     def _publish(self, log_prefix: str) -> Outcome:
         assert self.end is not None
         out_dir = self.deep_storage.staging_dir(self.task.data_source, self.task.sequence_name, self.task.id)
-        segments = _ordered(self.pipeline.finish(out_dir))
+        with self._rows_lock:  # an in-flight snapshot sees the rows in memory or in these files
+            segments = _ordered(self.pipeline.finish(out_dir))
+            self._written = segments
         # every object is stored and checked (size, Parquet footer) before the publish names it
         locations = [self.deep_storage.store(s.path, s.num_rows) for s in segments]
         if not self._flush_dead_letters(log_prefix):
@@ -377,6 +406,40 @@ class TaskRunner:
 
     # ------------------------------------------------------------ what the control paths answer
 
+    def inflight(self, at_least: dict[PartitionId, int], wait_s: float) -> InflightRows:
+        """The rows read and not yet published, with the offsets they cover (issue 15.2).
+
+        Waits up to ``wait_s`` for the consumer to reach ``at_least`` (a Broker asks a replica
+        for at least the offsets it already served from another, so counts never go back), then
+        takes one snapshot under the lock the read loop holds while a batch goes in and the
+        offsets move past it: the rows are exactly those below the offsets they are tagged with.
+        Until the pipeline has finished they are its memory and spills merged as a segment would
+        be; after, the segment files it wrote (until the publish commits, then the task exits).
+        """
+        unknown = sorted(str(p) for p in set(at_least) - set(self.current))
+        if unknown:
+            mine = sorted(map(str, self.current))
+            raise InvalidInput(f"minOffsets: partitions {unknown} are not this task's {mine}")
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            while any(self.current[p] < o for p, o in at_least.items()):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.status in (TaskRunStatus.PUBLISHING, TaskRunStatus.NOT_STARTED):
+                    raise Conflict(
+                        f"task [{self.task.id}] has read to {dict(self.current)}, not yet {at_least}"
+                    )
+                self._cond.wait(min(left, 0.5))
+        if not self._rows_lock.acquire(timeout=max(0.0, deadline - time.monotonic()) + 1.0):
+            raise Conflict(f"task [{self.task.id}] is busy writing its segments")
+        try:
+            with self._cond:
+                offsets = dict(self.current)
+            written = self._written
+            table = self.pipeline.inflight_table() if written is None else _read_segments(written)
+        finally:
+            self._rows_lock.release()
+        return InflightRows(self.task.sequence_name, offsets, table)
+
     def row_stats(self) -> wire.RowStats:
         return wire.RowStats.model_validate(self.pipeline.stats.to_json())
 
@@ -411,6 +474,13 @@ class TaskRunner:
                 ),
             )
         )
+
+
+def _read_segments(files: list[SegmentFile]) -> pa.Table | None:
+    tables = [pq.read_table(f.path) for f in files]
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
 
 
 def _ordered(segments: list[SegmentFile]) -> list[SegmentFile]:

@@ -249,6 +249,36 @@ class ProgressReport(WireModel):
     handoff_requested: str | None = None
 
 
+# the header a task's in-flight rows answer carries its InflightRowsTag in (the body is Arrow IPC)
+INFLIGHT_TAG_HEADER = "X-Inflight-Rows"
+ARROW_STREAM_TYPE = "application/vnd.apache.arrow.stream"
+# longest a Broker may ask a task to wait for its consumer to reach the offsets asked for
+MAX_INFLIGHT_WAIT_MS = 30_000
+
+
+class InflightRowsRequest(WireModel):
+    """``POST .../chat/{taskId}/rows`` (our extension, issue 15.2): the rows read, not yet published.
+
+    ``minOffsets``: answer only once the task has read at least to these offsets (the Broker asks
+    for the offsets it already served from another replica, so counts never go back), waiting at
+    most ``waitMs``; a task that does not get there in time answers 409.
+    """
+
+    min_offsets: Offsets = Field(default_factory=dict)
+    wait_ms: int = Field(default=2000, ge=0, le=MAX_INFLIGHT_WAIT_MS)
+
+
+class InflightRowsTag(WireModel):
+    """What a task's in-flight rows are (the ``X-Inflight-Rows`` header of the Arrow answer):
+    the sequence (task group) they belong to and the offsets below which they are every row read."""
+
+    task_id: str
+    data_source: str
+    sequence_name: str
+    end_offsets: Offsets
+    num_rows: int = Field(ge=0)
+
+
 class TaskStartTime(WireModel):
     epoch_seconds: float | None = None
 

@@ -54,10 +54,16 @@ def encode(body: Any) -> bytes | None:
     return json.dumps(body).encode()
 
 
+# bodies kept as bytes (a task's in-flight rows are an Arrow IPC stream)
+BINARY_TYPES = frozenset({"application/vnd.apache.arrow.stream", "application/octet-stream"})
+
+
 def decode(raw: bytes, content_type: str) -> Any:
     """A response body: JSON when it says so (or looks like it), else text; None when empty."""
     if not raw:
         return None
+    if content_type in BINARY_TYPES:
+        return raw
     text = raw.decode(errors="replace")
     if content_type == JSON_TYPE or content_type.endswith("+json"):
         try:

@@ -70,7 +70,7 @@ from middlemanager.ingest.schema import (
     convert_column,
     field_label,
 )
-from middlemanager.ingest.segments import write_segment
+from middlemanager.ingest.segments import segment_table, write_segment
 from middlemanager.ingest.timestamps import TimestampError, arrow_times, make_timestamp_parser
 from middlemanager.ingest.transforms import (
     TransformStage,
@@ -1075,6 +1075,31 @@ class IngestPipeline:
             self._runs.setdefault(start, []).append(RunPart(start, piece.num_rows, path=path))
         self._persists += 1
         log.debug("persisted %d rows to %s", table.num_rows, directory)
+
+    @_locked
+    def inflight_table(self) -> pa.Table | None:
+        """Every row read and not yet written as a segment (memory and spills), in the segment schema.
+
+        The same merge and rollup as :meth:`finish` per segment interval, without writing or
+        clearing anything: a query of the task's in-flight rows reads it (issue 15.2). Taken
+        under the pipeline's lock, so it never sees half of an :meth:`add`. ``None`` once the
+        pipeline finished (its rows are in the segment files then).
+        """
+        if self._finished:
+            return None
+        self._settle()
+        runs: dict[int, list[pa.Table | RunPart]] = {s: list(parts) for s, parts in self._runs.items()}
+        if self._chunks:
+            tables = [self.plan.upgrade(t) for t, _ in self._chunks]
+            memory = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+            memory = finalize_run(memory, self.plan, self._rollup)
+            for start, piece in split_by_segment(memory, self._segment_granularity):
+                runs.setdefault(start, []).append(piece)
+        out = [segment_table(runs[start], self.plan, rollup_enabled=self._rollup) for start in sorted(runs)]
+        done = [t for t in out if t is not None]
+        if not done:
+            return None
+        return pa.concat_tables(done, promote_options="default") if len(done) > 1 else done[0]
 
     # ------------------------------------------------------------------ output
 

@@ -12,7 +12,7 @@ The pieces: :mod:`~middlemanager.ingest.buckets` (time buckets), :mod:`~middlema
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 from middlemanager.ingest.merge import MERGE_SLICE_ROWS, merge_pieces, time_slices
 from middlemanager.ingest.models import SegmentFile, format_interval_ms
 from middlemanager.ingest.rollup import conform, finalize_run, sort_keys_of
-from middlemanager.ingest.runs import RunPart, as_run, has_nul
+from middlemanager.ingest.runs import Run, RunPart, as_run, has_nul
 from middlemanager.ingest.schema import TEXT_KINDS, TIME, ColumnPlan, decode_string_column, decode_text_column
 from supervisor.spec import ColumnKind, IndexSpec
 
-__all__ = ["ROW_GROUP_ROWS", "segment_file_name", "write_segment"]
+__all__ = ["ROW_GROUP_ROWS", "segment_file_name", "segment_table", "write_segment"]
 
 ROW_GROUP_ROWS = 131_072
 # Parquet compression, measured on the 400,000 wikipedia-like rows of bench/wikigen.py (20 string
@@ -261,22 +261,11 @@ def write_segment(
     spilled ``RunPart`` is read one time slice at a time, so memory does not grow with the number of
     runs (an opened table, :meth:`RunPart.open`, stays mapped until this returns).
     """
-    internal = plan.internal_schema()
-    dims = plan.dimensions
-    runs = [run for run in map(as_run, parts) if run.num_rows]
-    if not runs:
+    prepared = _prepare(parts, plan)
+    if prepared is None:
         return []
-    string_dims = {d.col for d in dims if d.kind == "string"}
-    multi: set[str] = set()
-    for run in runs:
-        multi |= run.multi_value_columns() & string_dims
-    fields = [pa.field(TIME, pa.int64(), nullable=False)]
-    for d in dims:
-        fields.append(pa.field(d.name, pa.list_(pa.string()) if d.col in multi else d.output_type))
-    fields += [pa.field(m.name, m.output_type) for m in plan.metrics]
-    schema = pa.schema(fields)
-    sort_keys = sort_keys_of(plan, rollup_enabled)
-
+    runs, multi, schema = prepared
+    dims = plan.dimensions
     writer = _ShardWriter(
         out_dir,
         start_ms,
@@ -288,15 +277,66 @@ def write_segment(
         _writer_options(schema, plan, index_spec),
     )
     try:
-        for pieces in time_slices(runs, slice_rows or MERGE_SLICE_ROWS):
-            pieces = [_upgraded(p, plan, rollup_enabled) for p in pieces]
-            table = merge_pieces([conform(p, internal) for p in pieces], plan, sort_keys, rollup_enabled)
-            writer.write(_to_output(table, plan, multi, schema))
-            del table, pieces
+        for table in _output_slices(runs, plan, rollup_enabled, multi, schema, slice_rows):
+            writer.write(table)
+            del table
         return writer.close()
     except BaseException:
         writer.abort()
         raise
+
+
+def segment_table(
+    parts: Sequence[pa.Table | RunPart], plan: ColumnPlan, *, rollup_enabled: bool
+) -> pa.Table | None:
+    """The rows :func:`write_segment` would write for these runs, as one table (no file).
+
+    Same merge, same rollup, same output columns and types as the published Parquet segment:
+    a running task answers a query for its in-flight rows with it (issue 15.2).
+    """
+    prepared = _prepare(parts, plan)
+    if prepared is None:
+        return None
+    runs, multi, schema = prepared
+    tables = list(_output_slices(runs, plan, rollup_enabled, multi, schema, None))
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def _prepare(
+    parts: Sequence[pa.Table | RunPart], plan: ColumnPlan
+) -> tuple[list[Run], set[str], pa.Schema] | None:
+    """The non-empty runs, the multi-value string dimensions among them and the output schema."""
+    dims = plan.dimensions
+    runs = [run for run in map(as_run, parts) if run.num_rows]
+    if not runs:
+        return None
+    string_dims = {d.col for d in dims if d.kind == "string"}
+    multi: set[str] = set()
+    for run in runs:
+        multi |= run.multi_value_columns() & string_dims
+    fields = [pa.field(TIME, pa.int64(), nullable=False)]
+    for d in dims:
+        fields.append(pa.field(d.name, pa.list_(pa.string()) if d.col in multi else d.output_type))
+    fields += [pa.field(m.name, m.output_type) for m in plan.metrics]
+    return runs, multi, pa.schema(fields)
+
+
+def _output_slices(
+    runs: list[Run],
+    plan: ColumnPlan,
+    rollup_enabled: bool,
+    multi: set[str],
+    schema: pa.Schema,
+    slice_rows: int | None,
+) -> Iterator[pa.Table]:
+    """The merged runs a time slice at a time, in the output columns."""
+    internal = plan.internal_schema()
+    sort_keys = sort_keys_of(plan, rollup_enabled)
+    for pieces in time_slices(runs, slice_rows or MERGE_SLICE_ROWS):
+        pieces = [_upgraded(p, plan, rollup_enabled) for p in pieces]
+        table = merge_pieces([conform(p, internal) for p in pieces], plan, sort_keys, rollup_enabled)
+        yield _to_output(table, plan, multi, schema)
+        del table, pieces
 
 
 def _upgraded(piece: pa.Table, plan: ColumnPlan, rollup_enabled: bool) -> pa.Table:

@@ -474,6 +474,9 @@ class MetadataStore:
                 size_bytes=seg.size_bytes,
                 num_rows=seg.num_rows,
             )
+            # our extra, as numRows: the Broker switches a task group from its tasks' in-flight
+            # rows to its segments when the segment list shows them (broker/catalog.py)
+            payload["sequenceName"] = sequence_name
             rows.append(
                 {
                     "id": segment_id(
