@@ -10,6 +10,7 @@ one segment snapshot (:mod:`broker.catalog`) and runs on a fresh locked-down Duc
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -144,6 +145,10 @@ class Broker:
         return result, zone_text
 
     async def native(self, query: dict[str, Any]) -> list[Any]:
+        return (await self.native_answer(query))[0]
+
+    async def native_answer(self, query: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """A native query's result and Druid's response context (partial: ``uncoveredIntervals``)."""
         snapshot = await self.catalog.snapshot()
         context = query.get("context") or {}
         timeout = self.timeout_s(context if isinstance(context, dict) else {})
@@ -154,7 +159,7 @@ class Broker:
         async def describe(ds: str) -> list[tuple[str, str]]:
             return (await self.describe(snapshot, [ds])).get(ds, [])
 
-        return await native.run(query, snapshot, execute, describe)
+        return await native.run(query, snapshot, execute, describe), snapshot.response_context()
 
 
 def _broker(request: web.Request) -> Broker:
@@ -180,7 +185,7 @@ async def post_sql(request: web.Request) -> web.StreamResponse:
         data = render(result, body.result_format, body.header, body.types_header, body.sql_types_header, zone)
     except QueryError as e:
         return e.response({"X-Druid-SQL-Query-Id": query_id})
-    headers = {"X-Druid-SQL-Query-Id": query_id}
+    headers = {"X-Druid-SQL-Query-Id": query_id, **_context_header(result.context)}
     if body.header:
         headers["X-Druid-SQL-Header-Included"] = "yes"
     return web.Response(body=data, headers=headers, content_type=CONTENT_TYPES[body.result_format])
@@ -216,10 +221,18 @@ async def post_native(request: web.Request) -> web.StreamResponse:
         context = query.get("context")
         if isinstance(context, dict) and context.get("queryId"):
             query_id = str(context["queryId"])
-        answer = await _broker(request).native(query)
+        answer, context = await _broker(request).native_answer(query)
     except QueryError as e:
         return e.response({"X-Druid-Query-Id": query_id})
-    return web.json_response(answer, headers={"X-Druid-Query-Id": query_id})
+    return web.json_response(answer, headers={"X-Druid-Query-Id": query_id, **_context_header(context)})
+
+
+# Druid's response context header: a query that missed rows says so (QueryResource, ResponseContext)
+RESPONSE_CONTEXT_HEADER = "X-Druid-Response-Context"
+
+
+def _context_header(context: dict[str, Any]) -> dict[str, str]:
+    return {RESPONSE_CONTEXT_HEADER: json.dumps(context, separators=(",", ":"))} if context else {}
 
 
 @documented(

@@ -2,8 +2,8 @@
 
 A query runs on a database holding the views of the datasources it names (``druid."ds"``: the
 segments their timeline shows, :mod:`broker.timeline`; ``__time`` as a TIMESTAMP over the segments'
-int64 milliseconds) and Druid's time functions
-(:mod:`broker.udfs`); once those are set up, file access is narrowed to the segment files the views
+int64 milliseconds; then the in-flight rows of its running task groups, Arrow tables registered for
+the query, so no file is written) and Druid's time functions (:mod:`broker.udfs`); once those are set up, file access is narrowed to the segment files the views
 read (``allowed_paths``), external access turned off and the configuration locked, so no function or
 statement can read or write any other file or URL (``read_csv``, ``COPY ... TO``, ``ATTACH``,
 ``INSTALL``, ``LOAD``, ``SET``...). The INFORMATION_SCHEMA and ``sys`` tables a query names are
@@ -28,7 +28,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
@@ -88,6 +88,8 @@ class Result:
     columns: tuple[str, ...]
     duck_types: tuple[str, ...]
     rows: list[tuple[Any, ...]]
+    # Druid's response context of the snapshot read (partial: uncoveredIntervals)
+    context: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def types(self) -> list[str]:
@@ -139,12 +141,50 @@ def _timeline_sql(segments: tuple[Segment, ...]) -> tuple[str, list[str]] | None
     return sql, [str(v.segment.path) for v in shown]
 
 
+def _inflight_name(ds: str, index: int) -> str:
+    return f"_inflight_{ds}_{index}"
+
+
+def _inflight_tables(snapshot: Snapshot, datasources: Iterable[str]) -> dict[str, pa.Table]:
+    """The running task groups' in-flight rows of ``datasources``, by the name their view reads."""
+    return {
+        _inflight_name(ds, index): source.table
+        for ds in datasources
+        for index, source in enumerate(snapshot.inflight.get(ds, ()))
+    }
+
+
+def _datasource_sql(snapshot: Snapshot, ds: str) -> tuple[str, list[str]] | None:
+    """The view of ``ds``: its segments as the timeline shows them, then each running task group's
+    in-flight rows (Arrow tables registered on the connection under :func:`_inflight_name`: no file
+    is written; they have the segments' columns, so the union by name reads as one table); and the
+    segment files it reads. None when it has no rows anywhere."""
+    view = _timeline_sql(snapshot.segments.get(ds, ()))
+    parts = [view[0]] if view is not None else []
+    for index in range(len(snapshot.inflight.get(ds, ()))):
+        name = _quote(_inflight_name(ds, index))
+        parts.append(f'SELECT * REPLACE (epoch_ms("__time") AS "__time") FROM {name}')
+    if not parts:
+        return None
+    return " UNION ALL BY NAME ".join(parts), view[1] if view is not None else []
+
+
+def _register(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
+    for name, table in tables.items():
+        con.register(name, table)
+
+
+def _unregister(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
+    for name in tables:
+        con.unregister(name)
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-# A view set: each datasource a query names, with its view (the timeline's visible segments) and the
-# segment files that view reads.
+# A view set: each datasource a query names, with its view (the timeline's visible segments, then the
+# in-flight rows of its running task groups, by name) and the segment files that view reads.
 ViewSet = tuple[tuple[str, str, tuple[str, ...]], ...]
 
 # Idle databases kept per view set, and view sets kept (least recently used dropped first).
@@ -155,7 +195,7 @@ POOL_VIEW_SETS = 8
 def view_set(snapshot: Snapshot, datasources: frozenset[str]) -> ViewSet:
     out = []
     for ds in sorted(datasources):
-        view = _timeline_sql(snapshot.segments.get(ds, ()))
+        view = _datasource_sql(snapshot, ds)
         out.append((ds, "", ()) if view is None else (ds, view[0], tuple(view[1])))
     return tuple(out)
 
@@ -222,8 +262,9 @@ class Engine:
             v.segment for ds in datasources for v in timeline.visible(snapshot.segments.get(ds, ()))
         )
 
-    def _database(self, views: ViewSet) -> duckdb.DuckDBPyConnection:
-        """A new database with the views of ``views``, then locked down."""
+    def _database(self, views: ViewSet, inflight: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+        """A new database with the views of ``views``, then locked down (``inflight``: the Arrow
+        tables the views read, registered while they are made)."""
         con = duckdb.connect(
             ":memory:",
             config={
@@ -240,6 +281,7 @@ class Engine:
                 f"CREATE SCHEMA {DRUID_SCHEMA}; CREATE SCHEMA {INFO_SCHEMA}; CREATE SCHEMA {SYS_SCHEMA}"
             )
             paths: list[str] = []
+            _register(con, inflight)
             for ds, view, files in views:
                 if view:
                     con.execute(f"CREATE VIEW {DRUID_SCHEMA}.{_quote(ds)} AS {view}")
@@ -254,9 +296,9 @@ class Engine:
             raise
         return con
 
-    def _checkout(self, views: ViewSet) -> duckdb.DuckDBPyConnection:
+    def _checkout(self, views: ViewSet, inflight: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
         con = self.pool.take(views)
-        return con if con is not None else self._database(views)
+        return con if con is not None else self._database(views, inflight)
 
     @staticmethod
     def _add_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
@@ -274,10 +316,13 @@ class Engine:
         con = duckdb.connect(":memory:", config={"threads": 1})
         try:
             for ds in datasources:
-                view = _timeline_sql(snapshot.segments.get(ds, ()))
+                view = _datasource_sql(snapshot, ds)
                 if view is not None:
+                    inflight = _inflight_tables(snapshot, [ds])
+                    _register(con, inflight)
                     with self._local(snapshot, [ds]):
                         rows = con.execute(f"DESCRIBE {view[0]}").fetchall()
+                    _unregister(con, inflight)
                     out[ds] = [(str(r[0]), str(r[1])) for r in rows]
         finally:
             con.close()
@@ -322,13 +367,16 @@ class Engine:
 
         views = view_set(snapshot, plan.datasources)
         extra = tables or {}
+        inflight = _inflight_tables(snapshot, plan.datasources)
+        context = snapshot.response_context()
 
         def work() -> Result:
             with self._local(snapshot, plan.datasources):  # the files stay while the query reads them
-                return on_database()
+                result = on_database()
+            return replace(result, context=context) if context else result
 
         def on_database() -> Result:
-            con = self._checkout(views)
+            con = self._checkout(views, inflight)
             reusable = False
             try:
                 with lock:
@@ -336,7 +384,9 @@ class Engine:
                         raise QueryTimeout("Query timed out before it started")
                     holder.append(con)
                 self._add_tables(con, extra)
+                _register(con, inflight)  # this query's in-flight rows, under the names the views read
                 result = self._execute(con, plan.sql, params)
+                _unregister(con, inflight)  # an idle database holds no rows of a task
                 for name in extra:
                     con.execute(f"DROP TABLE {name}")
                 with lock:  # an interrupt that came after the answer still spoils the database

@@ -612,7 +612,7 @@ async def run(
     src = await _source(query.get("dataSource"), describe)
     ds = src.base
     shown = timeline.visible(snapshot.segments.get(ds, ()))
-    if not shown:
+    if not shown and ds not in snapshot.inflight:
         return []  # Druid answers an empty list for a datasource without (visible) segments
     if kind == "timeBoundary":
         bound = query.get("bound")
@@ -924,7 +924,7 @@ async def _scan(
     events: list[Any] = [list(r) if compact else dict(zip(cols, r, strict=True)) for r in result.rows]
     if not events:
         return []
-    segment = shown[0].segment.id
+    segment = shown[0].segment.id if shown else src.base  # only in-flight rows: no segment id yet
     return [{"segmentId": segment, "columns": cols, "events": events}]
 
 
@@ -939,7 +939,7 @@ async def _segment_metadata(
     intervals = intervals_of(query) if query.get("intervals") is not None else [ETERNITY]
     segs = [
         v.segment
-        for v in timeline.visible(snapshot.segments[ds])
+        for v in timeline.visible(snapshot.segments.get(ds, ()))
         if any(s < b and e > a for a, b in intervals for s, e in v.ranges)
     ]
     cols = await describe(ds)

@@ -1,0 +1,304 @@
+"""In-flight rows (issue 15.2): a task's unpublished rows in the segment schema, and the Broker's
+choice of one source per task group (segments once published, else one replica, never backwards).
+
+The catalog runs against a fake Overlord and fake tasks on a FakeClock: no services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from broker.api import Broker
+from broker.catalog import ORPHAN_GRACE_S, ROWS_PATH, SegmentCatalog
+from broker.config import BrokerSettings
+from broker.sql import translate
+from middlemanager.ingest import IngestPipeline
+from overlord.metadata.druid import data_segment_json
+from supervisor import protocol as wire
+from supervisor.clock import FakeClock
+from supervisor.errors import Unavailable
+from tests.unit.test_ingest import METRICS, make_spec, random_events, records
+from transport.client import Answer
+
+pytestmark = pytest.mark.unit
+
+HOUR = 3_600_000
+T0 = 1_704_067_200_000
+
+
+# ------------------------------------------------------------------ the task's side
+
+
+@pytest.mark.parametrize("rollup", [True, False])
+def test_inflight_table_is_what_finish_writes(tmp_path: Path, rollup: bool) -> None:
+    """Memory plus spills, merged and rolled up as the segments: the same rows, columns and types."""
+    events = random_events(1500, seed=3)
+    spec = make_spec(["page", "user"], METRICS, query="MINUTE", rollup=rollup, maxRowsInMemory=400)
+    pipeline = IngestPipeline(spec, tmp_path / "work")
+    assert pipeline.inflight_table() is None  # nothing read yet
+    recs = records(events)
+    for index in range(0, len(recs), 250):
+        pipeline.add(recs[index : index + 250])
+    assert pipeline.persist_count >= 2 and pipeline.rows_in_memory > 0  # both spills and memory
+    inflight = pipeline.inflight_table()
+    again = pipeline.inflight_table()  # reading changes nothing
+    files = pipeline.finish(tmp_path / "out")
+    published = pa.concat_tables([pq.read_table(f.path) for f in files])
+    assert inflight is not None and again is not None
+    assert inflight.schema == published.schema
+    assert inflight.equals(published) and again.equals(published)
+    assert pipeline.inflight_table() is None  # finished: the rows are in the files
+
+
+# ------------------------------------------------------------------ the Broker's side
+
+
+def _table(ids: range) -> pa.Table:
+    return pa.table({"__time": pa.array([T0 + i for i in ids], pa.int64()), "id": [str(i) for i in ids]})
+
+
+class FakeTask:
+    """A replica's control endpoint: rows 0..offset-1 of the one partition, or no answer."""
+
+    def __init__(self, task_id: str, sequence: str, offset: int) -> None:
+        self.id = task_id
+        self.sequence = sequence
+        self.offset = offset
+        self.up = True
+        self.asked: list[dict[str, Any]] = []
+
+    def answer(self, body: dict[str, Any]) -> Answer:
+        self.asked.append(body)
+        if not self.up:
+            raise Unavailable(f"task {self.id}: connection refused")
+        if self.offset < int(body.get("minOffsets", {}).get("0", 0)):
+            return Answer(409, {"error": "behind"})
+        table = _table(range(self.offset))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        tag = wire.InflightRowsTag(
+            task_id=self.id,
+            data_source="ids",
+            sequence_name=self.sequence,
+            end_offsets={0: self.offset},
+            num_rows=table.num_rows,
+        )
+        return Answer(200, sink.getvalue().to_pybytes(), {wire.INFLIGHT_TAG_HEADER: tag.model_dump_json()})
+
+
+class FakeCluster:
+    """The Overlord's segment list, task list and payloads, and the tasks' endpoints (full URLs)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.segments: list[dict[str, Any]] = []
+        self.tasks: dict[str, FakeTask] = {}
+        self.overlord_up = True
+        self.segment_gets = 0
+
+    def add_task(self, task: FakeTask) -> FakeTask:
+        self.tasks[task.id] = task
+        return task
+
+    def publish(self, sequence: str, ids: range) -> None:
+        """A sequence's segment (its file written), and its tasks gone."""
+        path = self.tmp_path / f"{sequence}.parquet"
+        pq.write_table(_table(ids), path)
+        payload = data_segment_json(
+            datasource="ids",
+            start_ms=T0,
+            end_ms=T0 + HOUR,
+            version="v1",
+            partition_num=len(self.segments),
+            path=str(path),
+            dimensions=["id"],
+            metrics=[],
+            size_bytes=path.stat().st_size,
+            num_rows=len(ids),
+        )
+        payload["sequenceName"] = sequence
+        self.segments.append(payload)
+
+    async def send(self, method: str, path: str, body: Any = None, **_kw: Any) -> Answer:
+        if path.startswith("http://"):
+            task_id = path.split("/chat/")[1].split("/")[0]
+            assert path.endswith(ROWS_PATH.format(task=task_id))
+            return self.tasks[task_id].answer(body)
+        if not self.overlord_up:
+            raise Unavailable("Overlord: connection refused")
+        if path == "/druid/coordinator/v1/metadata/segments":
+            self.segment_gets += 1
+            return Answer(200, list(self.segments), {"ETag": f'"{len(self.segments)}"'})
+        if path == "/druid/indexer/v1/tasks":
+            return Answer(200, [self._status(t) for t in self.tasks.values()])
+        task_id = path.rsplit("/", 1)[1]
+        payload = {"dataSource": "ids", "sequenceName": self.tasks[task_id].sequence}
+        return Answer(200, {"task": task_id, "payload": payload})
+
+    async def call(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        got = await self.send(method, path, body)
+        if got.status != 200:
+            raise Unavailable(f"HTTP {got.status}")
+        return got.body
+
+    async def fetch(self, model: type[Any], method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        return model.model_validate(await self.call(method, path, body))
+
+    def _status(self, task: FakeTask) -> dict[str, Any]:
+        return {
+            "id": task.id,
+            "type": "index_kafka",
+            "groupId": task.id,
+            "createdTime": "2024-01-01T00:00:00.000Z",
+            "queueInsertionTime": "2024-01-01T00:00:00.000Z",
+            "statusCode": "RUNNING",
+            "status": "RUNNING",
+            "runnerStatusCode": "RUNNING",
+            "location": {"host": "127.0.0.1", "port": 8100},
+            "dataSource": "ids",
+        }
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> FakeCluster:
+    return FakeCluster(tmp_path)
+
+
+def _catalog(cluster: FakeCluster, clock: FakeClock) -> SegmentCatalog:
+    return SegmentCatalog(cluster, poll_s=1.0, clock=clock)  # type: ignore[arg-type]
+
+
+def _count(catalog: SegmentCatalog) -> tuple[int, int, dict[str, Any]]:
+    """COUNT(*), COUNT(DISTINCT id) and the response context of one snapshot, through the engine."""
+
+    async def go() -> tuple[int, int, dict[str, Any]]:
+        broker = Broker(catalog, BrokerSettings())
+        snapshot = await catalog.snapshot()
+        plan = translate('SELECT COUNT(*), COUNT(DISTINCT id) FROM "ids"', snapshot.datasources(), "UTC")
+        result = await broker.engine.run(snapshot, plan)
+        ((total, distinct),) = result.rows
+        return int(total), int(distinct), result.context
+
+    return asyncio.run(go())
+
+
+def test_a_group_is_served_by_one_replica_until_its_segments_show(cluster: FakeCluster) -> None:
+    clock = FakeClock()
+    a = cluster.add_task(FakeTask("a", "seq1", 5))
+    b = cluster.add_task(FakeTask("b", "seq1", 7))
+    catalog = _catalog(cluster, clock)
+    total, distinct, context = _count(catalog)
+    assert total == distinct == 5  # one replica (the first), never both
+    assert context == {}
+    a.offset = 8
+    clock.advance(0.1)
+    assert _count(catalog)[:2] == (8, 8)  # the same replica again (sticky)
+    assert b.asked == []
+    # published (and the tasks still answer): the segments replace the task in the same step
+    cluster.publish("seq1", range(10))
+    a.offset = b.offset = 10
+    clock.advance(1.0)
+    assert _count(catalog) == (10, 10, {})
+
+
+def test_a_replica_that_dies_is_replaced_by_one_at_least_as_far(cluster: FakeCluster) -> None:
+    clock = FakeClock()
+    cluster.publish("seq0", range(100, 102))  # an earlier group's segment
+    a = cluster.add_task(FakeTask("a", "seq1", 6))
+    b = cluster.add_task(FakeTask("b", "seq1", 4))
+    catalog = _catalog(cluster, clock)
+    assert _count(catalog)[:2] == (8, 8)
+    a.up = False  # kill -9: the task list still shows it for a while
+    clock.advance(0.1)
+    total, _, context = _count(catalog)
+    # b is behind what was served: it is asked for at least offset 6 and refuses (409) -> partial
+    assert b.asked[-1]["minOffsets"] == {"0": 6}
+    assert total == 2 and context["uncoveredSequences"] == ["seq1"] and context["uncoveredIntervals"]
+    b.offset = 9
+    clock.advance(0.1)
+    assert _count(catalog) == (11, 11, {})
+
+
+def test_a_silent_task_that_just_published_is_read_from_its_segments(cluster: FakeCluster) -> None:
+    clock = FakeClock()
+    a = cluster.add_task(FakeTask("a", "seq1", 3))
+    catalog = _catalog(cluster, clock)
+    assert _count(catalog)[:2] == (3, 3)
+    gets = cluster.segment_gets
+    # the task published and exited between the segment poll and the ask: no answer; the segment
+    # list is asked again at once (the poll interval has not passed) and shows the sequence
+    a.up = False
+    cluster.publish("seq1", range(4))
+    clock.advance(0.1)
+    assert _count(catalog) == (4, 4, {})
+    assert cluster.segment_gets == gets + 1
+
+
+def test_a_group_gone_from_the_task_list_without_segments_is_partial(cluster: FakeCluster) -> None:
+    clock = FakeClock()
+    cluster.publish("seq0", range(100, 102))
+    cluster.add_task(FakeTask("a", "seq1", 3))
+    catalog = _catalog(cluster, clock)
+    assert _count(catalog)[:2] == (5, 5)
+    del cluster.tasks["a"]  # failed as a whole; its rows will be read again by the next group
+    clock.advance(1.0)
+    assert _count(catalog)[2]["uncoveredSequences"] == ["seq1"]
+    clock.advance(ORPHAN_GRACE_S + 1)
+    assert _count(catalog) == (2, 2, {})
+
+
+def test_the_overlord_away_keeps_the_last_task_list(cluster: FakeCluster) -> None:
+    clock = FakeClock()
+    a = cluster.add_task(FakeTask("a", "seq1", 3))
+    catalog = _catalog(cluster, clock)
+    assert _count(catalog)[:2] == (3, 3)
+    cluster.overlord_up = False
+    a.offset = 5
+    clock.advance(2.0)
+    assert _count(catalog) == (5, 5, {})
+
+
+def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
+    """The task's control endpoint: Arrow IPC of the in-flight rows, the tag in its header."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from middlemanager import peon
+    from middlemanager.runner import InflightRows
+
+    class Runner:
+        class task:
+            id = "t1"
+            data_source = "ids"
+
+        def inflight(self, at_least: dict[Any, int], wait_s: float) -> InflightRows:
+            assert at_least == {0: 2} and wait_s == 0.5
+            return InflightRows("seq1", {0: 3}, _table(range(3)))
+
+    async def go() -> tuple[int, pa.Table, dict[str, Any], int]:
+        app = peon.build_app(Runner())  # type: ignore[arg-type]
+        async with TestClient(TestServer(app)) as client:
+            ok = await client.post(
+                "/druid/worker/v1/chat/t1/rows", json={"minOffsets": {"0": 2}, "waitMs": 500}
+            )
+            table = pa.ipc.open_stream(await ok.read()).read_all()
+            bad = await client.post("/druid/worker/v1/chat/t1/rows", json={"waitMs": -1})
+            return ok.status, table, json.loads(ok.headers[wire.INFLIGHT_TAG_HEADER]), bad.status
+
+    status, table, tag, bad = asyncio.run(go())
+    assert status == 200 and table.equals(_table(range(3)))
+    assert tag == {
+        "taskId": "t1",
+        "dataSource": "ids",
+        "sequenceName": "seq1",
+        "endOffsets": {"0": 3},
+        "numRows": 3,
+    }
+    assert bad == 400
