@@ -113,10 +113,11 @@ def _broker_process(cluster: Cluster, poll_s: float) -> Iterator[SyncClient]:
     """A Broker of its own (it keeps answering while the Overlord restarts)."""
     port = free_port()
     log_path = cluster.workdir / "logs" / "broker.log"
+    cmd = [sys.executable, "-m", "broker", "--overlord-url", cluster.url, "--port", str(port)]
+    cmd += ["--segments-poll-s", str(poll_s)]
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "broker", "--overlord-url", cluster.url]
-            + ["--port", str(port), "--segments-poll-s", str(poll_s)],
+            cmd,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
