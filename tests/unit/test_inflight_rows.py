@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,15 @@ from broker.catalog import ORPHAN_GRACE_S, ROWS_PATH, SegmentCatalog
 from broker.config import BrokerSettings
 from broker.sql import translate
 from middlemanager.ingest import IngestPipeline
+from middlemanager.runner import Outcome, TaskRunner
 from overlord.metadata.druid import data_segment_json
 from supervisor import protocol as wire
 from supervisor.clock import FakeClock
 from supervisor.errors import Unavailable
+from supervisor.kafka.supplier import PollResult
+from supervisor.records import Record
+from supervisor.task_spec import KafkaIndexTaskSpec
+from tests.harness.stub_overlord import stub_overlord
 from tests.unit.test_ingest import METRICS, make_spec, random_events, records
 from transport.client import Answer
 
@@ -302,3 +309,93 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
         "numRows": 3,
     }
     assert bad == 400
+
+
+class SlowSupplier:
+    """Records 0..end-1 of partition 0, ``step`` per poll, then the end of the log."""
+
+    def __init__(self, end: int, step: int) -> None:
+        self.end, self.step, self.next = end, step, 0
+
+    def assign(self, _offsets: Any) -> None:
+        pass
+
+    def pause(self, _partitions: list[int]) -> None:
+        pass
+
+    def poll(self, _max: int, _timeout: float) -> PollResult:
+        if self.next >= self.end:
+            return PollResult(eof={0: self.end})
+        out = [
+            Record(0, o, json.dumps({"ts": T0 + o, "id": str(o)}).encode(), T0 + o)
+            for o in range(self.next, min(self.end, self.next + self.step))
+        ]
+        self.next += len(out)
+        time.sleep(0.002)
+        return PollResult(records=out)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_task_snapshot_is_never_torn(tmp_path: Path) -> None:
+    """While the read loop adds batches (and persists), every snapshot holds exactly the records below
+    the offsets it is tagged with; one asked for later offsets waits for them."""
+    spec = {
+        "type": "kafka",
+        "spec": {
+            "dataSchema": {
+                "dataSource": "ids",
+                "timestampSpec": {"column": "ts", "format": "millis"},
+                "dimensionsSpec": {"dimensions": ["id"]},
+                "granularitySpec": {"segmentGranularity": "hour", "rollup": False},
+            },
+            "ioConfig": {
+                "topic": "ids",
+                "inputFormat": {"type": "json"},
+                "consumerProperties": {"bootstrap.servers": "localhost:1"},
+            },
+            "tuningConfig": {"type": "kafka", "maxRowsInMemory": 700},
+        },
+    }
+    task = KafkaIndexTaskSpec.model_validate(
+        {
+            "id": "index_kafka_ids_test",
+            "dataSource": "ids",
+            "supervisorId": "ids",
+            "groupId": 0,
+            "sequenceName": "seq-ids",
+            "topic": "ids",
+            "startOffsets": {"0": 0},
+            "endOffsets": {"0": 6000},
+            "supervisorSpec": spec,
+            "createdTime": "2024-01-01T00:00:00.000Z",
+            "deepStorage": (tmp_path / "deep").as_uri(),
+        }
+    )
+    with stub_overlord(answer=lambda _a: {"kind": "ok", "reason": "", "segmentIds": ["s"]}) as stub:
+        runner = TaskRunner(
+            task,
+            tmp_path / "task",
+            stub.url,
+            supplier_factory=lambda _t: SlowSupplier(6000, 60),  # type: ignore[arg-type,return-value]
+        )
+        outcome: list[Outcome] = []
+        reader = threading.Thread(target=lambda: outcome.append(runner.run()))
+        reader.start()
+        seen: list[int] = []
+        try:
+            first = runner.inflight({0: 3000}, 10.0)  # waits for the consumer to get there
+            assert first.offsets[0] >= 3000
+            while reader.is_alive() and len(seen) < 500:
+                rows = runner.inflight({}, 1.0)
+                n = rows.offsets[0]
+                ids = sorted(int(i) for i in rows.table.column("id").to_pylist()) if rows.table else []
+                assert ids == list(range(n)), f"torn: {len(ids)} rows at offset {n}"
+                assert rows.sequence_name == "seq-ids"
+                seen.append(n)
+        finally:
+            reader.join(30)
+    assert outcome and outcome[0].status == "SUCCESS", outcome
+    assert len(set(seen)) > 5 and seen == sorted(seen)  # many distinct points, never backwards
+    assert runner.pipeline.persist_count > 2
