@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ INFLIGHT_WAIT_MS = 2000
 INFLIGHT_SLACK_S = 3.0
 # a group that served rows and vanished (no task, no segments) is reported uncovered this long
 ORPHAN_GRACE_S = 60.0
+# published groups' offset ranges remembered (to tell when a failed group's rows were read again)
+MAX_PUBLISHED_RANGES = 256
 # what the response context names as uncovered for a group: its time is not known without its rows
 ETERNITY = "-146136543-09-08T08:23:32.096Z/146140482-04-24T15:36:27.903Z"
 # the Overlord's paths the sys tables are read from
@@ -133,6 +135,7 @@ class InflightSource:
     task_id: str
     end_offsets: dict[str, int]
     table: pa.Table = field(compare=False, repr=False)
+    start_offsets: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -194,12 +197,26 @@ class Snapshot:
 EMPTY = Snapshot({})
 
 
+def _covered(served: _Served, ranges: list[tuple[str, dict[str, int], dict[str, int]]]) -> bool:
+    """Whether one group's offsets span all of ``served``'s rows (a later group read them again)."""
+    if not served.start:
+        return False
+    return any(
+        ds == served.datasource
+        and all(start.get(p, o + 1) <= o for p, o in served.start.items())
+        and all(end.get(p, -1) >= o for p, o in served.offsets.items())
+        for ds, start, end in ranges
+    )
+
+
 @dataclass(frozen=True)
 class _Served:
     offsets: dict[str, int]
     rows: int
     task_id: str
     seen_at: float
+    datasource: str
+    start: dict[str, int]
 
 
 class SegmentCatalog:
@@ -229,6 +246,8 @@ class SegmentCatalog:
         self._sequence_of: dict[str, tuple[str, str]] = {}  # task id -> (datasource, sequence)
         # per sequence: the highest offsets served, the rows then, the replica used, when last seen
         self._served: dict[str, _Served] = {}
+        # (datasource, start offsets, end offsets) of the groups last seen published
+        self._published_ranges: list[tuple[str, dict[str, int], dict[str, int]]] = []
 
     async def snapshot(self) -> Snapshot:
         """The segments and, per running task group not yet published, one replica's rows."""
@@ -305,14 +324,22 @@ class SegmentCatalog:
             base = await self._segments(force=True)
             published = base.sequences()
         for name in published:
-            self._served.pop(name, None)
+            done = self._served.pop(name, None)
+            if done is not None:
+                self._published_ranges.append((done.datasource, done.start, done.offsets))
+        del self._published_ranges[:-MAX_PUBLISHED_RANGES]
+        ranges = self._published_ranges + [
+            (a.datasource, a.start_offsets, a.end_offsets) for a in got.values()
+        ]
         uncovered = []
         for name in missing:
             served = self._served.get(name)
             if name in published or served is None or served.rows == 0:
                 continue
-            if name not in groups and now - served.seen_at > ORPHAN_GRACE_S:
-                # a group that failed as a whole: its rows are read again by the group after it
+            # a group that failed as a whole: its rows are read again by a group after it, under
+            # another sequence name; once one that started no later reached its offsets, or after
+            # a grace period, it is no longer missing
+            if name not in groups and (_covered(served, ranges) or now - served.seen_at > ORPHAN_GRACE_S):
                 del self._served[name]
                 continue
             uncovered.append(name)
@@ -335,12 +362,17 @@ class SegmentCatalog:
             offsets = dict(before.offsets) if before is not None else {}
             for p, o in source.end_offsets.items():
                 offsets[p] = max(o, offsets.get(p, 0))
-            self._served[sequence] = _Served(offsets, source.table.num_rows, task.id, self.clock.monotonic())
+            self._served[sequence] = _Served(
+                offsets,
+                source.table.num_rows,
+                task.id,
+                self.clock.monotonic(),
+                task.datasource,
+                source.start_offsets,
+            )
             return source
         if served is not None:
-            self._served[sequence] = _Served(
-                served.offsets, served.rows, served.task_id, self.clock.monotonic()
-            )
+            self._served[sequence] = replace(served, seen_at=self.clock.monotonic())
         return None
 
     async def _ask_task(self, task: RunningTask, minimum: dict[str, int]) -> InflightSource | None:
@@ -369,13 +401,13 @@ class SegmentCatalog:
         except (ValueError, ValidationError, pa.ArrowException) as e:
             logger.warning("task %s: in-flight rows unreadable: %s", task.id, e)
             return None
-        offsets = {
-            str(p): int(o) for p, o in tag.model_dump(mode="json", by_alias=True)["endOffsets"].items()
-        }
+        tagged = tag.model_dump(mode="json", by_alias=True)
+        offsets = {str(p): int(o) for p, o in tagged["endOffsets"].items()}
+        start = {str(p): int(o) for p, o in tagged["startOffsets"].items()}
         if tag.sequence_name != task.sequence_name or any(offsets.get(p, -1) < o for p, o in minimum.items()):
             logger.warning("task %s: rows of %s at %s, not as asked", task.id, tag.sequence_name, offsets)
             return None
-        return InflightSource(task.datasource, task.sequence_name, task.id, offsets, table)
+        return InflightSource(task.datasource, task.sequence_name, task.id, offsets, table, start)
 
     async def _refresh(self) -> None:
         headers = {"If-None-Match": self._snapshot.etag} if self._snapshot and self._snapshot.etag else {}

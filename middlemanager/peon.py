@@ -151,6 +151,7 @@ async def inflight_rows(request: web.Request) -> web.Response:
         task_id=runner.task.id,
         data_source=runner.task.data_source,
         sequence_name=rows.sequence_name,
+        start_offsets=runner.task.start_offsets,
         end_offsets=rows.offsets,
         num_rows=table.num_rows,
     )

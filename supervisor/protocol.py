@@ -275,6 +275,8 @@ class InflightRowsTag(WireModel):
     task_id: str
     data_source: str
     sequence_name: str
+    # the rows are those of offsets [startOffsets, endOffsets)
+    start_offsets: Offsets = Field(default_factory=dict)
     end_offsets: Offsets
     num_rows: int = Field(ge=0)
 

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -74,10 +74,11 @@ def _table(ids: range) -> pa.Table:
 class FakeTask:
     """A replica's control endpoint: rows 0..offset-1 of the one partition, or no answer."""
 
-    def __init__(self, task_id: str, sequence: str, offset: int) -> None:
+    def __init__(self, task_id: str, sequence: str, offset: int, start: int = 0) -> None:
         self.id = task_id
         self.sequence = sequence
         self.offset = offset
+        self.start = start
         self.up = True
         self.asked: list[dict[str, Any]] = []
 
@@ -87,7 +88,7 @@ class FakeTask:
             raise Unavailable(f"task {self.id}: connection refused")
         if self.offset < int(body.get("minOffsets", {}).get("0", 0)):
             return Answer(409, {"error": "behind"})
-        table = _table(range(self.offset))
+        table = _table(range(self.start, self.offset))
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
@@ -95,6 +96,7 @@ class FakeTask:
             task_id=self.id,
             data_source="ids",
             sequence_name=self.sequence,
+            start_offsets={0: self.start},
             end_offsets={0: self.offset},
             num_rows=table.num_rows,
         )
@@ -262,6 +264,28 @@ def test_a_group_gone_from_the_task_list_without_segments_is_partial(cluster: Fa
     assert _count(catalog) == (2, 2, {})
 
 
+def test_a_failed_group_read_again_by_a_later_one_is_not_partial(cluster: FakeCluster) -> None:
+    """A group that failed as a whole is read again by a new group (another sequence name) from the
+    same start: once that one has read past it, nothing is missing."""
+    clock = FakeClock()
+    cluster.publish("seq0", range(100, 102))
+    cluster.add_task(FakeTask("a", "seq1", 3))
+    catalog = _catalog(cluster, clock)
+    assert _count(catalog)[:2] == (5, 5)
+    del cluster.tasks["a"]
+    c = cluster.add_task(FakeTask("c", "seq2", 2))  # the new group, from the same start offset
+    clock.advance(1.0)
+    assert _count(catalog)[2]["uncoveredSequences"] == ["seq1"]  # 2 < 3: seq1's third row is missing
+    c.offset = 4
+    clock.advance(1.0)
+    assert _count(catalog) == (6, 6, {})
+    # and once the new group published, nothing of seq1 is asked for again
+    cluster.publish("seq2", range(6))
+    del cluster.tasks["c"]
+    clock.advance(1.0)
+    assert _count(catalog) == (8, 8, {})
+
+
 def test_the_overlord_away_keeps_the_last_task_list(cluster: FakeCluster) -> None:
     clock = FakeClock()
     a = cluster.add_task(FakeTask("a", "seq1", 3))
@@ -284,6 +308,7 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
         class task:
             id = "t1"
             data_source = "ids"
+            start_offsets: ClassVar[dict[int, int]] = {0: 0}
 
         def inflight(self, at_least: dict[Any, int], wait_s: float) -> InflightRows:
             assert at_least == {0: 2} and wait_s == 0.5
@@ -305,6 +330,7 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
         "taskId": "t1",
         "dataSource": "ids",
         "sequenceName": "seq1",
+        "startOffsets": {"0": 0},
         "endOffsets": {"0": 3},
         "numRows": 3,
     }
