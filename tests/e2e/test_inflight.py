@@ -26,7 +26,8 @@ from overlord.client import wait_for
 from tests.e2e.test_broker import TUTORIAL_SQL, _ties_aside
 from tests.e2e.test_ingestion import WIKI_DATA, WIKI_SPEC, _wait_reading
 from tests.harness.kafka import create_topic, produce, recreate_topic
-from tests.harness.processes import Cluster, free_port, running_cluster, task_status
+from tests.harness.processes import Cluster, running_cluster, task_status
+from tests.harness.services import free_port
 from tests.harness.specs import event, id_spec
 from transport.client import SyncClient, probe_health
 
@@ -191,9 +192,12 @@ def test_exactly_once_visibility_through_a_replica_kill_and_an_overlord_restart(
             injector.start()
             answers: list[tuple[float, int, int, bool]] = []  # (time, n, ids, partial)
             best = 0
+            took: list[float] = []  # seconds per query
             deadline = time.monotonic() + 60
             while (stream.thread.is_alive() or injector.is_alive()) and time.monotonic() < deadline:
+                asked = time.monotonic()
                 n, ids, context = _ids(broker, best)
+                took.append(time.monotonic() - asked)
                 bound = stream.attempted  # read after the answer: every id it may count was produced
                 partial = bool(context.get("uncoveredIntervals"))
                 answers.append((time.monotonic(), n, ids, partial))
@@ -225,6 +229,7 @@ def test_exactly_once_visibility_through_a_replica_kill_and_an_overlord_restart(
         print(
             f"exactly-once visibility: {produced} ids, {len(answers)} answers ({len(answers) - len(complete)}"
             f" partial), faults {faults}; produce->visible p50 {p50:.2f} s, p99 {p99:.2f} s,"
-            f" max {latencies[-1]:.2f} s over {len(latencies)} batches"
+            f" max {latencies[-1]:.2f} s over {len(latencies)} batches; a query took p50"
+            f" {sorted(took)[len(took) // 2]:.3f} s, max {max(took):.3f} s"
         )
         assert len(complete) >= len(answers) * 0.8, "most answers must be complete"
