@@ -162,6 +162,8 @@ def test_segment_payload_is_druid_data_segment(store: MetadataStore) -> None:
         "identifier": result.segment_ids[0],
         "id": result.segment_ids[0],
         "numRows": 3,
+        # our extra: the Broker tells a task group's published rows from its in-flight ones by it
+        "sequenceName": "seq-0",
     }
 
 
