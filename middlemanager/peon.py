@@ -25,6 +25,7 @@ import resource
 import signal
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,8 @@ class _EndOffsets(wire.WireModel):
 
 
 _END_OFFSETS = _EndOffsets
+# snapshots of the in-flight rows are taken on these (not on the loop's default executor)
+_INFLIGHT_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inflight-rows")
 # added to the niceness of a task's threads while it publishes
 PUBLISH_NICENESS = 10
 
@@ -142,7 +145,11 @@ async def inflight_rows(request: web.Request) -> web.Response:
     reach `minOffsets` within `waitMs`."""
     runner = _runner(request)
     body = await read_body(request, wire.InflightRowsRequest, "in-flight rows request")
-    rows = await asyncio.to_thread(runner.inflight, dict(body.min_offsets), body.wait_ms / 1000)
+    # threads of their own: a Broker's asks (each may wait for offsets) never hold up pause/resume
+    loop = asyncio.get_running_loop()
+    rows = await loop.run_in_executor(
+        _INFLIGHT_THREADS, runner.inflight, dict(body.min_offsets), body.wait_ms / 1000
+    )
     table = rows.table if rows.table is not None else pa.table({})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
