@@ -3,9 +3,10 @@
 A query runs on a database holding the views of the datasources it names (``druid."ds"``: the
 segments their timeline shows, :mod:`broker.timeline`; ``__time`` as a TIMESTAMP over the segments'
 int64 milliseconds; then the in-flight rows of its running task groups, Arrow tables registered for
-the query, so no file is written) and Druid's time functions (:mod:`broker.udfs`); once those are set up, file access is narrowed to the segment files the views
-read (``allowed_paths``), external access turned off and the configuration locked, so no function or
-statement can read or write any other file or URL (``read_csv``, ``COPY ... TO``, ``ATTACH``,
+the query, so no file is written) and Druid's time functions (:mod:`broker.udfs`); once those are
+set up, file access is narrowed to the segment files the views read (``allowed_paths``), external
+access turned off and the configuration locked, so no function or statement can read or write any
+other file or URL (``read_csv``, ``COPY ... TO``, ``ATTACH``,
 ``INSTALL``, ``LOAD``, ``SET``...). The INFORMATION_SCHEMA and ``sys`` tables a query names are
 copied in for that query only (in-memory tables: no file access) and dropped after it.
 
