@@ -185,11 +185,15 @@ def _catalog(cluster: FakeCluster, clock: FakeClock) -> SegmentCatalog:
     return SegmentCatalog(cluster, poll_s=1.0, clock=clock)  # type: ignore[arg-type]
 
 
+# one Broker per catalog: its engine's pooled databases are reused from query to query
+_BROKERS: dict[int, Broker] = {}
+
+
 def _count(catalog: SegmentCatalog) -> tuple[int, int, dict[str, Any]]:
     """COUNT(*), COUNT(DISTINCT id) and the response context of one snapshot, through the engine."""
 
     async def go() -> tuple[int, int, dict[str, Any]]:
-        broker = Broker(catalog, BrokerSettings())
+        broker = _BROKERS.setdefault(id(catalog), Broker(catalog, BrokerSettings()))
         snapshot = await catalog.snapshot()
         plan = translate('SELECT COUNT(*), COUNT(DISTINCT id) FROM "ids"', snapshot.datasources(), "UTC")
         result = await broker.engine.run(snapshot, plan)
