@@ -263,7 +263,9 @@ class Engine:
             v.segment for ds in datasources for v in timeline.visible(snapshot.segments.get(ds, ()))
         )
 
-    def _database(self, views: ViewSet, inflight: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+    def _database(
+        self, views: ViewSet, inflight: dict[str, pa.Table] | None = None
+    ) -> duckdb.DuckDBPyConnection:
         """A new database with the views of ``views``, then locked down (``inflight``: the Arrow
         tables the views read, registered while they are made)."""
         con = duckdb.connect(
@@ -282,7 +284,7 @@ class Engine:
                 f"CREATE SCHEMA {DRUID_SCHEMA}; CREATE SCHEMA {INFO_SCHEMA}; CREATE SCHEMA {SYS_SCHEMA}"
             )
             paths: list[str] = []
-            _register(con, inflight)
+            _register(con, inflight or {})
             for ds, view, files in views:
                 if view:
                     con.execute(f"CREATE VIEW {DRUID_SCHEMA}.{_quote(ds)} AS {view}")
