@@ -429,3 +429,29 @@ def test_a_task_snapshot_is_never_torn(tmp_path: Path) -> None:
     assert outcome and outcome[0].status == "SUCCESS", outcome
     assert len(set(seen)) > 5 and seen == sorted(seen)  # many distinct points, never backwards
     assert runner.pipeline.persist_count > 2
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "COPY (SELECT * FROM ids) TO '/tmp/inflight-escape.csv'",
+        "ATTACH '/tmp/inflight-escape.db' AS x",
+        "INSTALL httpfs",
+    ],
+)
+def test_in_flight_rows_are_behind_the_same_sandbox(cluster: FakeCluster, query: str) -> None:
+    from broker.errors import QueryError
+
+    cluster.add_task(FakeTask("a", "seq1", 3))
+    catalog = _catalog(cluster, FakeClock())
+    assert _count(catalog)[:2] == (3, 3)  # a database with the task's rows registered
+
+    async def go() -> None:
+        broker = _BROKERS[id(catalog)]
+        snapshot = await catalog.snapshot()
+        await broker.engine.run(snapshot, translate(query, snapshot.datasources(), "UTC"))
+
+    with pytest.raises(QueryError):
+        asyncio.run(go())
+    assert not Path("/tmp/inflight-escape.csv").exists()
