@@ -20,10 +20,11 @@ from middlemanager.ingest import pipeline as pipeline_module
 from middlemanager.ingest.fastjson import FastJsonPath, row_path_column
 from middlemanager.ingest.pipeline import IngestPipeline
 from middlemanager.ingest.transforms import column_of
+from supervisor.records import RecordBatch, RecordMetadata
 from supervisor.spec import parse_supervisor_spec
 from tests.harness.protos import compile_proto
 from tests.harness.specs import kafka_spec
-from tests.unit.test_ingest import digest, records
+from tests.unit.test_ingest import digest
 
 T0 = 1_700_000_000_000
 HOUR = 3_600_000
@@ -106,11 +107,24 @@ def _event(rng: random.Random) -> dict[str, Any]:
     }
 
 
-def _run(spec: Any, values: list[bytes | None], tmp_path: Path, name: str) -> tuple[Any, ...]:
+def _run(
+    spec: Any, values: list[bytes | None], tmp_path: Path, name: str, headers: list[Any] | None
+) -> tuple[Any, ...]:
     pipeline = IngestPipeline(spec, tmp_path / name / "work", T0, T0 + 2 * HOUR)
-    recs = records(values)
-    for index in range(0, len(recs), 128):
-        pipeline.add(recs[index : index + 128])
+    n = len(values)
+    for start in range(0, n, 128):
+        part = range(start, min(n, start + 128))
+        meta = (
+            None
+            if headers is None
+            else RecordMetadata([None] * len(part), headers[start : part.stop], ["t"] * len(part))
+        )
+        # (Kafka timestamps 1000 + offset, as tests.unit.test_ingest.records gives them)
+        pipeline.add(
+            RecordBatch(
+                [0] * len(part), list(part), values[start : part.stop], [1000 + i for i in part], meta
+            )
+        )
     files = pipeline.finish(tmp_path / name / "out")
     return (
         pipeline.stats.to_json(),
@@ -121,7 +135,11 @@ def _run(spec: Any, values: list[bytes | None], tmp_path: Path, name: str) -> tu
 
 
 def _both_ways(
-    spec: Any, values: list[bytes | None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spec: Any,
+    values: list[bytes | None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    headers: list[Any] | None = None,
 ) -> tuple[tuple[Any, ...], tuple[Any, ...], list[bool]]:
     """The columnar run, the row-path run, and per decoded batch whether it took the columnar path."""
     staged: list[bool] = []
@@ -134,11 +152,11 @@ def _both_ways(
 
     with monkeypatch.context() as patch:
         patch.setattr(IngestPipeline, "_typed", spy)
-        columnar = _run(spec, values, tmp_path, "columns")
+        columnar = _run(spec, values, tmp_path, "columns", headers)
     with monkeypatch.context() as patch:
         patch.setattr(FastJsonPath, "supports", staticmethod(lambda *args: False))
         assert IngestPipeline(spec, tmp_path / "probe")._columnar is None
-        rows = _run(spec, values, tmp_path, "rows")
+        rows = _run(spec, values, tmp_path, "rows", headers)
     return columnar, rows, staged
 
 
@@ -197,6 +215,63 @@ def test_avro_with_transforms_takes_the_columnar_path_with_the_row_paths_result(
     _assert_agree(columnar, rows)
 
 
+def test_kafka_format_with_transforms_reads_headers_and_timestamps_on_the_columnar_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kafka wrapper over avro: transforms and filters reading a header (string) and the
+    record's Kafka timestamp (long) as well as the value's fields."""
+    monkeypatch.setattr(pipeline_module, "_FAST_MAX_BACKOFF", 0)
+    rng = random.Random(11)
+    parsed = fastavro.parse_schema(AVRO_SCHEMA)
+    values: list[bytes | None] = []
+    headers: list[Any] = []
+    for _ in range(900):
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, parsed, {**_event(rng), "raw": b""})
+        values.append(out.getvalue())
+        env = rng.choice([None, b"prod", b"", b"\x00x"])
+        headers.append(None if env is None else [("env", env)])
+    doc = kafka_spec(
+        "ds",
+        "t",
+        "127.0.0.1:9",
+        timestamp={"column": "ts", "format": "millis"},
+        dimensions=["page", "label", {"type": "long", "name": "late"}, "kafka.header.env"],
+        metrics=METRICS,
+        tuning={"maxParseExceptions": 1000, "maxSavedParseExceptions": 1000},
+        inputFormat={
+            "type": "kafka",
+            "valueFormat": {
+                "type": "avro_stream",
+                "avroBytesDecoder": {"type": "schema_inline", "schema": AVRO_SCHEMA},
+            },
+            "headerFormat": {"type": "string"},
+        },
+    )
+    doc["spec"]["dataSchema"]["transformSpec"] = {
+        "transforms": [
+            {
+                "type": "expression",
+                "name": "label",
+                "expression": "concat(page, nvl(\"kafka.header.env\", '?'))",
+            },
+            {"type": "expression", "name": "late", "expression": '"kafka.timestamp" - 1000 + added'},
+            {"type": "expression", "name": "doubled", "expression": "x * 2"},
+        ],
+        "filter": {
+            "type": "or",
+            "fields": [
+                {"type": "bound", "dimension": "kafka.timestamp", "upper": "1400", "ordering": "numeric"},
+                {"type": "in", "dimension": "kafka.header.env", "values": ["prod", ""]},
+                {"type": "expression", "expression": "doubled > 1"},
+            ],
+        },
+    }
+    columnar, rows, staged = _both_ways(parse_supervisor_spec(doc), values, tmp_path, monkeypatch, headers)
+    assert staged and all(staged)
+    _assert_agree(columnar, rows)
+
+
 EVENT_PROTO = """syntax = "proto3";
 package test.ev;
 message Ev {
@@ -251,22 +326,25 @@ def _csv_cell(value: Any) -> str:
     return str(value).replace("\x00", "")
 
 
+@pytest.mark.parametrize("kind", ["csv", "tsv"])
 def test_csv_with_transforms_reads_strings_as_the_row_path_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """csv cells are strings on the row path: ``added * 2`` reads the string, even though ``added``
     is a long dimension; a batch whose long column does not convert exactly goes row by row."""
     monkeypatch.setattr(pipeline_module, "_FAST_MAX_BACKOFF", 0)
     rng = random.Random(3)
     columns = ["ts", "page", "added", "x", "delta", "ok", "maybe"]
+    separator = "," if kind == "csv" else "\t"
     encoded: list[bytes] = []
     for _ in range(900):
         event = _event(rng)
-        encoded.append(",".join(_csv_cell(event[name]).replace(",", "") for name in columns).encode())
-    encoded[10] = b"1,2"  # wrong column count
-    cells = encoded[700].split(b",")
-    encoded[700] = b",".join([*cells[:2], b" 5", *cells[3:]])  # " 5" for a long: this batch goes row by row
-    spec = _spec({"type": "csv", "columns": columns}, True)
+        encoded.append(separator.join(_csv_cell(event[name]).replace(",", "") for name in columns).encode())
+    encoded[10] = separator.join("12").encode()  # wrong column count
+    cells = encoded[700].split(separator.encode())
+    # " 5" for a long: this batch goes row by row
+    encoded[700] = separator.encode().join([*cells[:2], b" 5", *cells[3:]])
+    spec = _spec({"type": kind, "columns": columns}, True)
     columnar, rows, staged = _both_ways(spec, [*encoded], tmp_path, monkeypatch)
     assert staged == [index != 700 // 128 for index in range(len(staged))] and len(staged) == 8
     _assert_agree(columnar, rows)
