@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [f for f in formats if f not in wikigen.ENCODERS]
     if unknown:
         p.error(f"--format: unknown {', '.join(unknown)}")
+    if args.spec == "transforms" and {"csv", "tsv"} & set(formats):
+        # csv cells are strings on both paths, and '-' is not defined on two strings
+        p.error("--spec transforms: not with csv (added - deleted fails on its string cells)")
     only = set(args.only.split(","))
     results: dict[str, float] = {}
     for fmt in formats:
