@@ -47,7 +47,7 @@ import pyarrow.json as pj
 from middlemanager.ingest.schema import TIME, ColumnPlan, FilterMask, convert_values, metric_columns
 from middlemanager.ingest.transforms import TransformStage, filter_columns, filter_mask
 
-__all__ = ["FastJsonPath", "ParsedBatch"]
+__all__ = ["INPUT_PREFIX", "FastJsonPath", "ParsedBatch", "row_path_column"]
 
 _NEWLINE = ord("\n")
 _OPEN = ord("{")
@@ -85,6 +85,9 @@ _INPUT_TYPES: dict[type, pa.DataType] = {
 }
 # Records of the first batch looked at to learn the types of the inputs not in the schema.
 _SNIFF_RECORDS = 256
+# A parsed table of another input format may carry the transform and filter inputs beside the
+# typed columns, under this prefix, as the row path gives them (``row_path_column``).
+INPUT_PREFIX = "\x00input\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +307,8 @@ class FastJsonPath:
         for name in self.inputs if names is None else names:
             if name == TIME:
                 continue
-            column = _contiguous(parsed.column(name))
+            stashed = INPUT_PREFIX + name
+            column = _contiguous(parsed.column(stashed if stashed in parsed.column_names else name))
             # the reference path has no type for a column of nulls only
             columns[name] = pa.nulls(len(column)) if column.null_count == len(column) else column
         columns[TIME] = times
@@ -491,3 +495,29 @@ def cast_exactly(column: pa.Array, target: pa.DataType) -> pa.Array | None:
     ):
         return None
     return typed
+
+
+def row_path_column(column: pa.Array | None, n: int) -> pa.Array | None:
+    """A decoded column of another input format as a transform or filter input, exactly as the row
+    path gives it (``transforms.column_of`` of the row dicts' values, ``table.to_pylist()``), or
+    ``None`` when that is not one Arrow column of the same values (then the batch goes row by row).
+
+    Integers are Python ints there (an int64 column), floats Python floats (a float32 value is
+    exact as a double), strings str, booleans bool; a missing or all-null column has no type.
+    """
+    if column is None or column.null_count == len(column):
+        return pa.nulls(n)
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return row_path_column(column.dictionary_decode(), n)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.cast(pa.string())
+    if pa.types.is_boolean(kind):
+        return column
+    if pa.types.is_floating(kind) and kind != pa.float16():
+        return column.cast(pa.float64())
+    if pa.types.is_integer(kind):
+        if kind == pa.uint64() and pc.max(column).as_py() >= 2**63:
+            return None  # beyond a long: pa.array refuses it on the row path
+        return column.cast(pa.int64())
+    return None  # bytes, lists, timestamps, decimals, structs: not one column of the row path

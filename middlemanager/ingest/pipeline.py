@@ -48,7 +48,13 @@ import pyarrow.compute as pc
 
 from middlemanager.ingest import sketches
 from middlemanager.ingest.buckets import bucket_starts, split_by_segment
-from middlemanager.ingest.fastjson import FastJsonPath, ParsedBatch, cast_exactly
+from middlemanager.ingest.fastjson import (
+    INPUT_PREFIX,
+    FastJsonPath,
+    ParsedBatch,
+    cast_exactly,
+    row_path_column,
+)
 from middlemanager.ingest.formats import reader_for
 from middlemanager.ingest.models import (
     ErrorType,
@@ -236,16 +242,9 @@ class IngestPipeline:
             if columnar
             else None
         )
-        # (the transformSpec and filtered aggregators run on the columnar path of JSON only:
-        # their inputs are typed from JSON)
-        self._columnar = (
-            self._fast
-            if self._reader is not None
-            and self._fast is not None
-            and not self._stage.active
-            and not self._fast.inputs
-            else None
-        )
+        # (the inputs of the transformSpec and filtered aggregators ride in the typed table as the
+        # row path gives them: see ``_typed``)
+        self._columnar = self._fast if self._reader is not None else None
         if self._reader is not None:
             self._fast = None
         self._fast_rows = min(FAST_BATCH_ROWS, self._max_rows_in_memory)
@@ -485,7 +484,7 @@ class IngestPipeline:
                 filled = filled.combine_chunks()
             times = pc.replace_with_mask(times, undecided, filled)
         if self._stage.active:
-            self._ingest_staged(batch, result, times)
+            self._ingest_staged(batch, result, times, builder)
             return
         keep = pc.fill_null(pc.and_(pc.is_valid(times), self._in_windows(times)), False)
         if not pc.all(keep).as_py():
@@ -527,15 +526,15 @@ class IngestPipeline:
         shown = "null" if raw_time is None else raw_time
         self._unparseable(record, f"Timestamp[{shown}] is unparseable! Event: {text}")
 
-    def _ingest_staged(self, batch: RecordBatch, result: ParsedBatch, times: pa.Array) -> None:
+    def _ingest_staged(
+        self, batch: RecordBatch, result: ParsedBatch, times: pa.Array, fast: FastJsonPath
+    ) -> None:
         """The transformSpec on a batch the fast path parsed, as ``_apply_stage`` on the reference path.
 
         Like the reference path, the bad timestamps of the batch are reported first, then, in
         record order, the rows a transform fails on (unparseable), that the filter drops and
         that fall outside the message-time window on their (new) time (thrown away).
         """
-        fast = self._fast
-        assert fast is not None
         parsed = result.table
         raw_times = parsed.column(self._ts_column)
         rows = pa.array(range(len(batch)), type=pa.int64())
@@ -781,7 +780,19 @@ class IngestPipeline:
             if typed is None:
                 return None
             columns.append(typed)
-        return pa.Table.from_arrays(columns, schema=self._columnar.schema)
+        fields = list(self._columnar.schema)
+        # the transform and filter inputs as the row path gives them (csv: strings, even for a
+        # column typed as a long dimension; avro: long, double, string, boolean)
+        for name in self._columnar.inputs:
+            if INPUT_PREFIX + name in table.column_names:
+                return None
+            found = table.column(name) if name in table.column_names else None
+            values = row_path_column(None if found is None else _flat(found), n)
+            if values is None:
+                return None
+            columns.append(values)
+            fields.append(pa.field(INPUT_PREFIX + name, values.type))
+        return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
     def _window_reason(self, ms: int) -> str:
         if self._windows is not None and not _inside(self._windows, ms):
