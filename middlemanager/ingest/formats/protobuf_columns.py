@@ -284,7 +284,10 @@ class ProtobufColumns:
             values = fixed_values(frame.buf, at, _FIXED[kind])
             zero = values.view(np.uint64 if values.itemsize == 8 else np.uint32) == 0
             if kind == F.TYPE_FLOAT:
-                values = values.astype(np.float64)  # exactly the Python float of the row path
+                # exactly the Python float of the row path; the slots of absent fields hold any
+                # bytes (a signalling NaN among them warns), and are masked out below
+                with np.errstate(invalid="ignore"):
+                    values = values.astype(np.float64)
         else:
             word = words[found]
             zero = word == 0
