@@ -56,6 +56,15 @@ def _spawn(name: str, args: list[str]) -> None:
     (VAR / f"{name}.pid").write_text(str(proc.pid))
 
 
+def _queryable(url: str, datasource: str) -> int:
+    """Events a Druid SQL query sees now: published segments plus the rows still in the tasks."""
+    sql = f'SELECT SUM(edits) AS n FROM "{datasource}"'
+    status, answer = http("POST", f"{url}/druid/v2/sql", {"query": sql})
+    if status != 200 or not answer:  # no row of it anywhere yet: an unknown table
+        return 0
+    return int(answer[0]["n"] or 0)
+
+
 def stop() -> None:
     for name in ("middlemanager", "overlord"):
         pid_file = VAR / f"{name}.pid"
@@ -143,7 +152,8 @@ def start(bootstrap: str, count: int) -> None:
         published = api.published_rows(sup)
         _say(
             f"state {st['state']:<8} lag {st['aggregateLag']!s:>6}  active tasks {len(st['activeTasks'])}  "
-            f"publishing {len(st['publishingTasks'])}  published rows {published}/{expected}"
+            f"publishing {len(st['publishingTasks'])}  published rows {published}/{expected}  "
+            f"queryable events {_queryable(api.url, sup)}/{expected}"
         )
         if st["aggregateLag"] == 0 and st["latestOffsets"] and st["activeTasks"]:
             break
