@@ -26,7 +26,7 @@ from broker.engine import Engine, Limits, Result
 from broker.errors import QueryError
 from broker.results import CONTENT_TYPES, ResultFormat, render
 from broker.segment_cache import SegmentCache
-from broker.sql import Translated, translate
+from broker.sql import Translated, parse, read_columns, translate
 from supervisor.expressions import values as tv
 from transport.auth import AuthConfig
 from transport.client import AsyncClient
@@ -134,8 +134,9 @@ class Broker:
 
     async def sql(self, body: SqlQuery) -> tuple[Result, str]:
         zone_text = str(body.context.get("sqlTimeZone") or "UTC")
-        snapshot = await self.catalog.snapshot()
-        plan = translate(body.query, snapshot.datasources(), zone_text)
+        tree = parse(body.query)
+        snapshot = await self.catalog.snapshot(read_columns(tree))
+        plan = translate(tree, snapshot.datasources(), zone_text)
         columns: dict[str, list[tuple[str, str]]] = {}
         if "COLUMNS" in plan.info_tables:
             columns = await self.describe(snapshot, snapshot.datasources())

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ SEGMENTS_PATH = "/druid/coordinator/v1/metadata/segments"
 RUNNING_TASKS_PATH = "/druid/indexer/v1/tasks"
 TASK_PATH = "/druid/indexer/v1/task/{task}"
 ROWS_PATH = "/druid/worker/v1/chat/{task}/rows"
+# the column every in-flight answer carries (the views read it)
+TIME = "__time"
 # how long a task may wait for its consumer to reach the offsets already served from another replica
 INFLIGHT_WAIT_MS = 2000
 # a call for a task's rows: the wait plus this much for the answer itself
@@ -249,13 +252,18 @@ class SegmentCatalog:
         # (datasource, start offsets, end offsets) of the groups last seen published
         self._published_ranges: list[tuple[str, dict[str, int], dict[str, int]]] = []
 
-    async def snapshot(self) -> Snapshot:
-        """The segments and, per running task group not yet published, one replica's rows."""
+    async def snapshot(self, columns: Collection[str] | None = None) -> Snapshot:
+        """The segments and, per running task group not yet published, one replica's rows.
+
+        ``columns``: the only columns of the in-flight rows the query reads (``__time`` always
+        comes too: the views read it), ``None``: every column.
+        """
         if not self.inflight:
             return await self._segments(force=False)
         tasks = await self._running_tasks()  # before the segments: see the module's docstring
         base = await self._segments(force=False)
-        return await self._with_inflight(base, tasks)
+        asked = None if columns is None else sorted({TIME, *columns})
+        return await self._with_inflight(base, tasks, asked)
 
     async def _segments(self, force: bool) -> Snapshot:
         async with self._lock:
@@ -304,7 +312,9 @@ class SegmentCatalog:
         self._sequence_of[task_id] = known
         return known
 
-    async def _with_inflight(self, base: Snapshot, tasks: list[RunningTask]) -> Snapshot:
+    async def _with_inflight(
+        self, base: Snapshot, tasks: list[RunningTask], columns: list[str] | None
+    ) -> Snapshot:
         now = self.clock.monotonic()
         published = base.sequences()
         groups: dict[str, list[RunningTask]] = {}
@@ -314,7 +324,7 @@ class SegmentCatalog:
         if not groups and not self._served:
             return base
         names = list(groups)
-        answers = await asyncio.gather(*(self._ask_group(n, groups[n]) for n in names))
+        answers = await asyncio.gather(*(self._ask_group(n, groups[n], columns) for n in names))
         got = {n: a for n, a in zip(names, answers, strict=True) if a is not None}
         # a group that served rows, now without an answer or without any task: published just now?
         missing = [n for n in names if n not in got] + [
@@ -348,14 +358,16 @@ class SegmentCatalog:
             logger.warning("in-flight rows of %s not answered: the answer is partial", uncovered)
         return base.with_inflight(sources, uncovered)
 
-    async def _ask_group(self, sequence: str, members: list[RunningTask]) -> InflightSource | None:
+    async def _ask_group(
+        self, sequence: str, members: list[RunningTask], columns: list[str] | None
+    ) -> InflightSource | None:
         """One replica's rows, at least to the offsets already served (the last replica used first)."""
         served = self._served.get(sequence)
         if served is not None:
             members = sorted(members, key=lambda t: t.id != served.task_id)
         minimum = served.offsets if served is not None else {}
         for task in members:
-            source = await self._ask_task(task, minimum)
+            source = await self._ask_task(task, minimum, columns)
             if source is None:
                 continue
             before = self._served.get(sequence)
@@ -375,14 +387,18 @@ class SegmentCatalog:
             self._served[sequence] = replace(served, seen_at=self.clock.monotonic())
         return None
 
-    async def _ask_task(self, task: RunningTask, minimum: dict[str, int]) -> InflightSource | None:
-        request = wire.InflightRowsRequest.model_validate({"minOffsets": minimum, "waitMs": INFLIGHT_WAIT_MS})
+    async def _ask_task(
+        self, task: RunningTask, minimum: dict[str, int], columns: list[str] | None
+    ) -> InflightSource | None:
+        request = wire.InflightRowsRequest.model_validate(
+            {"minOffsets": minimum, "waitMs": INFLIGHT_WAIT_MS, "columns": columns}
+        )
         url = task.url + ROWS_PATH.format(task=task.id)
         try:
             got = await self.tasks_client.send(
                 "POST",
                 url,
-                request.model_dump(mode="json", by_alias=True),
+                request.model_dump(mode="json", by_alias=True, exclude_none=True),
                 timeout_s=INFLIGHT_WAIT_MS / 1000 + INFLIGHT_SLACK_S,
             )
         except IndexerError as e:

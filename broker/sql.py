@@ -301,6 +301,22 @@ def _rewrite_table(
     return table
 
 
+def read_columns(tree: exp.Expression) -> frozenset[str] | None:
+    """The column names a parsed query reads (of any table; ``COUNT(*)`` reads none), or ``None``
+    when it may read every column (``*``, ``t.*``, ``USING``/``NATURAL`` joins, INFORMATION_SCHEMA):
+    the in-flight rows a task answers need only these (issue 15.2, projection pushdown)."""
+    for star in tree.find_all(exp.Star):
+        if not isinstance(star.parent, exp.Count):
+            return None
+    for join in tree.find_all(exp.Join):
+        if join.args.get("using") or join.args.get("method"):
+            return None
+    for table in tree.find_all(exp.Table):
+        if table.db.lower() == "information_schema":
+            return None
+    return frozenset(column.name for column in tree.find_all(exp.Column) if column.name)
+
+
 def translate(query: str | exp.Expression, datasources: Collection[str], zone: str = "UTC") -> Translated:
     """DuckDB SQL for a Druid SQL query over ``datasources`` (``zone``: the context's sqlTimeZone)."""
     tree = parse(query) if isinstance(query, str) else query

@@ -406,7 +406,9 @@ class TaskRunner:
 
     # ------------------------------------------------------------ what the control paths answer
 
-    def inflight(self, at_least: dict[PartitionId, int], wait_s: float) -> InflightRows:
+    def inflight(
+        self, at_least: dict[PartitionId, int], wait_s: float, columns: list[str] | None = None
+    ) -> InflightRows:
         """The rows read and not yet published, with the offsets they cover (issue 15.2).
 
         Waits up to ``wait_s`` for the consumer to reach ``at_least`` (a Broker asks a replica
@@ -435,7 +437,10 @@ class TaskRunner:
             with self._cond:
                 offsets = dict(self.current)
             written = self._written
-            table = self.pipeline.inflight_table() if written is None else _read_segments(written)
+            if written is None:
+                table = self.pipeline.inflight_table(columns)
+            else:
+                table = _read_segments(written, columns)
         finally:
             self._rows_lock.release()
         return InflightRows(self.task.sequence_name, offsets, table)
@@ -476,8 +481,12 @@ class TaskRunner:
         )
 
 
-def _read_segments(files: list[SegmentFile]) -> pa.Table | None:
+def _read_segments(files: list[SegmentFile], columns: list[str] | None = None) -> pa.Table | None:
+    """The rows of ``files`` (only ``columns``, case-insensitively, when given)."""
     tables = [pq.read_table(f.path) for f in files]
+    if columns is not None:
+        asked = {c.lower() for c in columns}
+        tables = [t.select([n for n in t.column_names if n.lower() in asked]) for t in tables]
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]

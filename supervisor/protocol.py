@@ -262,10 +262,16 @@ class InflightRowsRequest(WireModel):
     ``minOffsets``: answer only once the task has read at least to these offsets (the Broker asks
     for the offsets it already served from another replica, so counts never go back), waiting at
     most ``waitMs``; a task that does not get there in time answers 409.
+
+    ``columns``: only these columns of the rows (the ones the query reads; names matched
+    case-insensitively, unknown ones ignored; ``[]``: no column, just the rows' count); absent:
+    every column. With rollup the rows are still rolled up before the columns are taken, so the
+    count of rows is that of the rolled-up set whatever the columns asked.
     """
 
     min_offsets: Offsets = Field(default_factory=dict)
     wait_ms: int = Field(default=2000, ge=0, le=MAX_INFLIGHT_WAIT_MS)
+    columns: list[str] | None = None
 
 
 class InflightRowsTag(WireModel):

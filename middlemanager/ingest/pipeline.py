@@ -35,7 +35,7 @@ import threading
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import accumulate, compress
@@ -76,7 +76,7 @@ from middlemanager.ingest.schema import (
     convert_column,
     field_label,
 )
-from middlemanager.ingest.segments import segment_table, write_segment
+from middlemanager.ingest.segments import concat_rows, projected_rows, segment_table, write_segment
 from middlemanager.ingest.timestamps import TimestampError, arrow_times, make_timestamp_parser
 from middlemanager.ingest.transforms import (
     TransformStage,
@@ -1088,17 +1088,41 @@ class IngestPipeline:
         log.debug("persisted %d rows to %s", table.num_rows, directory)
 
     @_locked
-    def inflight_table(self) -> pa.Table | None:
+    def inflight_table(self, columns: Collection[str] | None = None) -> pa.Table | None:
         """Every row read and not yet written as a segment (memory and spills), in the segment schema.
 
         The same merge and rollup as :meth:`finish` per segment interval, without writing or
         clearing anything: a query of the task's in-flight rows reads it (issue 15.2). Taken
         under the pipeline's lock, so it never sees half of an :meth:`add`. ``None`` once the
         pipeline finished (its rows are in the segment files then).
+
+        ``columns``: only these output columns (names matched case-insensitively, as the Broker's
+        DuckDB does; unknown names ignored; none: no column, the rows' count). With rollup the
+        rows are still merged and rolled up first (a rolled-up row counts once); without, no two
+        rows merge, so the rows are taken as memory and spills hold them, unsorted and unmerged.
         """
         if self._finished:
             return None
         self._settle()
+        if columns is None:
+            return self._merged_inflight()
+        asked = {c.lower() for c in columns}
+        names = [n for n in [TIME_COLUMN, *self.dimensions, *self.metrics] if n.lower() in asked]
+        if self._rollup:
+            merged = self._merged_inflight()
+            return None if merged is None else merged.select([n for n in merged.column_names if n in names])
+        runs: dict[int, list[pa.Table | RunPart]] = {s: list(parts) for s, parts in self._runs.items()}
+        for table, _ in self._chunks:
+            starts = bucket_starts(self._segment_granularity, table.column(TIME_COLUMN))
+            found = pc.unique(starts).to_pylist()
+            for start in found:  # unsorted rows: one filter per interval (none for one interval)
+                piece = table if len(found) == 1 else table.filter(pc.equal(starts, start))
+                runs.setdefault(int(start), []).append(piece)
+        # per segment interval, as the merged rows: a dimension's type is that of its segment's
+        out = [projected_rows(runs[start], self.plan, names) for start in sorted(runs)]
+        return concat_rows([t for t in out if t is not None])
+
+    def _merged_inflight(self) -> pa.Table | None:
         runs: dict[int, list[pa.Table | RunPart]] = {s: list(parts) for s, parts in self._runs.items()}
         if self._chunks:
             tables = [self.plan.upgrade(t) for t, _ in self._chunks]
@@ -1107,10 +1131,7 @@ class IngestPipeline:
             for start, piece in split_by_segment(memory, self._segment_granularity):
                 runs.setdefault(start, []).append(piece)
         out = [segment_table(runs[start], self.plan, rollup_enabled=self._rollup) for start in sorted(runs)]
-        done = [t for t in out if t is not None]
-        if not done:
-            return None
-        return pa.concat_tables(done, promote_options="default") if len(done) > 1 else done[0]
+        return concat_rows([t for t in out if t is not None])
 
     # ------------------------------------------------------------------ output
 

@@ -12,7 +12,7 @@ The pieces: :mod:`~middlemanager.ingest.buckets` (time buckets), :mod:`~middlema
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,14 @@ from middlemanager.ingest.runs import Run, RunPart, as_run, has_nul
 from middlemanager.ingest.schema import TEXT_KINDS, TIME, ColumnPlan, decode_string_column, decode_text_column
 from supervisor.spec import ColumnKind, IndexSpec
 
-__all__ = ["ROW_GROUP_ROWS", "segment_file_name", "segment_table", "write_segment"]
+__all__ = [
+    "ROW_GROUP_ROWS",
+    "concat_rows",
+    "projected_rows",
+    "segment_file_name",
+    "segment_table",
+    "write_segment",
+]
 
 ROW_GROUP_ROWS = 131_072
 # Parquet compression, measured on the 400,000 wikipedia-like rows of bench/wikigen.py (20 string
@@ -346,9 +353,49 @@ def _upgraded(piece: pa.Table, plan: ColumnPlan, rollup_enabled: bool) -> pa.Tab
     return piece if upgraded is piece else finalize_run(upgraded, plan, rollup_enabled)
 
 
+def projected_rows(
+    parts: Sequence[pa.Table | RunPart], plan: ColumnPlan, names: Collection[str]
+) -> pa.Table | None:
+    """The rows :func:`segment_table` gives for these runs with rollup off, only the output
+    columns ``names`` (in the segment's column order; none: a table of no columns with the rows'
+    count), in no particular order: no merge and no sort, as without rollup no two rows merge
+    and a query's answer does not depend on the order of the rows it reads (issue 15.2).
+    """
+    prepared = _prepare(parts, plan)
+    if prepared is None:
+        return None
+    _, multi, schema = prepared  # the types of the whole merged set, multi-value lists included
+    wanted = set(names)
+    projected = pa.schema([f for f in schema if f.name in wanted])
+    internal = plan.internal_schema()
+    tables = []
+    for part in parts:
+        table = part.open() if isinstance(part, RunPart) else part
+        if table.num_rows:
+            tables.append(_to_output(conform(plan.upgrade(table), internal), plan, multi, projected))
+    return concat_rows(tables)
+
+
+def concat_rows(tables: Sequence[pa.Table]) -> pa.Table | None:
+    """One table of ``tables`` (types promoted), rows counted even when they have no column."""
+    if not tables:
+        return None
+    if len(tables) == 1:
+        return tables[0]
+    if tables[0].num_columns == 0:  # concat_tables would drop the rows' count
+        return pa.table([pa.nulls(sum(t.num_rows for t in tables))], names=["_"]).select([])
+    return pa.concat_tables(tables, promote_options="default")
+
+
 def _to_output(table: pa.Table, plan: ColumnPlan, multi: set[str], schema: pa.Schema) -> pa.Table:
-    columns: list[Any] = [table.column(TIME)]
+    """``table`` (internal columns) in the output columns of ``schema`` (all, or some of them)."""
+    if len(schema) == 0:
+        return table.select([])  # no column, the rows' count
+    wanted = set(schema.names)
+    columns: list[Any] = [table.column(TIME)] if TIME in wanted else []
     for d in plan.dimensions:
+        if d.name not in wanted:
+            continue
         column = table.column(d.col)
         if d.kind in TEXT_KINDS:
             columns.append(decode_text_column(column, d.kind))
@@ -357,6 +404,8 @@ def _to_output(table: pa.Table, plan: ColumnPlan, multi: set[str], schema: pa.Sc
         else:
             columns.append(column)  # nothing encoded: decoding would return the same values
     for m in plan.metrics:
+        if m.name not in wanted:
+            continue
         column = table.column(m.col)
         if m.value_kind == "string" and has_nul(column):
             column = decode_string_column(column, False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ class FixedCatalog(SegmentCatalog):
         super().__init__(AsyncClient("http://127.0.0.1:9"))
         self._fixed = snapshot
 
-    async def snapshot(self) -> Snapshot:
+    async def snapshot(self, columns: Collection[str] | None = None) -> Snapshot:
         return self._fixed
 
 

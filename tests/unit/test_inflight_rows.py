@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from broker.api import Broker
+from broker.api import Broker, SqlQuery
 from broker.catalog import ORPHAN_GRACE_S, ROWS_PATH, SegmentCatalog
 from broker.config import BrokerSettings
 from broker.sql import translate
@@ -64,6 +64,41 @@ def test_inflight_table_is_what_finish_writes(tmp_path: Path, rollup: bool) -> N
     assert pipeline.inflight_table() is None  # finished: the rows are in the files
 
 
+def _rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    """The rows as a sorted list (an answer's rows in no particular order)."""
+    return sorted(zip(*(table.column(n).to_pylist() for n in table.column_names), strict=True), key=repr)
+
+
+@pytest.mark.parametrize("rollup", [True, False])
+def test_inflight_columns_are_the_published_rows_projected(tmp_path: Path, rollup: bool) -> None:
+    """Only the columns asked (case-insensitively, unknown ones ignored): the published rows'
+    values of those columns, as many rows as published (rolled up first); none: just the count."""
+    events = random_events(1500, seed=5)
+    spec = make_spec(["page", "user"], METRICS, query="MINUTE", rollup=rollup, maxRowsInMemory=400)
+    pipeline = IngestPipeline(spec, tmp_path / "work")
+    assert pipeline.inflight_table(["page"]) is None
+    recs = records(events)
+    for index in range(0, len(recs), 250):
+        pipeline.add(recs[index : index + 250])
+    assert pipeline.persist_count >= 2 and pipeline.rows_in_memory > 0
+    asked = {
+        ("page",): ["page"],
+        ("__time", "PAGE", "nope"): ["__time", "page"],
+        ("dsum", "user", "count"): ["user", "count", "dsum"],
+        (): [],
+    }
+    answers = {cols: pipeline.inflight_table(list(cols)) for cols in asked}
+    files = pipeline.finish(tmp_path / "out")
+    published = pa.concat_tables([pq.read_table(f.path) for f in files])
+    for cols, names in asked.items():
+        answer = answers[cols]
+        assert answer is not None and answer.column_names == names
+        assert answer.num_rows == published.num_rows
+        expected = published.select(names)
+        assert answer.schema == expected.schema
+        assert _rows(answer) == _rows(expected)
+
+
 # ------------------------------------------------------------------ the Broker's side
 
 
@@ -89,6 +124,9 @@ class FakeTask:
         if self.offset < int(body.get("minOffsets", {}).get("0", 0)):
             return Answer(409, {"error": "behind"})
         table = _table(range(self.start, self.offset))
+        if body.get("columns") is not None:
+            asked = {c.lower() for c in body["columns"]}
+            table = table.select([n for n in table.column_names if n.lower() in asked])
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
@@ -222,6 +260,33 @@ def test_a_group_is_served_by_one_replica_until_its_segments_show(cluster: FakeC
     assert _count(catalog) == (10, 10, {})
 
 
+def test_a_query_asks_a_task_for_the_columns_it_reads(cluster: FakeCluster) -> None:
+    """Projection pushdown: COUNT(*) asks for ``__time`` only (the views read it), a query of
+    ``id`` for it too, ``*`` for every column; each answer right on the same pooled databases."""
+    task = cluster.add_task(FakeTask("a", "seq1", 6))
+    catalog = _catalog(cluster, FakeClock())
+    broker = Broker(catalog, BrokerSettings())
+
+    def sql(query: str) -> list[Any]:
+        result, _ = asyncio.run(broker.sql(SqlQuery(query=query)))
+        return [tuple(row) for row in result.rows]
+
+    cases: list[tuple[str, list[tuple[Any, ...]], list[str] | None]] = [
+        ('SELECT COUNT(*) FROM "ids"', [(6,)], ["__time"]),
+        ('SELECT COUNT(DISTINCT "ID") FROM "ids" WHERE id <> \'0\'', [(5,)], ["ID", "__time", "id"]),
+        ('SELECT * FROM "ids" ORDER BY __time LIMIT 1', [(T0, "0")], None),
+        ('SELECT COUNT(*) FROM "ids"', [(6,)], ["__time"]),
+    ]
+    for query, rows, columns in cases:
+        task.asked.clear()
+        got = sql(query)
+        assert [b.get("columns") for b in task.asked] == [columns]
+        if columns is None:
+            assert got[0][1] == rows[0][1]
+        else:
+            assert got == rows
+
+
 def test_a_replica_that_dies_is_replaced_by_one_at_least_as_far(cluster: FakeCluster) -> None:
     clock = FakeClock()
     cluster.publish("seq0", range(100, 102))  # an earlier group's segment
@@ -314,11 +379,14 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
             data_source = "ids"
             start_offsets: ClassVar[dict[int, int]] = {0: 0}
 
-        def inflight(self, at_least: dict[Any, int], wait_s: float) -> InflightRows:
+        def inflight(
+            self, at_least: dict[Any, int], wait_s: float, columns: list[str] | None
+        ) -> InflightRows:
             assert at_least == {0: 2} and wait_s == 0.5
-            return InflightRows("seq1", {0: 3}, _table(range(3)))
+            table = _table(range(3))
+            return InflightRows("seq1", {0: 3}, table if columns is None else table.select(columns))
 
-    async def go() -> tuple[int, pa.Table, dict[str, Any], int]:
+    async def go() -> tuple[int, pa.Table, dict[str, Any], int, pa.Table, dict[str, Any]]:
         app = peon.build_app(Runner())  # type: ignore[arg-type]
         async with TestClient(TestServer(app)) as client:
             ok = await client.post(
@@ -326,10 +394,22 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
             )
             table = pa.ipc.open_stream(await ok.read()).read_all()
             bad = await client.post("/druid/worker/v1/chat/t1/rows", json={"waitMs": -1})
-            return ok.status, table, json.loads(ok.headers[wire.INFLIGHT_TAG_HEADER]), bad.status
+            none = await client.post(  # no column: the rows' count travels in the stream
+                "/druid/worker/v1/chat/t1/rows", json={"minOffsets": {"0": 2}, "waitMs": 500, "columns": []}
+            )
+            counted = pa.ipc.open_stream(await none.read()).read_all()
+            return (
+                ok.status,
+                table,
+                json.loads(ok.headers[wire.INFLIGHT_TAG_HEADER]),
+                bad.status,
+                counted,
+                json.loads(none.headers[wire.INFLIGHT_TAG_HEADER]),
+            )
 
-    status, table, tag, bad = asyncio.run(go())
+    status, table, tag, bad, counted, counted_tag = asyncio.run(go())
     assert status == 200 and table.equals(_table(range(3)))
+    assert counted.num_columns == 0 and counted.num_rows == 3 and counted_tag["numRows"] == 3
     assert tag == {
         "taskId": "t1",
         "dataSource": "ids",
