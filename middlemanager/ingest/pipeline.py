@@ -76,7 +76,14 @@ from middlemanager.ingest.schema import (
     convert_column,
     field_label,
 )
-from middlemanager.ingest.segments import concat_rows, projected_rows, segment_table, write_segment
+from middlemanager.ingest.segments import (
+    concat_rows,
+    merged_run,
+    projected_rows,
+    reaggregation_exact,
+    segment_table,
+    write_segment,
+)
 from middlemanager.ingest.timestamps import TimestampError, arrow_times, make_timestamp_parser
 from middlemanager.ingest.transforms import (
     TransformStage,
@@ -280,6 +287,10 @@ class IngestPipeline:
         self._runs: dict[int, list[RunPart]] = {}
         self._persists = 0
         self._finished = False
+        # The in-flight rows' cache (issue 15.2): segment start -> (how many of its spilled parts,
+        # those merged into one run file). Only where merging in two steps is exact.
+        self._merged_spills: dict[int, tuple[int, RunPart]] = {}
+        self._cache_merges = not self._rollup or reaggregation_exact(self.plan)
 
     # ------------------------------------------------------------------ public state
 
@@ -1123,7 +1134,7 @@ class IngestPipeline:
         return concat_rows([t for t in out if t is not None])
 
     def _merged_inflight(self) -> pa.Table | None:
-        runs: dict[int, list[pa.Table | RunPart]] = {s: list(parts) for s, parts in self._runs.items()}
+        runs: dict[int, list[pa.Table | RunPart]] = {s: self._spilled(s) for s in self._runs}
         if self._chunks:
             tables = [self.plan.upgrade(t) for t, _ in self._chunks]
             memory = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
@@ -1132,6 +1143,28 @@ class IngestPipeline:
                 runs.setdefault(start, []).append(piece)
         out = [segment_table(runs[start], self.plan, rollup_enabled=self._rollup) for start in sorted(runs)]
         return concat_rows([t for t in out if t is not None])
+
+    def _spilled(self, start: int) -> list[pa.Table | RunPart]:
+        """The spilled runs of one segment interval for the in-flight rows: merged into one run
+        file once per new spill (then only memory merges with it per answer), where exact."""
+        parts = self._runs[start]
+        if not self._cache_merges or len(parts) < 2:
+            return list(parts)
+        done, merged = self._merged_spills.get(start, (0, None))
+        if done == len(parts) and merged is not None:
+            return [merged]
+        table = merged_run(
+            [*([merged] if merged else []), *parts[done:]], self.plan, rollup_enabled=self._rollup
+        )
+        if table is None:
+            return list(parts)
+        path = self.work_dir / f"inflight-merged-{start}-{len(parts)}.arrow"
+        write_run_part(path, table)
+        if merged is not None and merged.path is not None:
+            merged.path.unlink(missing_ok=True)
+        cached = RunPart(start, table.num_rows, path=path)
+        self._merged_spills[start] = (len(parts), cached)
+        return [cached]
 
     # ------------------------------------------------------------------ output
 
@@ -1188,6 +1221,10 @@ class IngestPipeline:
         for index in range(self._persists):
             shutil.rmtree(self.work_dir / f"persist-{index:05d}", ignore_errors=True)
         self._runs = {}
+        for _, cached in self._merged_spills.values():
+            if cached.path is not None:
+                cached.path.unlink(missing_ok=True)
+        self._merged_spills = {}
 
     @property
     def dimensions(self) -> list[str]:

@@ -31,7 +31,9 @@ from supervisor.spec import ColumnKind, IndexSpec
 __all__ = [
     "ROW_GROUP_ROWS",
     "concat_rows",
+    "merged_run",
     "projected_rows",
+    "reaggregation_exact",
     "segment_file_name",
     "segment_table",
     "write_segment",
@@ -337,13 +339,49 @@ def _output_slices(
     slice_rows: int | None,
 ) -> Iterator[pa.Table]:
     """The merged runs a time slice at a time, in the output columns."""
+    for table in _merged_slices(runs, plan, rollup_enabled, slice_rows):
+        yield _to_output(table, plan, multi, schema)
+        del table
+
+
+def _merged_slices(
+    runs: list[Run], plan: ColumnPlan, rollup_enabled: bool, slice_rows: int | None
+) -> Iterator[pa.Table]:
+    """The merged runs a time slice at a time, in the internal columns."""
     internal = plan.internal_schema()
     sort_keys = sort_keys_of(plan, rollup_enabled)
     for pieces in time_slices(runs, slice_rows or MERGE_SLICE_ROWS):
         pieces = [_upgraded(p, plan, rollup_enabled) for p in pieces]
-        table = merge_pieces([conform(p, internal) for p in pieces], plan, sort_keys, rollup_enabled)
-        yield _to_output(table, plan, multi, schema)
-        del table, pieces
+        yield merge_pieces([conform(p, internal) for p in pieces], plan, sort_keys, rollup_enabled)
+        del pieces
+
+
+def merged_run(
+    parts: Sequence[pa.Table | RunPart], plan: ColumnPlan, *, rollup_enabled: bool
+) -> pa.Table | None:
+    """The runs merged into one run (internal columns, segment order, rolled up): what
+    :func:`segment_table` merges, before its output conversion. The merge is stable, so merging
+    this run with later runs gives the rows merging them all at once gives; with rollup the
+    metrics are aggregated in two steps, the same values only where re-aggregating is exact
+    (:func:`reaggregation_exact`)."""
+    prepared = _prepare(parts, plan)
+    if prepared is None:
+        return None
+    tables = list(_merged_slices(prepared[0], plan, rollup_enabled, None))
+    return pa.concat_tables(tables) if tables else None
+
+
+def reaggregation_exact(plan: ColumnPlan) -> bool:
+    """Whether every metric aggregated in two steps (partial results, then those) has the value
+    of aggregating all at once: min, max, first, last, any, and sums of integers; not the sums
+    of floating point numbers (addition is not associative) nor sketches (a sketch of sketches
+    need not have the same bytes)."""
+    for m in plan.metrics:
+        if m.kind == "sketch":
+            return False
+        if m.kind == "sum" and not pa.types.is_integer(m.output_type):
+            return False
+    return True
 
 
 def _upgraded(piece: pa.Table, plan: ColumnPlan, rollup_enabled: bool) -> pa.Table:

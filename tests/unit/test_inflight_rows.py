@@ -64,6 +64,38 @@ def test_inflight_table_is_what_finish_writes(tmp_path: Path, rollup: bool) -> N
     assert pipeline.inflight_table() is None  # finished: the rows are in the files
 
 
+EXACT_METRICS = [m for m in METRICS if m["name"] in ("count", "lsum", "lmin", "lmax", "dmin", "fmax")]
+
+
+@pytest.mark.parametrize(
+    ("rollup", "metrics", "cached"),
+    [(False, METRICS, True), (True, EXACT_METRICS, True), (True, METRICS, False)],
+)
+def test_the_merged_spills_are_cached_where_exact(
+    tmp_path: Path, rollup: bool, metrics: list[dict[str, Any]], cached: bool
+) -> None:
+    """Asked after every batch, each answer is the rows so far; the spills are merged once per
+    new spill into a cached run (not with rollup and a sum of doubles: not exact in two steps)."""
+    events = random_events(1500, seed=7)
+    spec = make_spec(["page", "user"], metrics, query="MINUTE", rollup=rollup, maxRowsInMemory=300)
+    pipeline = IngestPipeline(spec, tmp_path / "work")
+    recs = records(events)
+    for index in range(0, len(recs), 250):
+        pipeline.add(recs[index : index + 250])
+        if index % 500 == 0:
+            pipeline.persist()  # (a read of the rows never spills)
+        answer = pipeline.inflight_table()
+        assert answer is not None and answer.num_rows <= index + 250
+    assert pipeline.persist_count >= 3
+    caches = sorted((tmp_path / "work").glob("inflight-merged-*.arrow"))
+    assert bool(caches) is cached
+    inflight = pipeline.inflight_table()
+    files = pipeline.finish(tmp_path / "out")
+    published = pa.concat_tables([pq.read_table(f.path) for f in files])
+    assert inflight is not None and inflight.equals(published)
+    assert not any(c.exists() for c in caches)  # finish removes the cache with the spills
+
+
 def _rows(table: pa.Table) -> list[tuple[Any, ...]]:
     """The rows as a sorted list (an answer's rows in no particular order)."""
     return sorted(zip(*(table.column(n).to_pylist() for n in table.column_names), strict=True), key=repr)
