@@ -53,7 +53,7 @@ SEGMENTS_PATH = "/druid/coordinator/v1/metadata/segments"
 RUNNING_TASKS_PATH = "/druid/indexer/v1/tasks"
 TASK_PATH = "/druid/indexer/v1/task/{task}"
 ROWS_PATH = "/druid/worker/v1/chat/{task}/rows"
-# the column every in-flight answer carries (the views read it)
+# the column asked of a task for a query that reads none (COUNT(*): only the rows' count matters)
 TIME = "__time"
 # how long a task may wait for its consumer to reach the offsets already served from another replica
 INFLIGHT_WAIT_MS = 2000
@@ -255,14 +255,14 @@ class SegmentCatalog:
     async def snapshot(self, columns: Collection[str] | None = None) -> Snapshot:
         """The segments and, per running task group not yet published, one replica's rows.
 
-        ``columns``: the only columns of the in-flight rows the query reads (``__time`` always
-        comes too: the views read it), ``None``: every column.
+        ``columns``: the only columns of the in-flight rows the query reads (none: ``__time``
+        alone, as DuckDB takes no table without a column), ``None``: every column.
         """
         if not self.inflight:
             return await self._segments(force=False)
         tasks = await self._running_tasks()  # before the segments: see the module's docstring
         base = await self._segments(force=False)
-        asked = None if columns is None else sorted({TIME, *columns})
+        asked = None if columns is None else sorted(set(columns)) or [TIME]
         return await self._with_inflight(base, tasks, asked)
 
     async def _segments(self, force: bool) -> Snapshot:

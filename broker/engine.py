@@ -162,9 +162,12 @@ def _datasource_sql(snapshot: Snapshot, ds: str) -> tuple[str, list[str]] | None
     segment files it reads. None when it has no rows anywhere."""
     view = _timeline_sql(snapshot.segments.get(ds, ()))
     parts = [view[0]] if view is not None else []
-    for index in range(len(snapshot.inflight.get(ds, ()))):
+    for index, source in enumerate(snapshot.inflight.get(ds, ())):
         name = _quote(_inflight_name(ds, index))
-        parts.append(f'SELECT * REPLACE (epoch_ms("__time") AS "__time") FROM {name}')
+        if "__time" in source.table.column_names:
+            parts.append(f'SELECT * REPLACE (epoch_ms("__time") AS "__time") FROM {name}')
+        else:  # only the columns the query reads were asked of the task (catalog.snapshot)
+            parts.append(f"SELECT * FROM {name}")
     if not parts:
         return None
     return " UNION ALL BY NAME ".join(parts), view[1] if view is not None else []

@@ -10,6 +10,7 @@ import asyncio
 import json
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -293,8 +294,9 @@ def test_a_group_is_served_by_one_replica_until_its_segments_show(cluster: FakeC
 
 
 def test_a_query_asks_a_task_for_the_columns_it_reads(cluster: FakeCluster) -> None:
-    """Projection pushdown: COUNT(*) asks for ``__time`` only (the views read it), a query of
-    ``id`` for it too, ``*`` for every column; each answer right on the same pooled databases."""
+    """Projection pushdown: COUNT(*) asks for ``__time`` only (DuckDB takes no table without a
+    column), a query of ``id`` for it alone, ``*`` for every column; each answer right on the
+    same pooled databases."""
     task = cluster.add_task(FakeTask("a", "seq1", 6))
     catalog = _catalog(cluster, FakeClock())
     broker = Broker(catalog, BrokerSettings())
@@ -305,7 +307,12 @@ def test_a_query_asks_a_task_for_the_columns_it_reads(cluster: FakeCluster) -> N
 
     cases: list[tuple[str, list[tuple[Any, ...]], list[str] | None]] = [
         ('SELECT COUNT(*) FROM "ids"', [(6,)], ["__time"]),
-        ('SELECT COUNT(DISTINCT "ID") FROM "ids" WHERE id <> \'0\'', [(5,)], ["ID", "__time", "id"]),
+        ('SELECT COUNT(DISTINCT "ID") FROM "ids" WHERE id <> \'0\'', [(5,)], ["ID", "id"]),
+        (
+            "SELECT MIN(__time) FROM \"ids\" WHERE id = '3'",
+            [(datetime(2024, 1, 1, 0, 0, 0, 3000),)],
+            ["__time", "id"],
+        ),
         ('SELECT * FROM "ids" ORDER BY __time LIMIT 1', [(T0, "0")], None),
         ('SELECT COUNT(*) FROM "ids"', [(6,)], ["__time"]),
     ]
