@@ -287,6 +287,13 @@ class TaskQueue:
                         await self._complete(killed, done.status, done.error, done.report)
                         changed.add(killed.datasource)
                     continue
+                if row.worker is not None and row.worker != name:
+                    # A second copy of the task ended here, on a worker the task is not running on
+                    # (it was shut down as a duplicate: after an Overlord restart a task may have
+                    # been started by a worker that rejoined late and by the one it was given to
+                    # again). The task's own copy, on row.worker, reports its end.
+                    logger.info("task [%s]: the end of its copy on worker [%s] is not its own", tid, name)
+                    continue
                 await self._complete(row, done.status, done.error, done.report)
                 changed.add(row.datasource)
             running: set[str] = set()

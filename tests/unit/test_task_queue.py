@@ -177,6 +177,32 @@ def test_a_task_reported_by_the_wrong_worker_is_shut_down_there(queue: TaskQueue
     asyncio.run(go())
 
 
+def test_the_end_of_a_duplicate_copy_does_not_end_the_task(queue: TaskQueue) -> None:
+    """After an Overlord restart a task may run twice: started by a worker that got it from the
+    old Overlord but rejoined late, and by the worker the new Overlord gave it to. The copy that is
+    not the task's own is shut down; its end (killed: FAILED) is not the task's."""
+
+    async def go() -> None:
+        await queue.register(WorkerRegistration(host="a", port=1, capacity=1, version="1"))
+        await queue.register(WorkerRegistration(host="b", port=1, capacity=1, version="1"))
+        await queue.submit(_spec("t0"))
+        await send_beat(queue, hb("a", 1, capacity=1))
+        await send_beat(queue, hb("a", 1, [("t0", 1)], capacity=1))  # t0 is a's
+        answer = await send_beat(queue, hb("b", 1, [("t0", 9)], capacity=1))
+        assert answer["shutdown"] == ["t0"]
+        killed = [{"taskId": "t0", "status": "FAILED", "error": "task process exited with code -9"}]
+        answer = await send_beat(queue, hb("b", 1, [], killed, capacity=1))
+        assert answer["ack"] == ["t0"]
+        t0 = await queue.get("t0")
+        assert t0 is not None and t0.state is TaskState.RUNNING
+        done = [{"taskId": "t0", "status": "SUCCESS"}]
+        await send_beat(queue, hb("a", 1, [], done, capacity=1))
+        t0 = await queue.get("t0")
+        assert t0 is not None and t0.state is TaskState.SUCCESS
+
+    asyncio.run(go())
+
+
 # ---------------------------------------------------------------- long poll (held heartbeats)
 
 
