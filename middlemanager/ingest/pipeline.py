@@ -40,7 +40,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import accumulate, compress
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import orjson
 import pyarrow as pa
@@ -55,7 +55,7 @@ from middlemanager.ingest.fastjson import (
     cast_exactly,
     row_path_column,
 )
-from middlemanager.ingest.formats import reader_for
+from middlemanager.ingest.formats import DecodedBatch, reader_for
 from middlemanager.ingest.models import (
     ErrorType,
     ParseExceptionReport,
@@ -108,6 +108,9 @@ BUFFER_ROWS = 4096
 FAST_BATCH_ROWS = 16384
 # Batches parsed at the same time (each on a thread of its own, with Arrow's threads inside).
 _PARSE_DEPTH = 2
+# Whether the batches of a format with a reader are decoded on the parser threads (False: on
+# the caller's thread, as a reference in tests).
+_DECODE_ON_THREADS = True
 # The raw JSON waiting for the fast path may take up to this share of maxBytesInMemory.
 _FAST_BYTES_SHARE = 16
 # A refused fast batch is split in halves down to this size, to keep clean records on the fast path.
@@ -124,6 +127,19 @@ _EVENT_TEXT = 256
 _MAX_CHUNKS = 16
 # Rollup of a buffer is worth doing when it keeps at most this share of the rows.
 _USEFUL_ROLLUP = 0.9
+
+
+class _Decoded(NamedTuple):
+    """A reader's decode of a batch (made on a parser thread), typed for the columnar path."""
+
+    decoded: DecodedBatch
+    # the table in the columnar path's types; None: the rows go the row path
+    typed: pa.Table | None
+    may_have_nul: bool
+
+
+# A batch on a parser thread: the fast JSON path's parse, or a reader's decode.
+_Parsing = Future[ParsedBatch | None] | Future[_Decoded]
 
 
 @contextmanager
@@ -260,7 +276,8 @@ class IngestPipeline:
         # Up to _PARSE_DEPTH batches are parsed on threads of their own while the caller reads on.
         self._parser: ThreadPoolExecutor | None = None
         # Batches on the parser threads, oldest first, with their raw bytes.
-        self._in_flight: deque[tuple[RecordBatch, Future[ParsedBatch | None], int]] = deque()
+        # (a format with a reader: its decode, typed for the columnar path when it can be)
+        self._in_flight: deque[tuple[RecordBatch, _Parsing, int]] = deque()
         # Ingest each add() at once when a parse exception limit must be enforced right away.
         self._eager = tuning.max_parse_exceptions < MAX_PARSE_EXCEPTIONS_UNLIMITED
         self._failed = False
@@ -365,7 +382,7 @@ class IngestPipeline:
             raise IllegalStateTransition("ingest pipeline already finished")
         with _gc_paused():
             if self._reader is not None:
-                self._ingest_decoded(RecordBatch.of(records))
+                self._queue_decoded(RecordBatch.of(records))
             elif self._fast is None:
                 self._parse_records(records)
             else:
@@ -430,11 +447,16 @@ class IngestPipeline:
             self._fast_skip = max(0, self._fast_skip - 1)
             self._reference(batch)
             return
+        parsing = self._parser_pool().submit(self._fast.parse, batch.values)
+        self._in_flight.append((batch, parsing, batch_bytes))
+
+    def _parser_pool(self) -> ThreadPoolExecutor:
+        """The parser threads, once at most :data:`_PARSE_DEPTH` batches are on them."""
         while len(self._in_flight) >= _PARSE_DEPTH:
             self._collect_oldest()
         if self._parser is None:
-            self._parser = ThreadPoolExecutor(max_workers=_PARSE_DEPTH, thread_name_prefix="json-parser")
-        self._in_flight.append((batch, self._parser.submit(self._fast.parse, batch.values), batch_bytes))
+            self._parser = ThreadPoolExecutor(max_workers=_PARSE_DEPTH, thread_name_prefix="parser")
+        return self._parser
 
     def _collect(self) -> None:
         """Ingest every batch given to the parser threads (waiting for them if need be)."""
@@ -443,7 +465,10 @@ class IngestPipeline:
 
     def _collect_oldest(self) -> None:
         batch, future, _ = self._in_flight.popleft()
-        if self._fast_or_split(batch, future.result()):
+        result = future.result()
+        if isinstance(result, _Decoded):
+            self._ingest_decoded(batch, result)
+        elif self._fast_or_split(batch, result):
             self._fast_backoff = 0
         else:
             # Nothing of this batch could take the fast path: batches like it will likely be
@@ -750,25 +775,43 @@ class IngestPipeline:
 
     # ------------------------------------------------------------------ other input formats
 
-    def _ingest_decoded(self, batch: RecordBatch) -> None:
-        """A batch of an input format with a reader (csv, tsv, kafka, ...): decoded, then ingested
-        on the columnar path when the datasource and the decoded table allow it, else row by row."""
+    def _queue_decoded(self, batch: RecordBatch) -> None:
+        """A batch of an input format with a reader (csv, tsv, kafka, ...): decoded and typed on a
+        parser thread, like the fast JSON path's batches (ingested in order by ``_collect``)."""
+        sizes = _value_sizes(batch.values)
+        self._stats.processed_bytes += sum(sizes)
+        if _DECODE_ON_THREADS:
+            self._in_flight.append((batch, self._parser_pool().submit(self._decode, batch), sum(sizes)))
+        else:
+            self._ingest_decoded(batch, self._decode(batch))
+        if not self._eager:
+            self._maybe_persist()
+
+    def _decode(self, batch: RecordBatch) -> _Decoded:
+        """The pure part of a reader's batch (run on a parser thread): decode, then the columns in
+        the columnar path's types when the datasource and the decoded table allow it."""
         assert self._reader is not None
-        self._stats.processed_bytes += sum(_value_sizes(batch.values))
         decoded = self._reader.decode(batch)
+        if not decoded.num_rows or self._columnar is None or decoded.table is None:
+            return _Decoded(decoded, None, False)
+        typed = self._typed(decoded.table)
+        may_have_nul = decoded.may_have_nul
+        if typed is not None and may_have_nul is None:
+            may_have_nul = any(b"\x00" in value for value in batch.values if value)
+        return _Decoded(decoded, typed, bool(may_have_nul))
+
+    def _ingest_decoded(self, batch: RecordBatch, result: _Decoded) -> None:
+        """A reader's decoded batch: its unparseable records reported in record order, then its rows
+        ingested on the columnar path when they were typed for it, else row by row."""
+        decoded = result.decoded
         for index, message in decoded.errors:
             self._unparseable(batch.record(index), message)
         if not decoded.num_rows:
             return
         rows_batch = batch.take(decoded.sources) if len(decoded.sources) != len(batch) else batch
-        if self._columnar is not None and decoded.table is not None:
-            typed = self._typed(decoded.table)
-            if typed is not None:
-                may_have_nul = decoded.may_have_nul
-                if may_have_nul is None:
-                    may_have_nul = any(b"\x00" in value for value in batch.values if value)
-                self._ingest_parsed(rows_batch, ParsedBatch(typed, may_have_nul, 0), self._columnar)
-                return
+        if result.typed is not None:
+            self._ingest_parsed(rows_batch, ParsedBatch(result.typed, result.may_have_nul, 0), self._columnar)
+            return
         rows = decoded.row_dicts()
         sizes = _value_sizes(rows_batch.values)
         # a record with several rows counts its size once per row in the buffer (a bound)
