@@ -28,6 +28,7 @@ flagged partial in the response context (Druid's ``uncoveredIntervals``), never 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Collection
@@ -168,9 +169,11 @@ class Snapshot:
     def datasources(self) -> list[str]:
         return sorted(set(self.segments) | set(self.inflight))
 
-    def sequences(self) -> set[str]:
-        """The sequence names the published segments came from."""
-        return {s.sequence_name for segs in self.segments.values() for s in segs if s.sequence_name}
+    @functools.cached_property
+    def sequences(self) -> frozenset[str]:
+        """The sequence names the published segments came from (once per snapshot: every query
+        with in-flight rows asks)."""
+        return frozenset(s.sequence_name for segs in self.segments.values() for s in segs if s.sequence_name)
 
     def response_context(self) -> dict[str, Any]:
         """Druid's response context of a query on this snapshot: partial when a group is uncovered."""
@@ -316,7 +319,7 @@ class SegmentCatalog:
         self, base: Snapshot, tasks: list[RunningTask], columns: list[str] | None
     ) -> Snapshot:
         now = self.clock.monotonic()
-        published = base.sequences()
+        published = base.sequences
         groups: dict[str, list[RunningTask]] = {}
         for task in tasks:
             if task.sequence_name not in published:
@@ -332,7 +335,7 @@ class SegmentCatalog:
         ]
         if missing:
             base = await self._segments(force=True)
-            published = base.sequences()
+            published = base.sequences
         for name in published:
             done = self._served.pop(name, None)
             if done is not None:
