@@ -24,6 +24,7 @@ from broker.catalog import SegmentCatalog, Snapshot
 from broker.config import BrokerSettings
 from broker.engine import Engine, Limits, Result
 from broker.errors import QueryError
+from broker.pushdown import native_columns, native_pushdown, sql_pushdown
 from broker.results import CONTENT_TYPES, ResultFormat, render
 from broker.segment_cache import SegmentCache
 from broker.sql import Translated, parse, read_columns, translate
@@ -135,7 +136,8 @@ class Broker:
     async def sql(self, body: SqlQuery) -> tuple[Result, str]:
         zone_text = str(body.context.get("sqlTimeZone") or "UTC")
         tree = parse(body.query)
-        snapshot = await self.catalog.snapshot(read_columns(tree))
+        asked = sql_pushdown(tree)
+        snapshot = await self.catalog.snapshot(read_columns(tree), asked.datasources, dict(asked.filters))
         plan = translate(tree, snapshot.datasources(), zone_text)
         columns: dict[str, list[tuple[str, str]]] = {}
         if "COLUMNS" in plan.info_tables:
@@ -150,7 +152,8 @@ class Broker:
 
     async def native_answer(self, query: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """A native query's result and Druid's response context (partial: ``uncoveredIntervals``)."""
-        snapshot = await self.catalog.snapshot()
+        asked = native_pushdown(query)
+        snapshot = await self.catalog.snapshot(native_columns(query), asked.datasources, dict(asked.filters))
         context = query.get("context") or {}
         timeout = self.timeout_s(context if isinstance(context, dict) else {})
 

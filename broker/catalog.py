@@ -31,7 +31,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,8 @@ class InflightSource:
     end_offsets: dict[str, int]
     table: pa.Table = field(compare=False, repr=False)
     start_offsets: dict[str, int] = field(default_factory=dict)
+    # the task left out rows a pushed-down filter rejects (only what one query reads)
+    filtered: bool = False
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,18 @@ def _covered(served: _Served, ranges: list[tuple[str, dict[str, int], dict[str, 
 
 
 @dataclass(frozen=True)
+class _Ask:
+    """What one snapshot asks of the tasks (see :meth:`SegmentCatalog.snapshot`)."""
+
+    columns: list[str] | None
+    datasources: frozenset[str] | None
+    filters: dict[str, dict[str, Any]]
+
+    def reads(self, datasource: str) -> bool:
+        return self.datasources is None or datasource in self.datasources
+
+
+@dataclass(frozen=True)
 class _Served:
     offsets: dict[str, int]
     rows: int
@@ -255,18 +269,30 @@ class SegmentCatalog:
         # (datasource, start offsets, end offsets) of the groups last seen published
         self._published_ranges: list[tuple[str, dict[str, int], dict[str, int]]] = []
 
-    async def snapshot(self, columns: Collection[str] | None = None) -> Snapshot:
+    async def snapshot(
+        self,
+        columns: Collection[str] | None = None,
+        datasources: Collection[str] | None = None,
+        filters: Mapping[str, dict[str, Any]] | None = None,
+    ) -> Snapshot:
         """The segments and, per running task group not yet published, one replica's rows.
 
         ``columns``: the only columns of the in-flight rows the query reads (none: ``__time``
         alone, as DuckDB takes no table without a column), ``None``: every column.
+        ``datasources``: the only datasources whose task groups are asked (``None``: all; the
+        in-flight rows of the others are not in this snapshot). ``filters``: per datasource, a
+        Druid filter every row the query keeps passes (:mod:`broker.pushdown`): the tasks leave
+        out the rows it rejects.
         """
         if not self.inflight:
             return await self._segments(force=False)
         tasks = await self._running_tasks()  # before the segments: see the module's docstring
+        if datasources is not None:
+            tasks = [t for t in tasks if t.datasource in datasources]
         base = await self._segments(force=False)
         asked = None if columns is None else sorted(set(columns)) or [TIME]
-        return await self._with_inflight(base, tasks, asked)
+        wanted = None if datasources is None else frozenset(datasources)
+        return await self._with_inflight(base, tasks, _Ask(asked, wanted, dict(filters or {})))
 
     async def _segments(self, force: bool) -> Snapshot:
         async with self._lock:
@@ -315,9 +341,7 @@ class SegmentCatalog:
         self._sequence_of[task_id] = known
         return known
 
-    async def _with_inflight(
-        self, base: Snapshot, tasks: list[RunningTask], columns: list[str] | None
-    ) -> Snapshot:
+    async def _with_inflight(self, base: Snapshot, tasks: list[RunningTask], ask: _Ask) -> Snapshot:
         now = self.clock.monotonic()
         published = base.sequences
         groups: dict[str, list[RunningTask]] = {}
@@ -327,11 +351,13 @@ class SegmentCatalog:
         if not groups and not self._served:
             return base
         names = list(groups)
-        answers = await asyncio.gather(*(self._ask_group(n, groups[n], columns) for n in names))
+        answers = await asyncio.gather(*(self._ask_group(n, groups[n], ask) for n in names))
         got = {n: a for n, a in zip(names, answers, strict=True) if a is not None}
         # a group that served rows, now without an answer or without any task: published just now?
         missing = [n for n in names if n not in got] + [
-            n for n, served in self._served.items() if n not in groups and n not in published
+            n
+            for n, served in self._served.items()
+            if n not in groups and n not in published and ask.reads(served.datasource)
         ]
         if missing:
             base = await self._segments(force=True)
@@ -356,30 +382,33 @@ class SegmentCatalog:
                 del self._served[name]
                 continue
             uncovered.append(name)
-        sources = [a for n, a in got.items() if n not in published and a.table.num_rows > 0]
+        # an empty answer adds nothing, but a filtered one still says the datasource has rows
+        sources = [a for n, a in got.items() if n not in published and (a.table.num_rows > 0 or a.filtered)]
         if uncovered:
             logger.warning("in-flight rows of %s not answered: the answer is partial", uncovered)
         return base.with_inflight(sources, uncovered)
 
-    async def _ask_group(
-        self, sequence: str, members: list[RunningTask], columns: list[str] | None
-    ) -> InflightSource | None:
+    async def _ask_group(self, sequence: str, members: list[RunningTask], ask: _Ask) -> InflightSource | None:
         """One replica's rows, at least to the offsets already served (the last replica used first)."""
         served = self._served.get(sequence)
         if served is not None:
             members = sorted(members, key=lambda t: t.id != served.task_id)
         minimum = served.offsets if served is not None else {}
         for task in members:
-            source = await self._ask_task(task, minimum, columns)
+            source = await self._ask_task(task, minimum, ask.columns, ask.filters.get(task.datasource))
             if source is None:
                 continue
             before = self._served.get(sequence)
             offsets = dict(before.offsets) if before is not None else {}
             for p, o in source.end_offsets.items():
                 offsets[p] = max(o, offsets.get(p, 0))
+            rows = source.table.num_rows
+            if source.filtered:  # rows left out by the filter may exist: 0 is not "none"
+                read = any(o > source.start_offsets.get(p, 0) for p, o in source.end_offsets.items())
+                rows = max(rows, before.rows if before is not None else 0, int(read))
             self._served[sequence] = _Served(
                 offsets,
-                source.table.num_rows,
+                rows,
                 task.id,
                 self.clock.monotonic(),
                 task.datasource,
@@ -391,10 +420,14 @@ class SegmentCatalog:
         return None
 
     async def _ask_task(
-        self, task: RunningTask, minimum: dict[str, int], columns: list[str] | None
+        self,
+        task: RunningTask,
+        minimum: dict[str, int],
+        columns: list[str] | None,
+        row_filter: dict[str, Any] | None = None,
     ) -> InflightSource | None:
         request = wire.InflightRowsRequest.model_validate(
-            {"minOffsets": minimum, "waitMs": INFLIGHT_WAIT_MS, "columns": columns}
+            {"minOffsets": minimum, "waitMs": INFLIGHT_WAIT_MS, "columns": columns, "filter": row_filter}
         )
         url = task.url + ROWS_PATH.format(task=task.id)
         try:
@@ -426,7 +459,9 @@ class SegmentCatalog:
         if tag.sequence_name != task.sequence_name or any(offsets.get(p, -1) < o for p, o in minimum.items()):
             logger.warning("task %s: rows of %s at %s, not as asked", task.id, tag.sequence_name, offsets)
             return None
-        return InflightSource(task.datasource, task.sequence_name, task.id, offsets, table, start)
+        return InflightSource(
+            task.datasource, task.sequence_name, task.id, offsets, table, start, tag.filtered
+        )
 
     async def _refresh(self) -> None:
         headers = {"If-None-Match": self._snapshot.etag} if self._snapshot and self._snapshot.etag else {}

@@ -140,7 +140,8 @@ async def progress(request: web.Request) -> web.Response:
 async def inflight_rows(request: web.Request) -> web.Response:
     """Every row the task has read and not yet published (in memory and in its spills, merged and
     rolled up as its segments will be: the columns and types of a published segment), as one Arrow
-    IPC stream (only the `columns` asked, when asked); the `X-Inflight-Rows` header (InflightRowsTag)
+    IPC stream (only the `columns` asked, when asked; only rows the `filter` may keep, when one is
+    given); the `X-Inflight-Rows` header (InflightRowsTag)
     names the sequence and the offsets the rows cover. A task with no rows yet answers a stream
     with no columns. 409: the task did not
     reach `minOffsets` within `waitMs`."""
@@ -149,7 +150,12 @@ async def inflight_rows(request: web.Request) -> web.Response:
     # threads of their own: a Broker's asks (each may wait for offsets) never hold up pause/resume
     loop = asyncio.get_running_loop()
     rows = await loop.run_in_executor(
-        _INFLIGHT_THREADS, runner.inflight, dict(body.min_offsets), body.wait_ms / 1000, body.columns
+        _INFLIGHT_THREADS,
+        runner.inflight,
+        dict(body.min_offsets),
+        body.wait_ms / 1000,
+        body.columns,
+        body.filter,
     )
     table = rows.table if rows.table is not None else pa.table({})
     sink = pa.BufferOutputStream()
@@ -162,6 +168,7 @@ async def inflight_rows(request: web.Request) -> web.Response:
         start_offsets=runner.task.start_offsets,
         end_offsets=rows.offsets,
         num_rows=table.num_rows,
+        filtered=body.filter is not None,
     )
     return web.Response(
         body=sink.getvalue().to_pybytes(),

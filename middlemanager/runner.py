@@ -22,10 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from middlemanager.ingest import IngestPipeline, SegmentFile
+from middlemanager.ingest.pushdown import narrowed
 from supervisor import protocol as wire
 from supervisor.deep_storage import SegmentStore, segment_store
 from supervisor.durations import format_duration
 from supervisor.errors import Conflict, IndexerError, InvalidInput, TaskFailed
+from supervisor.filters import DimFilter
 from supervisor.kafka.config import KafkaAccess
 from supervisor.kafka.producer import DeadLetterProducer
 from supervisor.kafka.supplier import KafkaRecordSupplier, PollResult, Spans
@@ -407,7 +409,11 @@ class TaskRunner:
     # ------------------------------------------------------------ what the control paths answer
 
     def inflight(
-        self, at_least: dict[PartitionId, int], wait_s: float, columns: list[str] | None = None
+        self,
+        at_least: dict[PartitionId, int],
+        wait_s: float,
+        columns: list[str] | None = None,
+        row_filter: DimFilter | None = None,
     ) -> InflightRows:
         """The rows read and not yet published, with the offsets they cover (issue 15.2).
 
@@ -417,6 +423,7 @@ class TaskRunner:
         offsets move past it: the rows are exactly those below the offsets they are tagged with.
         Until the pipeline has finished they are its memory and spills merged as a segment would
         be; after, the segment files it wrote (until the publish commits, then the task exits).
+        ``columns`` and ``row_filter``: what the Broker's query reads and the filter it implies.
         """
         unknown = sorted(str(p) for p in set(at_least) - set(self.current))
         if unknown:
@@ -438,9 +445,9 @@ class TaskRunner:
                 offsets = dict(self.current)
             written = self._written
             if written is None:
-                table = self.pipeline.inflight_table(columns)
+                table = self.pipeline.inflight_table(columns, row_filter)
             else:
-                table = _read_segments(written, columns)
+                table = _read_segments(written, columns, row_filter)
         finally:
             self._rows_lock.release()
         return InflightRows(self.task.sequence_name, offsets, table)
@@ -481,9 +488,14 @@ class TaskRunner:
         )
 
 
-def _read_segments(files: list[SegmentFile], columns: list[str] | None = None) -> pa.Table | None:
-    """The rows of ``files`` (only ``columns``, case-insensitively, when given)."""
+def _read_segments(
+    files: list[SegmentFile], columns: list[str] | None = None, row_filter: DimFilter | None = None
+) -> pa.Table | None:
+    """The rows of ``files`` (only ``columns``, case-insensitively, when given; only the rows
+    ``row_filter`` may keep, when given)."""
     tables = [pq.read_table(f.path) for f in files]
+    if row_filter is not None:
+        tables = [narrowed(t, row_filter) for t in tables]
     if columns is not None:
         asked = {c.lower() for c in columns}
         tables = [t.select([n for n in t.column_names if n.lower() in asked]) for t in tables]

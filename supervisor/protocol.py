@@ -25,6 +25,15 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictInt
 from pydantic.alias_generators import to_camel
 
+from supervisor.filters import (
+    AndFilter,
+    BoundFilter,
+    DimFilter,
+    InFilter,
+    LikeFilter,
+    OrFilter,
+    SelectorFilter,
+)
 from supervisor.offsets import PARTITION_KEY_PATTERN, PartitionKey
 from supervisor.ports import TaskRunStatus, TaskState
 from supervisor.spec import DataSchema, KafkaIOConfig, KafkaTuningConfig
@@ -256,6 +265,26 @@ ARROW_STREAM_TYPE = "application/vnd.apache.arrow.stream"
 MAX_INFLIGHT_WAIT_MS = 30_000
 
 
+# The filters a Broker may push down to a task (what ``broker.pushdown`` makes of a SQL WHERE).
+PUSHABLE_FILTERS = (SelectorFilter, InFilter, LikeFilter, BoundFilter, AndFilter, OrFilter)
+
+
+def _pushable(node: DimFilter | None) -> DimFilter | None:
+    """Only plain ``selector``/``in``/``like``/``bound`` leaves under ``and``/``or``: a task
+    applies those exactly on its columns' types (never a ``not``: relaxing a leaf under it
+    would narrow the rows)."""
+    if node is None:
+        return None
+    if type(node) not in PUSHABLE_FILTERS:
+        raise ValueError(f"a filter of type '{node.type}' is not pushed down to tasks")
+    if isinstance(node, AndFilter | OrFilter):
+        for field in node.fields:
+            _pushable(field)
+    elif isinstance(node, SelectorFilter | InFilter | LikeFilter | BoundFilter) and node.extraction_fn:
+        raise ValueError("a filter with an extractionFn is not pushed down to tasks")
+    return node
+
+
 class InflightRowsRequest(WireModel):
     """``POST .../chat/{taskId}/rows`` (our extension, issue 15.2): the rows read, not yet published.
 
@@ -267,11 +296,18 @@ class InflightRowsRequest(WireModel):
     case-insensitively, unknown ones ignored; ``[]``: no column, just the rows' count); absent:
     every column. With rollup the rows are still rolled up before the columns are taken, so the
     count of rows is that of the rolled-up set whatever the columns asked.
+
+    ``filter``: a Druid filter (``selector``, ``in``, ``like``, numeric or lexicographic ``bound``
+    under ``and``/``or``) the Broker's query implies: the task leaves out rows it rejects, after
+    rollup. A leaf the task cannot decide exactly on its column's type (a ``like`` on a long, a
+    lexicographic ``bound``) keeps every row, so the answer is never narrower than the filter
+    (the Broker still evaluates the whole query on it). The tag says whether it was applied.
     """
 
     min_offsets: Offsets = Field(default_factory=dict)
     wait_ms: int = Field(default=2000, ge=0, le=MAX_INFLIGHT_WAIT_MS)
     columns: list[str] | None = None
+    filter: Annotated[DimFilter | None, AfterValidator(_pushable)] = None
 
 
 class InflightRowsTag(WireModel):
@@ -285,6 +321,8 @@ class InflightRowsTag(WireModel):
     start_offsets: Offsets = Field(default_factory=dict)
     end_offsets: Offsets
     num_rows: int = Field(ge=0)
+    # whether the request's filter was applied (an older task ignores it: false)
+    filtered: bool = False
 
 
 class TaskStartTime(WireModel):

@@ -65,6 +65,7 @@ from middlemanager.ingest.models import (
     format_interval_ms,
     raw_input_text,
 )
+from middlemanager.ingest.pushdown import narrowed, read_by
 from middlemanager.ingest.rollup import finalize_run, rollup
 from middlemanager.ingest.runs import RunPart, write_run_part
 from middlemanager.ingest.schema import (
@@ -1142,7 +1143,9 @@ class IngestPipeline:
         log.debug("persisted %d rows to %s", table.num_rows, directory)
 
     @_locked
-    def inflight_table(self, columns: Collection[str] | None = None) -> pa.Table | None:
+    def inflight_table(
+        self, columns: Collection[str] | None = None, row_filter: DimFilter | None = None
+    ) -> pa.Table | None:
         """Every row read and not yet written as a segment (memory and spills), in the segment schema.
 
         The same merge and rollup as :meth:`finish` per segment interval, without writing or
@@ -1154,17 +1157,32 @@ class IngestPipeline:
         DuckDB does; unknown names ignored; none: no column, the rows' count). With rollup the
         rows are still merged and rolled up first (a rolled-up row counts once); without, no two
         rows merge, so the rows are taken as memory and spills hold them, unsorted and unmerged.
+        ``row_filter``: a Broker's pushed-down filter (:mod:`middlemanager.ingest.pushdown`),
+        applied after the rollup; the rows it may keep.
         """
         if self._finished:
             return None
         self._settle()
-        if columns is None:
+        if columns is None and row_filter is None:
             return self._merged_inflight()
-        asked = {c.lower() for c in columns}
-        names = [n for n in [TIME_COLUMN, *self.dimensions, *self.metrics] if n.lower() in asked]
-        if self._rollup:
-            merged = self._merged_inflight()
-            return None if merged is None else merged.select([n for n in merged.column_names if n in names])
+        outputs = [TIME_COLUMN, *self.dimensions, *self.metrics]
+        asked = None if columns is None else {c.lower() for c in columns}
+        names = outputs if asked is None else [n for n in outputs if n.lower() in asked]
+        if self._rollup or asked is None:
+            table = self._merged_inflight()
+        else:  # the filter's columns too, dropped once it ran
+            read = set(names) | set(read_by(row_filter, outputs) if row_filter is not None else ())
+            table = self._projected_inflight([n for n in outputs if n in read])
+        if table is None:
+            return None
+        if row_filter is not None:
+            table = narrowed(table, row_filter)
+        if asked is None:
+            return table
+        return table.select([n for n in table.column_names if n in names])
+
+    def _projected_inflight(self, names: list[str]) -> pa.Table | None:
+        """The rows without rollup, only the output columns ``names``: not merged, unsorted."""
         runs: dict[int, list[pa.Table | RunPart]] = {s: list(parts) for s, parts in self._runs.items()}
         for table, _ in self._chunks:
             starts = bucket_starts(self._segment_granularity, table.column(TIME_COLUMN))

@@ -31,6 +31,7 @@ from supervisor.filters import (
     ExpressionFilter,
     FalseFilter,
     InFilter,
+    LikeFilter,
     NotFilter,
     OrFilter,
     SelectorFilter,
@@ -40,7 +41,15 @@ from supervisor.filters import (
 )
 from supervisor.spec import TIME_COLUMN, TransformSpec
 
-__all__ = ["StageResult", "TransformStage", "column_of", "filter_columns", "filter_mask", "result_values"]
+__all__ = [
+    "StageResult",
+    "TransformStage",
+    "arrow_like_pattern",
+    "column_of",
+    "filter_columns",
+    "filter_mask",
+    "result_values",
+]
 
 Rows = Callable[[], Sequence[Mapping[str, Any]]]
 
@@ -153,7 +162,26 @@ def _kernel_mask(node: _ColumnFilter, column: pa.Array) -> pa.Array | None:
     if isinstance(node, InFilter):
         wanted = pa.array([value for value in node.values if value is not None], type=pa.string())
         return pc.is_in(column, value_set=wanted)
+    if isinstance(node, LikeFilter):
+        return pc.match_like(column, arrow_like_pattern(node.pattern, node.escape))
     return None
+
+
+def arrow_like_pattern(pattern: str, escape: str | None) -> str:
+    """Druid's ``like`` pattern (``escape`` quoting the next character) as Arrow's ``match_like``
+    reads one (``\\`` quotes): ``%`` and ``_`` are wildcards unless quoted, as in ``like_regex``."""
+    out: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if escape is not None and char == escape and index + 1 < len(pattern):
+            char = pattern[index + 1]
+            out.append("\\" + char if char in "%_\\" else char)
+            index += 2
+            continue
+        out.append("\\\\" if char == "\\" else char)
+        index += 1
+    return "".join(out)
 
 
 @dataclass(slots=True)

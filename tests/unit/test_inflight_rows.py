@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -23,11 +24,13 @@ from broker.catalog import ORPHAN_GRACE_S, ROWS_PATH, SegmentCatalog
 from broker.config import BrokerSettings
 from broker.sql import translate
 from middlemanager.ingest import IngestPipeline
-from middlemanager.runner import Outcome, TaskRunner
+from middlemanager.ingest.pushdown import narrowed
+from middlemanager.runner import Outcome, TaskRunner, _read_segments
 from overlord.metadata.druid import data_segment_json
 from supervisor import protocol as wire
 from supervisor.clock import FakeClock
 from supervisor.errors import Unavailable
+from supervisor.filters import DimFilter
 from supervisor.kafka.supplier import PollResult
 from supervisor.records import Record
 from supervisor.task_spec import KafkaIndexTaskSpec
@@ -132,6 +135,47 @@ def test_inflight_columns_are_the_published_rows_projected(tmp_path: Path, rollu
         assert _rows(answer) == _rows(expected)
 
 
+@pytest.mark.parametrize("rollup", [True, False])
+def test_a_pushed_filter_leaves_out_only_the_rows_it_rejects(tmp_path: Path, rollup: bool) -> None:
+    """Memory and spills filtered after the rollup: the published rows the filter keeps (with
+    its columns read though not asked), and after ``finish`` the same from the segment files."""
+    events = random_events(1500, seed=11)
+    spec = make_spec(["page", "user"], METRICS, query="MINUTE", rollup=rollup, maxRowsInMemory=400)
+    pipeline = IngestPipeline(spec, tmp_path / "work")
+    recs = records(events)
+    for index in range(0, len(recs), 250):
+        pipeline.add(recs[index : index + 250])
+    assert pipeline.persist_count >= 2 and pipeline.rows_in_memory > 0
+    node = wire.InflightRowsRequest.model_validate(
+        {
+            "filter": {
+                "type": "and",
+                "fields": [
+                    {"type": "in", "dimension": "PAGE", "values": ["a", "b"]},
+                    {"type": "bound", "dimension": "lsum", "lower": "10", "ordering": "numeric"},
+                ],
+            }
+        }
+    ).filter
+    assert node is not None
+    asked = {None: None, ("user",): ["user"], ("lsum", "page"): ["page", "lsum"], (): []}
+    answers = {cols: pipeline.inflight_table(None if cols is None else list(cols), node) for cols in asked}
+    files = pipeline.finish(tmp_path / "out")
+    published = pa.concat_tables([pq.read_table(f.path) for f in files])
+    kept = published.filter(
+        pc.and_(pc.is_in(published["page"], pa.array(["a", "b"])), pc.greater_equal(published["lsum"], 10))
+    )
+    assert 0 < kept.num_rows < published.num_rows / 2
+    for cols, names in asked.items():
+        answer = answers[cols]
+        assert answer is not None and answer.num_rows == kept.num_rows
+        expected = kept if names is None else kept.select(names)
+        assert answer.column_names == expected.column_names
+        assert _rows(answer) == _rows(expected)
+    after = _read_segments(files, ["user"], node)
+    assert after is not None and _rows(after) == _rows(kept.select(["user"]))
+
+
 # ------------------------------------------------------------------ the Broker's side
 
 
@@ -142,11 +186,14 @@ def _table(ids: range) -> pa.Table:
 class FakeTask:
     """A replica's control endpoint: rows 0..offset-1 of the one partition, or no answer."""
 
-    def __init__(self, task_id: str, sequence: str, offset: int, start: int = 0) -> None:
+    def __init__(
+        self, task_id: str, sequence: str, offset: int, start: int = 0, datasource: str = "ids"
+    ) -> None:
         self.id = task_id
         self.sequence = sequence
         self.offset = offset
         self.start = start
+        self.datasource = datasource
         self.up = True
         self.asked: list[dict[str, Any]] = []
 
@@ -157,6 +204,9 @@ class FakeTask:
         if self.offset < int(body.get("minOffsets", {}).get("0", 0)):
             return Answer(409, {"error": "behind"})
         table = _table(range(self.start, self.offset))
+        pushed = wire.InflightRowsRequest.model_validate(body).filter
+        if pushed is not None:
+            table = narrowed(table, pushed)
         if body.get("columns") is not None:
             asked = {c.lower() for c in body["columns"]}
             table = table.select([n for n in table.column_names if n.lower() in asked])
@@ -165,11 +215,12 @@ class FakeTask:
             writer.write_table(table)
         tag = wire.InflightRowsTag(
             task_id=self.id,
-            data_source="ids",
+            data_source=self.datasource,
             sequence_name=self.sequence,
             start_offsets={0: self.start},
             end_offsets={0: self.offset},
             num_rows=table.num_rows,
+            filtered=pushed is not None,
         )
         return Answer(200, sink.getvalue().to_pybytes(), {wire.INFLIGHT_TAG_HEADER: tag.model_dump_json()})
 
@@ -220,7 +271,7 @@ class FakeCluster:
         if path == "/druid/indexer/v1/tasks":
             return Answer(200, [self._status(t) for t in self.tasks.values()])
         task_id = path.rsplit("/", 1)[1]
-        payload = {"dataSource": "ids", "sequenceName": self.tasks[task_id].sequence}
+        payload = {"dataSource": self.tasks[task_id].datasource, "sequenceName": self.tasks[task_id].sequence}
         return Answer(200, {"task": task_id, "payload": payload})
 
     async def call(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
@@ -243,7 +294,7 @@ class FakeCluster:
             "status": "RUNNING",
             "runnerStatusCode": "RUNNING",
             "location": {"host": "127.0.0.1", "port": 8100},
-            "dataSource": "ids",
+            "dataSource": task.datasource,
         }
 
 
@@ -291,6 +342,49 @@ def test_a_group_is_served_by_one_replica_until_its_segments_show(cluster: FakeC
     a.offset = b.offset = 10
     clock.advance(1.0)
     assert _count(catalog) == (10, 10, {})
+
+
+def test_a_query_pushes_its_filter_to_the_tasks_of_its_datasource_only(cluster: FakeCluster) -> None:
+    """Filter pushdown: the task leaves out the rows the WHERE rejects (the answer is the same);
+    a task of a datasource the query does not read is not asked at all."""
+    task = cluster.add_task(FakeTask("a", "seq1", 10))
+    other = cluster.add_task(FakeTask("o", "seq9", 4, datasource="other"))
+    catalog = _catalog(cluster, FakeClock())
+    broker = Broker(catalog, BrokerSettings())
+
+    def sql(query: str) -> list[tuple[Any, ...]]:
+        result, _ = asyncio.run(broker.sql(SqlQuery(query=query)))
+        return [tuple(row) for row in result.rows]
+
+    query = "SELECT COUNT(*), MIN(id) FROM ids WHERE (id IN ('1', '2', 'x') OR id LIKE '9%') AND NOT id = '2'"
+    assert sql(query) == [(2, "1")]
+    (asked,) = task.asked
+    assert asked["filter"] == {
+        "type": "or",
+        "fields": [
+            {"type": "in", "dimension": "id", "values": ["1", "2", "x"]},
+            {"type": "like", "dimension": "id", "pattern": "9%"},
+        ],
+    }
+    assert other.asked == []
+    assert sql('SELECT COUNT(*) FROM "other"') == [(4,)]
+    assert len(task.asked) == 1 and "filter" not in other.asked[0]
+
+
+def test_a_group_whose_filtered_answer_was_empty_is_still_missed_when_it_goes(cluster: FakeCluster) -> None:
+    """A filtered answer of no rows does not mean the group holds none: when its task stops
+    answering before its segments show, the answer is partial, not a silent undercount."""
+    clock = FakeClock()
+    cluster.publish("seq0", range(100, 103))
+    task = cluster.add_task(FakeTask("a", "seq1", 5))
+    catalog = _catalog(cluster, clock)
+    broker = Broker(catalog, BrokerSettings())
+    result, _ = asyncio.run(broker.sql(SqlQuery(query="SELECT COUNT(*) FROM ids WHERE id = 'none of them'")))
+    assert [tuple(r) for r in result.rows] == [(0,)] and task.asked[0]["filter"]["type"] == "selector"
+    task.up = False
+    clock.advance(1.0)
+    total, _, context = _count(catalog)
+    assert total == 3 and context["uncoveredSequences"] == ["seq1"]
 
 
 def test_a_query_asks_a_task_for_the_columns_it_reads(cluster: FakeCluster) -> None:
@@ -419,13 +513,19 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
             start_offsets: ClassVar[dict[int, int]] = {0: 0}
 
         def inflight(
-            self, at_least: dict[Any, int], wait_s: float, columns: list[str] | None
+            self,
+            at_least: dict[Any, int],
+            wait_s: float,
+            columns: list[str] | None,
+            row_filter: DimFilter | None = None,
         ) -> InflightRows:
             assert at_least == {0: 2} and wait_s == 0.5
             table = _table(range(3))
+            if row_filter is not None:
+                table = narrowed(table, row_filter)
             return InflightRows("seq1", {0: 3}, table if columns is None else table.select(columns))
 
-    async def go() -> tuple[int, pa.Table, dict[str, Any], int, pa.Table, dict[str, Any]]:
+    async def go() -> tuple[int, pa.Table, dict[str, Any], int, pa.Table, dict[str, Any], pa.Table]:
         app = peon.build_app(Runner())  # type: ignore[arg-type]
         async with TestClient(TestServer(app)) as client:
             ok = await client.post(
@@ -437,6 +537,16 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
                 "/druid/worker/v1/chat/t1/rows", json={"minOffsets": {"0": 2}, "waitMs": 500, "columns": []}
             )
             counted = pa.ipc.open_stream(await none.read()).read_all()
+            one = {"type": "selector", "dimension": "ID", "value": "1"}
+            filtered = await client.post(
+                "/druid/worker/v1/chat/t1/rows", json={"minOffsets": {"0": 2}, "waitMs": 500, "filter": one}
+            )
+            narrow = pa.ipc.open_stream(await filtered.read()).read_all()
+            refused = await client.post(  # a `not` would narrow the rows where a leaf is relaxed
+                "/druid/worker/v1/chat/t1/rows", json={"filter": {"type": "not", "field": one}}
+            )
+            assert refused.status == 400 and "filter" in (await refused.json())["error"]
+            assert json.loads(filtered.headers[wire.INFLIGHT_TAG_HEADER])["filtered"] is True
             return (
                 ok.status,
                 table,
@@ -444,11 +554,13 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
                 bad.status,
                 counted,
                 json.loads(none.headers[wire.INFLIGHT_TAG_HEADER]),
+                narrow,
             )
 
-    status, table, tag, bad, counted, counted_tag = asyncio.run(go())
+    status, table, tag, bad, counted, counted_tag, narrow = asyncio.run(go())
     assert status == 200 and table.equals(_table(range(3)))
     assert counted.num_columns == 0 and counted.num_rows == 3 and counted_tag["numRows"] == 3
+    assert narrow.column("id").to_pylist() == ["1"]
     assert tag == {
         "taskId": "t1",
         "dataSource": "ids",
@@ -456,6 +568,7 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
         "startOffsets": {"0": 0},
         "endOffsets": {"0": 3},
         "numRows": 3,
+        "filtered": False,
     }
     assert bad == 400
 
