@@ -153,7 +153,10 @@ class Broker:
     async def native_answer(self, query: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """A native query's result and Druid's response context (partial: ``uncoveredIntervals``)."""
         asked = native_pushdown(query)
-        snapshot = await self.catalog.snapshot(native_columns(query), asked.datasources, dict(asked.filters))
+        spans = query.get("queryType") in native.SPANNED_QUERY_TYPES  # empty buckets filled over them
+        snapshot = await self.catalog.snapshot(
+            native_columns(query), asked.datasources, dict(asked.filters), spans=spans
+        )
         context = query.get("context") or {}
         timeout = self.timeout_s(context if isinstance(context, dict) else {})
 
@@ -253,6 +256,7 @@ async def post_native_slash(request: web.Request) -> web.StreamResponse:
 
 @documented("Queryable datasources", response=list[str], tags=("query",))
 async def list_datasources(request: web.Request) -> web.Response:
+    """The datasources with published segments or rows in running tasks."""
     snapshot = await _catalog_snapshot(request)
     return web.json_response(snapshot.datasources())
 
@@ -261,19 +265,22 @@ async def list_datasources(request: web.Request) -> web.Response:
     "A datasource's dimensions and metrics", response=DatasourceColumns, errors=(404,), tags=("query",)
 )
 async def get_datasource(request: web.Request) -> web.Response:
+    """Of its published segments and of the running tasks that hold rows of it."""
     ds = request.match_info["ds"]
-    snapshot = await _catalog_snapshot(request)
-    segments = snapshot.segments.get(ds)
-    if not segments:
+    snapshot = await _catalog_snapshot(request, [ds])
+    segments = snapshot.segments.get(ds, ())
+    inflight = snapshot.inflight.get(ds, ())
+    if not segments and not inflight:
         return web.json_response({"error": f"datasource '{ds}' not found"}, status=404)
-    dims = sorted({d for s in segments for d in s.dimensions})
-    metrics = sorted({m for s in segments for m in s.metrics})
+    dims = sorted({d for s in segments for d in s.dimensions} | {d for i in inflight for d in i.dimensions})
+    metrics = sorted({m for s in segments for m in s.metrics} | {m for i in inflight for m in i.metrics})
     return web.json_response({"dimensions": dims, "metrics": metrics})
 
 
-async def _catalog_snapshot(request: web.Request) -> Snapshot:
+async def _catalog_snapshot(request: web.Request, datasources: list[str] | None = None) -> Snapshot:
+    """A snapshot for the metadata routes: of the in-flight rows, only whether there are any."""
     try:
-        return await _broker(request).catalog.snapshot()
+        return await _broker(request).catalog.snapshot((), datasources)
     except QueryError as e:
         raise web.HTTPServiceUnavailable(reason=e.message) from e
 

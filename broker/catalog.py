@@ -142,6 +142,10 @@ class InflightSource:
     start_offsets: dict[str, int] = field(default_factory=dict)
     # the task left out rows a pushed-down filter rejects (only what one query reads)
     filtered: bool = False
+    dimensions: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    # when asked: per segment interval, first and last row time, interval start and end
+    spans: tuple[tuple[int, int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ class _Ask:
     columns: list[str] | None
     datasources: frozenset[str] | None
     filters: dict[str, dict[str, Any]]
+    spans: bool = False
 
     def reads(self, datasource: str) -> bool:
         return self.datasources is None or datasource in self.datasources
@@ -274,6 +279,7 @@ class SegmentCatalog:
         columns: Collection[str] | None = None,
         datasources: Collection[str] | None = None,
         filters: Mapping[str, dict[str, Any]] | None = None,
+        spans: bool = False,
     ) -> Snapshot:
         """The segments and, per running task group not yet published, one replica's rows.
 
@@ -282,7 +288,7 @@ class SegmentCatalog:
         ``datasources``: the only datasources whose task groups are asked (``None``: all; the
         in-flight rows of the others are not in this snapshot). ``filters``: per datasource, a
         Druid filter every row the query keeps passes (:mod:`broker.pushdown`): the tasks leave
-        out the rows it rejects.
+        out the rows it rejects. ``spans``: the tasks also say their rows' time spans.
         """
         if not self.inflight:
             return await self._segments(force=False)
@@ -292,7 +298,7 @@ class SegmentCatalog:
         base = await self._segments(force=False)
         asked = None if columns is None else sorted(set(columns)) or [TIME]
         wanted = None if datasources is None else frozenset(datasources)
-        return await self._with_inflight(base, tasks, _Ask(asked, wanted, dict(filters or {})))
+        return await self._with_inflight(base, tasks, _Ask(asked, wanted, dict(filters or {}), spans))
 
     async def _segments(self, force: bool) -> Snapshot:
         async with self._lock:
@@ -395,7 +401,7 @@ class SegmentCatalog:
             members = sorted(members, key=lambda t: t.id != served.task_id)
         minimum = served.offsets if served is not None else {}
         for task in members:
-            source = await self._ask_task(task, minimum, ask.columns, ask.filters.get(task.datasource))
+            source = await self._ask_task(task, minimum, ask, ask.filters.get(task.datasource))
             if source is None:
                 continue
             before = self._served.get(sequence)
@@ -423,11 +429,17 @@ class SegmentCatalog:
         self,
         task: RunningTask,
         minimum: dict[str, int],
-        columns: list[str] | None,
+        ask: _Ask,
         row_filter: dict[str, Any] | None = None,
     ) -> InflightSource | None:
         request = wire.InflightRowsRequest.model_validate(
-            {"minOffsets": minimum, "waitMs": INFLIGHT_WAIT_MS, "columns": columns, "filter": row_filter}
+            {
+                "minOffsets": minimum,
+                "waitMs": INFLIGHT_WAIT_MS,
+                "columns": ask.columns,
+                "filter": row_filter,
+                "spans": ask.spans,
+            }
         )
         url = task.url + ROWS_PATH.format(task=task.id)
         try:
@@ -460,7 +472,16 @@ class SegmentCatalog:
             logger.warning("task %s: rows of %s at %s, not as asked", task.id, tag.sequence_name, offsets)
             return None
         return InflightSource(
-            task.datasource, task.sequence_name, task.id, offsets, table, start, tag.filtered
+            task.datasource,
+            task.sequence_name,
+            task.id,
+            offsets,
+            table,
+            start,
+            tag.filtered,
+            tuple(tag.dimensions),
+            tuple(tag.metrics),
+            tuple(tag.spans),
         )
 
     async def _refresh(self) -> None:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from pydantic import TypeAdapter, ValidationError
 
 from broker import timeline
-from broker.catalog import Snapshot
+from broker.catalog import InflightSource, Snapshot
 from broker.engine import Result
 from broker.errors import JsonParseFailed, QueryError, UnknownQueryType, Unsupported
 from broker.sql import DRUID_SCHEMA, Translated, duckdb_floor_sql
@@ -507,10 +507,14 @@ def _file_span(path: str, size: int) -> tuple[int, int] | None:
     return None if lo is None or hi is None else (int(lo), int(hi))
 
 
-def _spans(shown: tuple[timeline.Visible, ...]) -> list[Span]:
+# the query types whose empty buckets are filled over the data's spans (:func:`_spans`)
+SPANNED_QUERY_TYPES = frozenset({"timeseries", "topN"})
+
+
+def _spans(shown: tuple[timeline.Visible, ...], inflight: tuple[InflightSource, ...] = ()) -> list[Span]:
     """Each visible segment part's data interval: Druid's cursors run over a segment's data
-    (its first to last row), not its whole interval."""
-    out: list[Span] = []
+    (its first to last row), not its whole interval; and those of the running tasks' rows."""
+    out: list[Span] = [span for source in inflight for span in source.spans]
     for v in shown:
         seg = v.segment
         first, last = _file_span(str(seg.path), seg.size) or (seg.start_ms, seg.end_ms - 1)
@@ -648,7 +652,7 @@ async def run(
         rows = [_apply_posts(query, dict(zip(cols, r, strict=True))) for r in grouped.rows]
         if kind == "groupBy":
             return _group_by_result(query, rows, format_instant(min(a for a, _ in intervals)))
-        spans = _spans(shown)
+        spans = _spans(shown, snapshot.inflight.get(ds, ()))
         if kind == "timeseries":
             return await _timeseries(query, src, rows, spans, intervals, execute)
         first = min(a for a, _ in intervals)

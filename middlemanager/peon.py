@@ -156,6 +156,7 @@ async def inflight_rows(request: web.Request) -> web.Response:
         body.wait_ms / 1000,
         body.columns,
         body.filter,
+        body.spans,
     )
     table = rows.table if rows.table is not None else pa.table({})
     sink = pa.BufferOutputStream()
@@ -169,6 +170,9 @@ async def inflight_rows(request: web.Request) -> web.Response:
         end_offsets=rows.offsets,
         num_rows=table.num_rows,
         filtered=body.filter is not None,
+        dimensions=runner.pipeline.dimensions,
+        metrics=runner.pipeline.metrics,
+        spans=rows.spans,
     )
     return web.Response(
         body=sink.getvalue().to_pybytes(),

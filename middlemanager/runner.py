@@ -13,12 +13,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from middlemanager.ingest import IngestPipeline, SegmentFile
@@ -33,7 +34,7 @@ from supervisor.kafka.producer import DeadLetterProducer
 from supervisor.kafka.supplier import KafkaRecordSupplier, PollResult, Spans
 from supervisor.offsets import PartitionId
 from supervisor.ports import TaskRunStatus, TaskState
-from supervisor.spec import SupervisorSpec, parse_supervisor_spec
+from supervisor.spec import TIME_COLUMN, SupervisorSpec, parse_supervisor_spec
 from supervisor.task_spec import KafkaIndexTaskSpec
 from transport.client import SyncClient
 
@@ -56,6 +57,8 @@ class InflightRows:
     sequence_name: str
     offsets: dict[PartitionId, int]
     table: pa.Table | None
+    # per segment interval: first and last row time, interval start and end (when asked)
+    spans: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -414,6 +417,7 @@ class TaskRunner:
         wait_s: float,
         columns: list[str] | None = None,
         row_filter: DimFilter | None = None,
+        spans: bool = False,
     ) -> InflightRows:
         """The rows read and not yet published, with the offsets they cover (issue 15.2).
 
@@ -423,7 +427,8 @@ class TaskRunner:
         offsets move past it: the rows are exactly those below the offsets they are tagged with.
         Until the pipeline has finished they are its memory and spills merged as a segment would
         be; after, the segment files it wrote (until the publish commits, then the task exits).
-        ``columns`` and ``row_filter``: what the Broker's query reads and the filter it implies.
+        ``columns`` and ``row_filter``: what the Broker's query reads and the filter it implies;
+        ``spans``: the rows' time spans too (:meth:`IngestPipeline.inflight_spans`).
         """
         unknown = sorted(str(p) for p in set(at_least) - set(self.current))
         if unknown:
@@ -446,11 +451,13 @@ class TaskRunner:
             written = self._written
             if written is None:
                 table = self.pipeline.inflight_table(columns, row_filter)
+                found = self.pipeline.inflight_spans() if spans else []
             else:
                 table = _read_segments(written, columns, row_filter)
+                found = _segment_spans(written) if spans else []
         finally:
             self._rows_lock.release()
-        return InflightRows(self.task.sequence_name, offsets, table)
+        return InflightRows(self.task.sequence_name, offsets, table, found)
 
     def row_stats(self) -> wire.RowStats:
         return wire.RowStats.model_validate(self.pipeline.stats.to_json())
@@ -502,6 +509,17 @@ def _read_segments(
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+
+
+def _segment_spans(files: list[SegmentFile]) -> list[tuple[int, int, int, int]]:
+    """Each written segment's first and last row time, interval start and end."""
+    out = []
+    for f in files:
+        extremes = pc.min_max(pq.read_table(f.path, columns=[TIME_COLUMN]).column(TIME_COLUMN))
+        lo, hi = extremes["min"].as_py(), extremes["max"].as_py()
+        if lo is not None:
+            out.append((int(lo), int(hi), f.interval_start_ms, f.interval_end_ms))
+    return out
 
 
 def _ordered(segments: list[SegmentFile]) -> list[SegmentFile]:

@@ -302,12 +302,16 @@ class InflightRowsRequest(WireModel):
     rollup. A leaf the task cannot decide exactly on its column's type (a ``like`` on a long, a
     lexicographic ``bound``) keeps every row, so the answer is never narrower than the filter
     (the Broker still evaluates the whole query on it). The tag says whether it was applied.
+
+    ``spans``: the tag also gives, per segment interval the rows fall in, their first and last
+    row time (before the filter) and the interval (a native query fills empty buckets over them).
     """
 
     min_offsets: Offsets = Field(default_factory=dict)
     wait_ms: int = Field(default=2000, ge=0, le=MAX_INFLIGHT_WAIT_MS)
     columns: list[str] | None = None
     filter: Annotated[DimFilter | None, AfterValidator(_pushable)] = None
+    spans: bool = False
 
 
 class InflightRowsTag(WireModel):
@@ -323,6 +327,11 @@ class InflightRowsTag(WireModel):
     num_rows: int = Field(ge=0)
     # whether the request's filter was applied (an older task ignores it: false)
     filtered: bool = False
+    # the task's dimensions and metrics (the columns of its segments)
+    dimensions: list[str] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=list)
+    # when asked: per segment interval, [first row time, last row time, interval start, end] (ms)
+    spans: list[tuple[int, int, int, int]] = Field(default_factory=list)
 
 
 class TaskStartTime(WireModel):

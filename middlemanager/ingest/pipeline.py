@@ -1181,6 +1181,34 @@ class IngestPipeline:
             return table
         return table.select([n for n in table.column_names if n in names])
 
+    @_locked
+    def inflight_spans(self) -> list[tuple[int, int, int, int]]:
+        """Per segment interval the in-flight rows fall in: their first and last row time (after
+        truncation), the interval's start and end. A query's empty time buckets are filled over
+        these, as over a published segment's data (Druid's cursors run over a segment's rows)."""
+        if self._finished:
+            return []
+        self._settle()
+        found: dict[int, tuple[int, int]] = {}
+
+        def note(start: int, times: pa.Array | pa.ChunkedArray) -> None:
+            extremes = pc.min_max(times)
+            lo, hi = extremes["min"].as_py(), extremes["max"].as_py()
+            if lo is not None:
+                a, b = found.get(start, (lo, hi))
+                found[start] = (min(a, lo), max(b, hi))
+
+        for start, parts in self._runs.items():
+            for part in parts:
+                note(start, part.open().column(TIME_COLUMN))
+        for table, _ in self._chunks:
+            times = table.column(TIME_COLUMN)
+            starts = bucket_starts(self._segment_granularity, times)
+            for start in pc.unique(starts).to_pylist():
+                note(int(start), times.filter(pc.equal(starts, start)))
+        end = self._segment_granularity.bucket_end
+        return [(lo, hi, start, end(start)) for start, (lo, hi) in sorted(found.items())]
+
     def _projected_inflight(self, names: list[str]) -> pa.Table | None:
         """The rows without rollup, only the output columns ``names``: not merged, unsorted."""
         runs: dict[int, list[pa.Table | RunPart]] = {s: list(parts) for s, parts in self._runs.items()}

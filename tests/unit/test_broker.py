@@ -75,7 +75,7 @@ class FixedCatalog(SegmentCatalog):
         super().__init__(AsyncClient("http://127.0.0.1:9"))
         self._fixed = snapshot
 
-    async def snapshot(self, columns: Collection[str] | None = None, *_asked: Any) -> Snapshot:
+    async def snapshot(self, columns: Collection[str] | None = None, *_asked: Any, **_kw: Any) -> Snapshot:
         return self._fixed
 
 

@@ -25,7 +25,7 @@ from broker.config import BrokerSettings
 from broker.sql import translate
 from middlemanager.ingest import IngestPipeline
 from middlemanager.ingest.pushdown import narrowed
-from middlemanager.runner import Outcome, TaskRunner, _read_segments
+from middlemanager.runner import Outcome, TaskRunner, _read_segments, _segment_spans
 from overlord.metadata.druid import data_segment_json
 from supervisor import protocol as wire
 from supervisor.clock import FakeClock
@@ -60,8 +60,11 @@ def test_inflight_table_is_what_finish_writes(tmp_path: Path, rollup: bool) -> N
     assert pipeline.persist_count >= 2 and pipeline.rows_in_memory > 0  # both spills and memory
     inflight = pipeline.inflight_table()
     again = pipeline.inflight_table()  # reading changes nothing
+    spans = pipeline.inflight_spans()
     files = pipeline.finish(tmp_path / "out")
     published = pa.concat_tables([pq.read_table(f.path) for f in files])
+    assert spans == _segment_spans(files)  # each segment's first and last row time, its interval
+    assert len(spans) >= 2 and all(a <= lo <= hi < b for lo, hi, a, b in spans)
     assert inflight is not None and again is not None
     assert inflight.schema == published.schema
     assert inflight.equals(published) and again.equals(published)
@@ -207,6 +210,11 @@ class FakeTask:
         pushed = wire.InflightRowsRequest.model_validate(body).filter
         if pushed is not None:
             table = narrowed(table, pushed)
+        spans = (
+            [(T0 + self.start, T0 + self.offset - 1, T0, T0 + HOUR)]
+            if body.get("spans") and table.num_rows
+            else []
+        )
         if body.get("columns") is not None:
             asked = {c.lower() for c in body["columns"]}
             table = table.select([n for n in table.column_names if n.lower() in asked])
@@ -221,6 +229,8 @@ class FakeTask:
             end_offsets={0: self.offset},
             num_rows=table.num_rows,
             filtered=pushed is not None,
+            dimensions=["id"],
+            spans=spans,
         )
         return Answer(200, sink.getvalue().to_pybytes(), {wire.INFLIGHT_TAG_HEADER: tag.model_dump_json()})
 
@@ -387,6 +397,47 @@ def test_a_group_whose_filtered_answer_was_empty_is_still_missed_when_it_goes(cl
     assert total == 3 and context["uncoveredSequences"] == ["seq1"]
 
 
+def test_a_datasource_with_only_inflight_rows_is_described_and_zero_filled(cluster: FakeCluster) -> None:
+    """``GET /druid/v2/datasources/{ds}`` names a running task's dimensions before anything is
+    published, and a native timeseries fills the empty buckets of the task's rows' span."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from broker.api import add_routes
+
+    task = cluster.add_task(FakeTask("a", "seq1", 5))
+    broker = Broker(_catalog(cluster, FakeClock()), BrokerSettings())
+
+    async def go() -> tuple[int, Any, int, Any]:
+        app = web.Application()
+        add_routes(app, broker)
+        async with TestClient(TestServer(app)) as client:
+            got = await client.get("/druid/v2/datasources/ids")
+            missing = await client.get("/druid/v2/datasources/nope")
+            return got.status, await got.json(), missing.status, await client.get("/druid/v2/datasources")
+
+    status, described, missing, _ = asyncio.run(go())
+    assert (status, described, missing) == (200, {"dimensions": ["id"], "metrics": []}, 404)
+    assert task.asked[-1]["columns"] == ["__time"] and not task.asked[-1].get("spans")
+    query = {
+        "queryType": "timeseries",
+        "dataSource": "ids",
+        "intervals": ["2024-01-01/2024-01-02"],
+        "granularity": {"type": "duration", "duration": 2},
+        "filter": {"type": "in", "dimension": "id", "values": ["0", "4"]},
+        "aggregations": [{"type": "count", "name": "n"}],
+    }
+    rows, context = asyncio.run(broker.native_answer(query))
+    assert task.asked[-1]["spans"] is True and task.asked[-1]["filter"]["fields"][0]["type"] == "in"
+    assert context == {}
+    # rows at T0 and T0+4 (the filter's), the bucket between them filled with the empty count
+    assert [(r["timestamp"][-7:], r["result"]["n"]) for r in rows] == [
+        ("00.000Z", 1),
+        ("00.002Z", 0),
+        ("00.004Z", 1),
+    ]
+
+
 def test_a_query_asks_a_task_for_the_columns_it_reads(cluster: FakeCluster) -> None:
     """Projection pushdown: COUNT(*) asks for ``__time`` only (DuckDB takes no table without a
     column), a query of ``id`` for it alone, ``*`` for every column; each answer right on the
@@ -512,18 +563,24 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
             data_source = "ids"
             start_offsets: ClassVar[dict[int, int]] = {0: 0}
 
+        class pipeline:
+            dimensions: ClassVar[list[str]] = ["id"]
+            metrics: ClassVar[list[str]] = []
+
         def inflight(
             self,
             at_least: dict[Any, int],
             wait_s: float,
             columns: list[str] | None,
             row_filter: DimFilter | None = None,
+            spans: bool = False,
         ) -> InflightRows:
             assert at_least == {0: 2} and wait_s == 0.5
             table = _table(range(3))
             if row_filter is not None:
                 table = narrowed(table, row_filter)
-            return InflightRows("seq1", {0: 3}, table if columns is None else table.select(columns))
+            found = [(T0, T0 + 2, T0, T0 + HOUR)] if spans else []
+            return InflightRows("seq1", {0: 3}, table if columns is None else table.select(columns), found)
 
     async def go() -> tuple[int, pa.Table, dict[str, Any], int, pa.Table, dict[str, Any], pa.Table]:
         app = peon.build_app(Runner())  # type: ignore[arg-type]
@@ -539,14 +596,16 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
             counted = pa.ipc.open_stream(await none.read()).read_all()
             one = {"type": "selector", "dimension": "ID", "value": "1"}
             filtered = await client.post(
-                "/druid/worker/v1/chat/t1/rows", json={"minOffsets": {"0": 2}, "waitMs": 500, "filter": one}
+                "/druid/worker/v1/chat/t1/rows",
+                json={"minOffsets": {"0": 2}, "waitMs": 500, "filter": one, "spans": True},
             )
             narrow = pa.ipc.open_stream(await filtered.read()).read_all()
             refused = await client.post(  # a `not` would narrow the rows where a leaf is relaxed
                 "/druid/worker/v1/chat/t1/rows", json={"filter": {"type": "not", "field": one}}
             )
             assert refused.status == 400 and "filter" in (await refused.json())["error"]
-            assert json.loads(filtered.headers[wire.INFLIGHT_TAG_HEADER])["filtered"] is True
+            filtered_tag = json.loads(filtered.headers[wire.INFLIGHT_TAG_HEADER])
+            assert filtered_tag["filtered"] is True and filtered_tag["spans"] == [[T0, T0 + 2, T0, T0 + HOUR]]
             return (
                 ok.status,
                 table,
@@ -569,6 +628,9 @@ def test_the_peon_answers_arrow_with_its_tag(tmp_path: Path) -> None:
         "endOffsets": {"0": 3},
         "numRows": 3,
         "filtered": False,
+        "dimensions": ["id"],
+        "metrics": [],
+        "spans": [],
     }
     assert bad == 400
 
