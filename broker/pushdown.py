@@ -14,15 +14,19 @@ join, subquery, set operation or CTE), each when it is one of
   ``in``, ``like`` filter),
 * ``col = n``, ``col > n`` (``>=``, ``<``, ``<=``, flipped when the number comes first), ``col
   BETWEEN n AND m`` with whole numbers (a numeric ``bound``),
+* the same comparisons of ``__time`` with ``TIMESTAMP '2015-09-12 00:00:00'`` literals (or strings
+  DuckDB reads as timestamps), UTC to the millisecond as the Broker's DuckDB reads them (a
+  numeric ``bound`` on ``__time`` in epoch milliseconds, as the tasks hold it),
 * an ``OR`` of such conditions, or an ``AND`` of them where the others are dropped;
 
-anything else (``NOT``, functions, ``__time`` as a SQL timestamp, parameters) is not pushed. A
+anything else (``NOT``, functions, ``CURRENT_TIMESTAMP``, parameters) is not pushed. A
 native query's ``filter`` is pushed when it is of those types (or the conjuncts of an ``and``
 that are), with its ``intervals`` as a ``bound`` on ``__time`` (milliseconds, as the tasks hold it).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +41,9 @@ from supervisor import protocol as wire
 
 __all__ = ["Pushdown", "native_columns", "native_pushdown", "sql_pushdown"]
 
+_TIMESTAMP = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[ T]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,3}))?)?"
+)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\"(?:[^\"]|\"\")+\"")
 _WHOLE = re.compile(r"-?[0-9]{1,18}")
 
@@ -114,8 +121,30 @@ def _column(node: exp.Expression, qualifiers: set[str]) -> str | None:
         return None
     if node.table and node.table not in qualifiers:
         return None
-    name = node.name
-    return None if not name or name.lower() == "__time" else name
+    return node.name or None
+
+
+def _is_time(column: str) -> bool:
+    return column.lower() == "__time"
+
+
+def _time_ms(node: exp.Expression) -> int | None:
+    """A ``TIMESTAMP '...'`` literal (or a string DuckDB casts to a timestamp), as epoch ms: only
+    plain UTC forms to the millisecond (as the Broker's DuckDB reads them, with no zone)."""
+    if isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.TIMESTAMP):
+        node = node.this
+    text = _string(node)
+    match = _TIMESTAMP.fullmatch(text) if text is not None else None
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction = match.groups()
+    try:
+        moment = dt.datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), tzinfo=dt.UTC
+        )
+    except ValueError:
+        return None
+    return int(moment.timestamp()) * 1000 + int((fraction or "").ljust(3, "0"))
 
 
 def _string(node: exp.Expression) -> str | None:
@@ -164,7 +193,7 @@ def _sql_leaf(node: exp.Expression, qualifiers: set[str]) -> dict[str, Any] | No
         node = node.this
     if isinstance(node, exp.Like):
         column, pattern = _column(node.this, qualifiers), _string(node.expression)
-        if column is None or pattern is None:
+        if column is None or pattern is None or _is_time(column):
             return None
         like: dict[str, Any] = {"type": "like", "dimension": column, "pattern": pattern}
         return like if escape is None else {**like, "escape": escape}
@@ -173,13 +202,16 @@ def _sql_leaf(node: exp.Expression, qualifiers: set[str]) -> dict[str, Any] | No
     if isinstance(node, exp.In):
         column = _column(node.this, qualifiers)
         values = [_string(v) for v in node.expressions]
-        if column is None or node.args.get("query") or not values or any(v is None for v in values):
+        if column is None or _is_time(column) or node.args.get("query") or not values or None in values:
             return None
         return {"type": "in", "dimension": column, "values": values}
     if isinstance(node, exp.Between):
         column = _column(node.this, qualifiers)
-        low, high = _whole(node.args["low"]), _whole(node.args["high"])
-        if column is None or low is None or high is None:
+        if column is None:
+            return None
+        read = _time_ms if _is_time(column) else _whole
+        low, high = read(node.args["low"]), read(node.args["high"])
+        if low is None or high is None:
             return None
         return _bound(column, low, high, (False, False))
     kind: type[exp.Expression] = type(node)
@@ -192,13 +224,14 @@ def _sql_leaf(node: exp.Expression, qualifiers: set[str]) -> dict[str, Any] | No
     column = _column(left, qualifiers)
     if column is None:
         return None
+    time = _is_time(column)
     if kind is exp.EQ:
-        text = _string(right)
+        text = None if time else _string(right)
         if text is not None:
             return {"type": "selector", "dimension": column, "value": text}
-        number = _whole(right)
+        number = _time_ms(right) if time else _whole(right)
         return None if number is None else _bound(column, number, number, (False, False))
-    number = _whole(right)
+    number = _time_ms(right) if time else _whole(right)
     if number is None:
         return None
     lower, strict = _COMPARISONS[kind]

@@ -29,16 +29,20 @@ T0 = 1_704_067_200_000
 WORDS = ["a", "ab", "a%b", "a_b", "a\\b", "a\nb", "A b", "", "é", "xéy", "marker-1-2", "marker-10", "5", "05"]
 
 
-def _rows(n: int = 400, seed: int = 3, huge: bool = True) -> pa.Table:
+# rows at the bounds the cases below name (their times in ms after T0)
+EDGES = [0, 1250, 2500, 3123, 4000, 4500, 5000, 7000, 9999]
+
+
+def _rows(n: int = 400, seed: int = 3) -> pa.Table:
     rng = random.Random(seed)
-    big = 2**53 if huge else 50
+    big = 2**53
+    times = [T0 + rng.randrange(0, 10_000) for _ in range(n - 2 * len(EDGES))] + [T0 + e for e in EDGES * 2]
     return pa.table(
         {
-            "__time": pa.array([T0 + rng.randrange(0, 10_000) for _ in range(n)], pa.int64()),
+            "__time": pa.array(times, pa.int64()),
             "Page": pa.array([rng.choice([*WORDS, None]) for _ in range(n)], pa.string()),
-            "added": pa.array(
-                [rng.choice([None, -3, 0, 1, 5, 7, 100, big + 1, -big - 3]) for _ in range(n)], pa.int64()
-            ),
+            "added": pa.array([rng.choice([None, -3, 0, 1, 5, 7, 100]) for _ in range(n)], pa.int64()),
+            "big": pa.array([rng.choice([None, 0, 5, big, big + 1, -big - 3]) for _ in range(n)], pa.int64()),
             "ratio": pa.array([rng.choice([None, 0.5, 5.0, math.nan, -1.0]) for _ in range(n)], pa.float64()),
             "code": pa.array([rng.choice(["1", "5", "10", "x", None]) for _ in range(n)], pa.string()),
         }
@@ -58,7 +62,12 @@ SQL_WHERES = [
     "page LIKE 'marker-1-%'",
     "added > 5",
     "5 < added",
-    "added >= 9007199254740992",
+    "big >= 9007199254740992",
+    "big > 5",
+    "big = 9007199254740993",
+    "added >= 5",
+    "added < 5",
+    "added <= 5",
     "added = 1",
     "added BETWEEN -3 AND 5",
     "added <= -1 OR page = 'a'",
@@ -70,12 +79,22 @@ SQL_WHERES = [
     "(page LIKE 'a%' OR added < 0) AND code IN ('1', '10')",
     "page = 'a' OR lower(page) = 'a b'",
     "page <> 'a'",
+    "__time >= TIMESTAMP '2024-01-01 00:00:05'",
+    "__time BETWEEN TIMESTAMP '2024-01-01 00:00:02.5' AND TIMESTAMP '2024-01-01 00:00:07'",
+    "__time < '2024-01-01 00:00:03.123'",
+    "__time = TIMESTAMP '2024-01-01 00:00:01.25'",
+    "TIMESTAMP '2024-01-01 00:00:04' < __time AND page = 'a'",
+    "__time >= TIMESTAMP '2024-01-01T00:00:05'",
+    "__time > TIMESTAMP '2024-01-01 00:00:05.0005'",
+    "__time >= TIMESTAMP '2024-01-01'",
 ]
 
 
 def _answer(table: pa.Table, query: str) -> list[tuple[Any, ...]]:
+    """The query's rows over ``table`` as the Broker's view shows it (``__time`` a TIMESTAMP)."""
     con = duckdb.connect()
-    con.register("ids", table)
+    con.register("raw", table)
+    con.execute('CREATE VIEW ids AS SELECT * REPLACE (epoch_ms("__time") AS "__time") FROM raw')
     rows = con.execute(query).fetchall()
     con.close()
     # NaN is not equal to itself: compared by name
@@ -85,7 +104,7 @@ def _answer(table: pa.Table, query: str) -> list[tuple[Any, ...]]:
 @pytest.mark.parametrize("where", SQL_WHERES)
 def test_a_pushed_sql_filter_keeps_every_row_the_query_keeps(where: str) -> None:
     table = _rows()
-    query = f"SELECT page, added, ratio, code, COUNT(*) FROM ids WHERE {where} GROUP BY ALL"
+    query = f"SELECT __time, page, added, big, ratio, code, COUNT(*) FROM ids WHERE {where} GROUP BY ALL"
     asked = sql_pushdown(parse(query))
     assert asked.datasources == frozenset({"ids"})
     filters = dict(asked.filters)
@@ -102,10 +121,16 @@ def test_a_pushed_sql_filter_keeps_every_row_the_query_keeps(where: str) -> None
 def test_the_pushed_filters_do_narrow() -> None:
     """Not a filter that keeps everything: the plain cases leave most rows out (a long column
     with values past 2**53 is not narrowed by a bound: doubles would not compare them exactly)."""
-    table = _rows(huge=False)
-    (pair,) = sql_pushdown(parse("SELECT COUNT(*) FROM ids WHERE added > 5")).filters
-    assert narrowed(_rows(), _model(pair[1])).num_rows == _rows().num_rows
-    for where in ("page = 'a'", "page LIKE 'marker-1-%'", "added > 5", "code IN ('1', '10')"):
+    table = _rows()
+    (pair,) = sql_pushdown(parse("SELECT COUNT(*) FROM ids WHERE big > 5")).filters
+    assert narrowed(table, _model(pair[1])).num_rows == table.num_rows
+    for where in (
+        "page = 'a'",
+        "page LIKE 'marker-1-%'",
+        "added > 5",
+        "code IN ('1', '10')",
+        "__time BETWEEN TIMESTAMP '2024-01-01 00:00:02' AND TIMESTAMP '2024-01-01 00:00:04.5'",
+    ):
         (pair,) = sql_pushdown(parse(f"SELECT COUNT(*) FROM ids WHERE {where}")).filters
         assert narrowed(table, _model(pair[1])).num_rows < table.num_rows / 2, where
 
@@ -118,7 +143,9 @@ def test_the_pushed_filters_do_narrow() -> None:
         "WITH x AS (SELECT * FROM ids) SELECT COUNT(*) FROM x WHERE page = 'a'",
         "SELECT COUNT(*) FROM ids WHERE page = ?",
         "SELECT COUNT(*) FROM ids WHERE NOT page = 'a'",
-        "SELECT COUNT(*) FROM ids WHERE __time >= TIMESTAMP '2024-01-01 00:00:00'",
+        "SELECT COUNT(*) FROM ids WHERE __time >= CURRENT_TIMESTAMP - INTERVAL '1' HOUR",
+        "SELECT COUNT(*) FROM ids WHERE __time >= TIMESTAMP '2024-01-01 00:00:00+01:00'",
+        "SELECT COUNT(*) FROM ids WHERE __time = 5",
         "SELECT COUNT(*) FROM ids WHERE page = 'a' UNION ALL SELECT COUNT(*) FROM ids",
     ],
 )
@@ -143,7 +170,9 @@ NATIVE_FILTERS: list[dict[str, Any]] = [
     {"type": "in", "dimension": "Page", "values": ["a", "", "é"]},
     {"type": "like", "dimension": "page", "pattern": "a\\%b", "escape": "\\"},
     {"type": "bound", "dimension": "added", "lower": "5", "ordering": "numeric"},
-    {"type": "bound", "dimension": "added", "upper": "9007199254740993", "ordering": "numeric"},
+    {"type": "bound", "dimension": "big", "upper": "9007199254740993", "ordering": "numeric"},
+    {"type": "bound", "dimension": "big", "lower": "5", "lowerStrict": True, "ordering": "numeric"},
+    {"type": "bound", "dimension": "added", "upper": "5", "ordering": "numeric"},
     {"type": "bound", "dimension": "ratio", "lower": "1", "ordering": "numeric"},
     {"type": "bound", "dimension": "code", "lower": "4", "ordering": "numeric"},
     {"type": "bound", "dimension": "page", "lower": "a", "upper": "b"},
@@ -176,8 +205,7 @@ def test_a_pushed_native_filter_keeps_every_row_the_native_engine_keeps(node: di
         f'(epoch_ms("__time") >= {T0 + 2000} AND epoch_ms("__time") < {T0 + 7000}) '
         f"AND COALESCE({filter_sql(node)}, FALSE)"
     )
-    view = 'SELECT * REPLACE (epoch_ms("__time") AS "__time") FROM ids'
-    sql = f"SELECT page, added, code, COUNT(*) FROM ({view}) WHERE {where} GROUP BY ALL"
+    sql = f"SELECT __time, page, added, big, code, COUNT(*) FROM ids WHERE {where} GROUP BY ALL"
     narrow = narrowed(table, _model(pair[1]))
     assert narrow.num_rows < table.num_rows
     assert _answer(narrow, sql) == _answer(table, sql)
